@@ -1,0 +1,139 @@
+"""Training of the embedded demo DDPM on the procedural faces (``python -m hspace_core train-demo``).
+
+The network is the DDIM/SDEdit family's UNet (``DDPMUNet``, ermongroup key names) in a CPU-sized
+configuration, trained with the plain DDPM objective (Ho et al. 2020, Eq. 14: MSE between the true
+and predicted noise at a uniformly drawn timestep) on the linear 1000-step schedule of the real
+models. Training is resumable: every ``save_every`` steps the run folder receives ``last.pt``
+(weights, EMA, optimizer, RNG, step), and ``log.jsonl`` gets the running loss. ``export`` writes
+the EMA weights as a float16 safetensors file with the metadata ``load_model`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..schedule import linear_schedule
+from ..unets.ddpm import DDPMConfig, DDPMUNet
+from .faces import render, sample_faces
+
+DEMO_CONFIG = DDPMConfig(ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1, attn_levels_down=(1,),
+                         attn_levels_up=(1,), image_size=32)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 12000
+    batch: int = 64
+    lr: float = 2e-4
+    warmup: int = 500
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    dataset_size: int = 60000
+    dataset_seed: int = 0
+    seed: int = 0
+    save_every: int = 250
+
+
+def dataset(size: int, seed: int, cache_dir: Path, image_size: int = 32) -> torch.Tensor:
+    """The training faces as uint8 [N, 3, S, S], rendered once and cached in ``cache_dir``."""
+    path = cache_dir / f"faces{image_size}_n{size}_seed{seed}.npy"
+    if path.exists():
+        return torch.from_numpy(np.load(path))
+    chunks = []
+    for start in range(0, size, 1000):
+        faces = sample_faces(min(1000, size - start), seed * 1_000_003 + start)
+        chunks.append(((render(faces, image_size) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+    data = torch.cat(chunks)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(path, data.numpy())
+    return data
+
+
+def train(run_dir: Path, settings: TrainSettings, *, log=print) -> Path:
+    """Train (or resume) in ``run_dir``; returns the path of the last checkpoint."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "last.pt"
+    model = DDPMUNet(DEMO_CONFIG)
+    ema = DDPMUNet(DEMO_CONFIG).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    gen = torch.Generator().manual_seed(settings.seed)
+    step = 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["rng"])
+        step = int(state["step"])
+        log(f"resumed {ckpt_path} at step {step}")
+    else:
+        ema.load_state_dict(model.state_dict())
+        (run_dir / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
+
+    data = dataset(settings.dataset_size, settings.dataset_seed, run_dir / "cache")
+    alpha_bar = linear_schedule(1000).alpha_bar.to(torch.float32)
+    log_file = (run_dir / "log.jsonl").open("a")
+    window: list[float] = []
+    tic = time.time()
+    model.train()
+    while step < settings.steps:
+        idx = torch.randint(0, len(data), (settings.batch,), generator=gen)
+        x0 = data[idx].float() / 127.5 - 1.0
+        t = torch.randint(0, 1000, (settings.batch,), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        a = alpha_bar[t][:, None, None, None]
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise  # q(x_t | x_0), DDPM Eq. 4
+        loss = (model(x_t, t) - noise).pow(2).mean()
+        for g in opt.param_groups:
+            g["lr"] = settings.lr * min(1.0, (step + 1) / settings.warmup)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        opt.step()
+        step += 1
+        decay = min(settings.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - decay)
+        window.append(loss.item())
+        if step % 50 == 0:
+            rate = 50 / (time.time() - tic)
+            tic = time.time()
+            entry = {"step": step, "loss": float(np.mean(window)), "steps_per_s": round(rate, 4)}
+            log_file.write(json.dumps(entry) + "\n")
+            log_file.flush()
+            log(f"step {step}/{settings.steps} loss {entry['loss']:.4f} ({rate:.2f} steps/s)")
+            window = []
+        if step % settings.save_every == 0 or step == settings.steps:
+            tmp = ckpt_path.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                        "rng": gen.get_state(), "step": step}, tmp)
+            tmp.replace(ckpt_path)
+    log_file.close()
+    return ckpt_path
+
+
+def export(ckpt_path: Path, out_path: Path) -> Path:
+    """Write the EMA weights of a training checkpoint as float16 safetensors with metadata."""
+    from safetensors.torch import save_file
+
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    tensors = {k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}
+    meta = {
+        "hspace.format": "hspace-ddpm-1",
+        "hspace.family": "ddim",
+        "hspace.image_size": str(DEMO_CONFIG.image_size),
+        "hspace.schedule": json.dumps({"kind": "linear", "num_timesteps": 1000}),
+        "hspace.training_steps": str(int(state["step"])),
+        "hspace.description": "procedural cartoon faces, 32 px (hspace_core.demo.faces)",
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out_path), metadata=meta)
+    return out_path
+

@@ -1,0 +1,1 @@
+"""ComfyUI adapters over ``hspace_core`` (widgets, types, progress, device management; no maths)."""
