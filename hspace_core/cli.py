@@ -34,6 +34,175 @@ def _add_override_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-timesteps", dest="num_timesteps", type=int, default=None)
 
 
+class _Progress:
+    """A one-line progress display on stderr for the engine's per-step callbacks."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def __call__(self, info) -> None:
+        end = "\n" if info.i + 1 == info.total else ""
+        print(f"\r{self.label}: step {info.i + 1}/{info.total} (t={info.t})", end=end, file=sys.stderr, flush=True)
+
+
+def _interval(args: argparse.Namespace, model):
+    from .interval import EditInterval, measure_interval, table_interval
+
+    if args.table:
+        interval = table_interval(args.table, text_cosine=args.text_cosine)
+    elif args.measure:
+        interval = measure_interval(model, steps=args.steps or 40, callback=_Progress("measure interval")).interval
+    else:
+        return EditInterval(args.t_edit, args.t_boost)
+    if args.t_boost_given:
+        interval = EditInterval(interval.t_edit, args.t_boost, interval.source + ", t_boost given")
+    return interval
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    import torch
+
+    from .directions.io import load_direction
+    from .editing import edit, invert
+    from .images import load_image, strip
+    from .loading import load_model
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise HSpaceError(f"{out}: the output must be a .png file")
+    if not out.parent.is_dir():
+        raise HSpaceError(f"{out.parent}: no such folder for the output")
+    torch.set_num_threads(args.threads)
+    images = [load_image(p) for p in args.image]
+    model = load_model(args.model, **{k: getattr(args, k) for k in ("image_size", "num_heads", "num_head_channels",
+                                                                       "schedule", "num_timesteps")})
+    model.to(args.device)
+    directions = [load_direction(p) for p in args.direction]
+    coefs = args.coef or [1.0] * len(directions)
+    if len(coefs) != len(directions):
+        raise HSpaceError(f"give one --coef per --direction ({len(directions)}), got {len(coefs)}")
+    interval = _interval(args, model)
+    strengths = list(args.strength)
+    sweep = strengths if 0.0 in strengths else [0.0] + strengths
+    for d in directions:
+        d.check_fits(model)
+    inv = invert(model, images, steps=args.inversion_steps, size_policy=args.size_policy,
+                 callback=_Progress("invert"))
+    for what in sorted(set(inv.preprocessing)):
+        print(f"input: {what}", file=sys.stderr)
+    result = edit(model, inv, list(zip(directions, coefs)), sweep, t_edit=interval, steps=args.steps,
+                  eta=args.eta, seed=args.seed, variant=args.variant, callback=_Progress("edit"))
+    rows = []
+    for b in range(len(images)):
+        edited = [result.images[b, sweep.index(s)] for s in strengths]
+        rows.append([inv.x_0[b], result.images[b, sweep.index(0.0)], *edited])
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    strip(rows).save(tmp)
+    tmp.replace(out)
+    print(f"wrote {out}: per input row: input, reconstruction, strengths {strengths} "
+          f"(t_edit {interval.t_edit}, t_boost {interval.t_boost}; {interval.source})", file=sys.stderr)
+    return 0
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _image_set(paths: list[str], what: str):
+    """Images from files and folders (folders: every image file in them, sorted by name)."""
+    from .images import load_image
+
+    files = []
+    for p in paths or []:
+        path = Path(p)
+        if path.is_dir():
+            files += sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    if not files:
+        raise HSpaceError(f"the {what} image set is empty")
+    return [load_image(f) for f in files]
+
+
+def _load_for_direction(args: argparse.Namespace):
+    import torch
+
+    from .loading import load_model
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise HSpaceError(f"{out}: direction files are .safetensors")
+    if out.exists() and not args.overwrite:
+        raise HSpaceError(f"{out}: already exists (use --overwrite to replace it)")
+    return load_model(args.model).to(args.device)
+
+
+def _save(direction, args: argparse.Namespace) -> int:
+    from .directions.io import save_direction
+
+    path = save_direction(direction, Path(args.out), overwrite=args.overwrite)
+    print(f"wrote {path} ({direction.info.name}; {direction.info.provenance.get('method')}, "
+          f"strength unit {direction.info.strength_unit})", file=sys.stderr)
+    return 0
+
+
+def _cmd_direction(args: argparse.Namespace) -> int:
+    if args.method == "project":
+        from .directions.io import load_direction
+        from .directions.project import project_off
+
+        out = Path(args.out)
+        if out.exists() and not args.overwrite:
+            raise HSpaceError(f"{out}: already exists (use --overwrite to replace it)")
+        d = load_direction(args.direction)
+        return _save(project_off(d, [load_direction(p) for p in args.off], joint=not args.one_at_a_time), args)
+    model = _load_for_direction(args)
+    t_edit = args.t_edit
+    if args.method == "supervised":
+        from .directions.supervised import classifier_normal, mean_difference
+
+        pos, neg = _image_set(args.positive, "positive"), _image_set(args.negative, "negative")
+        finder = classifier_normal if args.classifier else mean_difference
+        d = finder(model, pos, neg, steps=args.steps, t_edit=t_edit, name=args.name or "supervised",
+                   data=f"{', '.join(args.positive)} vs {', '.join(args.negative)}",
+                   callback=_Progress("record h"))
+    elif args.method == "pca":
+        from .directions.pca import pca_direction
+
+        d = pca_direction(model, args.component, args.samples, steps=args.steps, t_edit=t_edit, seed=args.seed,
+                          callback=_Progress("record h"))
+    else:
+        from .directions.clip import ClipTrainSettings, load_clip, train_clip_direction
+
+        clip = load_clip(args.clip_weights, args.clip_arch, device=args.device)
+        images = _image_set(args.images, "training") if args.images else None
+        settings = ClipTrainSettings(kind=args.kind, n_train_step=args.steps, t_edit=t_edit, lr=args.lr,
+                                     n_iter=args.iterations, clip_w=args.clip_w, l1_w=args.l1_w, seed=args.seed)
+
+        def progress(step):
+            end = "\n" if step.i + 1 == step.total else ""
+            print(f"\rtrain: update {step.i + 1}/{step.total} (image {step.image}, t={step.t}) loss {step.loss:.4f}",
+                  end=end, file=sys.stderr, flush=True)
+
+        d = train_clip_direction(model, clip, args.source, args.target, images=images, n_samples=args.samples,
+                                 settings=settings, name=args.name, callback=progress)
+    return _save(d, args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .demo.demo import run_demo
+
+    torch.set_num_threads(args.threads)
+    report = run_demo(Path(args.out), seed=args.seed, strengths=args.strength or (-1.0, -0.5, 0.5, 1.0))
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def _cmd_train_demo(args: argparse.Namespace) -> int:
     import torch
 
@@ -47,15 +216,114 @@ def _cmd_train_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_probe(args: argparse.Namespace) -> int:
+    import json
+
+    from .demo.probe import train_probe
+
+    report = train_probe(Path(args.out), steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hspace_core",
                                 description="h-space (Asyrp) editing of unconditional pixel DDPMs")
     sub = p.add_subparsers(dest="command", required=True)
 
+    dm = sub.add_parser("demo", help="edit a face with an h-space smile direction on the embedded demo model")
+    dm.add_argument("--out", default="demo_strip.png")
+    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--strength", type=float, action="append", help="strengths (repeat); default -1 -0.5 0.5 1")
+    dm.add_argument("--threads", type=int, default=2)
+    dm.add_argument("--report", default=None, help="also write the readings and timings as JSON")
+    dm.set_defaults(func=_cmd_demo)
+
     i = sub.add_parser("info", help="print family, config, resolution, h shape and size of a checkpoint as JSON")
     i.add_argument("checkpoint", help="weights file (.safetensors .pt .pth .ckpt .bin) or diffusers folder")
     _add_override_args(i)
     i.set_defaults(func=_cmd_info)
+
+    e = sub.add_parser("edit", help="invert images and edit them with h-space directions; writes a strip PNG")
+    e.add_argument("--model", required=True, help="checkpoint file or diffusers folder")
+    e.add_argument("--image", required=True, action="append", help="input image (repeat for a batch)")
+    e.add_argument("--direction", required=True, action="append",
+                   help="direction file (.safetensors) or official Asyrp .pth (repeat to combine)")
+    e.add_argument("--coef", type=float, action="append", help="coefficient of each --direction (default 1)")
+    e.add_argument("--strength", type=float, action="append", required=True,
+                   help="edit strength (repeat for a sweep; negative reverses the edit)")
+    e.add_argument("--t-edit", dest="t_edit", type=int, default=500, help="edit while t >= t_edit (default 500)")
+    e.add_argument("--t-boost", dest="t_boost", type=int, default=None,
+                   help="stochastic quality-boosting steps below this t (default 0: none)")
+    e.add_argument("--table", choices=["celeba", "afhq", "church", "bedroom", "metface"],
+                   help="take t_edit / t_boost from the official LPIPS table of this data set")
+    e.add_argument("--text-cosine", dest="text_cosine", type=float, default=1.0,
+                   help="cosine of the source/target texts, scales the table's t_edit threshold")
+    e.add_argument("--measure", action="store_true", help="measure t_edit / t_boost on the model's own samples")
+    e.add_argument("--steps", type=int, default=None, help="generation steps (default: the inversion's)")
+    e.add_argument("--inversion-steps", dest="inversion_steps", type=int, default=40)
+    e.add_argument("--eta", type=float, default=1.0, help="eta of the quality-boosting steps")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--variant", default="asymmetric", choices=["asymmetric", "symmetric", "eps_shift", "xt_shift"])
+    e.add_argument("--size-policy", dest="size_policy", default="resize_crop", choices=["resize_crop", "resize", "error"])
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--out", required=True, help="output strip .png")
+    _add_override_args(e)
+    e.set_defaults(func=_cmd_edit)
+
+    d = sub.add_parser("direction", help="find a direction and write it as a direction file")
+    dsub = d.add_subparsers(dest="method", required=True)
+
+    def common(p, model=True):
+        if model:
+            p.add_argument("--model", required=True, help="checkpoint file or diffusers folder")
+            p.add_argument("--steps", type=int, default=40, help="grid steps the direction is made on")
+            p.add_argument("--t-edit", dest="t_edit", type=int, default=500,
+                           help="editing interval the direction is made for (t >= t_edit)")
+            p.add_argument("--device", default="cpu")
+            p.add_argument("--threads", type=int, default=2)
+            p.add_argument("--name", default="")
+        p.add_argument("--out", required=True, help="output direction file (.safetensors)")
+        p.add_argument("--overwrite", action="store_true")
+        p.set_defaults(func=_cmd_direction)
+
+    c = dsub.add_parser("clip", help="train a direction from a text pair with CLIP (Asyrp)")
+    common(c)
+    c.add_argument("--source", required=True, help="source text, e.g. 'face'")
+    c.add_argument("--target", required=True, help="target text, e.g. 'smiling face'")
+    c.add_argument("--clip-weights", dest="clip_weights", required=True,
+                   help="local open_clip weights file or folder (nothing is downloaded)")
+    c.add_argument("--clip-arch", dest="clip_arch", default="ViT-B-16-quickgelu")
+    c.add_argument("--images", nargs="*", help="training images (files or folders); default: model samples")
+    c.add_argument("--samples", type=int, default=8, help="model samples to train on when no --images")
+    c.add_argument("--kind", choices=["deltablock", "global"], default="deltablock")
+    c.add_argument("--lr", type=float, default=0.5)
+    c.add_argument("--iterations", type=int, default=1)
+    c.add_argument("--clip-w", dest="clip_w", type=float, default=1.0)
+    c.add_argument("--l1-w", dest="l1_w", type=float, default=3.0)
+    c.add_argument("--seed", type=int, default=0)
+
+    sv = dsub.add_parser("supervised", help="mean difference of h between two image sets (Haas et al.)")
+    common(sv)
+    sv.add_argument("--positive", nargs="+", required=True, help="images with the attribute (files or folders)")
+    sv.add_argument("--negative", nargs="+", required=True, help="images without it (files or folders)")
+    sv.add_argument("--classifier", action="store_true", help="use a linear classifier's normal instead")
+
+    pc = dsub.add_parser("pca", help="principal direction k of h over N model samples (Haas et al.)")
+    common(pc)
+    pc.add_argument("--samples", type=int, default=64)
+    pc.add_argument("--component", type=int, default=0, help="0 = the largest variance")
+    pc.add_argument("--seed", type=int, default=0)
+
+    pj = dsub.add_parser("project", help="remove from a direction its components along others")
+    common(pj, model=False)
+    pj.add_argument("--direction", required=True)
+    pj.add_argument("--off", required=True, action="append", help="direction to hold fixed (repeat)")
+    pj.add_argument("--one-at-a-time", dest="one_at_a_time", action="store_true",
+                    help="project off one after another instead of jointly (least squares)")
 
     t = sub.add_parser("train-demo", help="train (or resume) the embedded demo DDPM on procedural faces")
     t.add_argument("--run-dir", default="runs/demo", help="folder for checkpoints and logs (resumes from it)")
@@ -66,11 +334,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--export", default=None, help="write the EMA weights to this .safetensors when done")
     t.set_defaults(func=_cmd_train_demo)
+
+    pr = sub.add_parser("train-probe", help="train the attribute probe (the measuring instrument of the demo world)")
+    pr.add_argument("--out", default="hspace_core/data/probe.safetensors")
+    pr.add_argument("--report", default="hspace_core/data/probe_report.json", help="write the held-out report here")
+    pr.add_argument("--steps", type=int, default=2000)
+    pr.add_argument("--batch", type=int, default=128)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--threads", type=int, default=2)
+    pr.set_defaults(func=_cmd_train_probe)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "func", None) is _cmd_edit:
+        args.t_boost_given = args.t_boost is not None
+        args.t_boost = args.t_boost or 0
     try:
         return args.func(args)
     except HSpaceError as e:

@@ -76,6 +76,11 @@ class HSpaceModel:
         return self.config.h_shape()
 
     @property
+    def emb_channels(self) -> int:
+        """Width of the final time embedding (``Encoded.emb``): 4x the base width in both families."""
+        return 4 * (self.config.ch if isinstance(self.config, DDPMConfig) else self.config.model_channels)
+
+    @property
     def learn_sigma(self) -> bool:
         return isinstance(self.config, ADMConfig) and self.config.learn_sigma
 

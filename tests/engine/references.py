@@ -119,3 +119,24 @@ def run_with_middle(module: torch.nn.Module, middle: torch.nn.Module, *args):
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a - b| / max |b|."""
     return float((a - b).abs().max() / b.abs().max())
+
+
+def tiny_model(network: str = "ddpm", seed: int = 0, size: int = 32):
+    """A small random-weights HSpaceModel (no file) for sampler and direction invariants."""
+    from hspace_core import linear_schedule
+    from hspace_core.model import Family, HSpaceModel
+    from hspace_core.unets import ADMConfig, ADMUNet, DDPMConfig, DDPMUNet
+
+    if network == "ddpm":
+        cfg = DDPMConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_levels_down=(1,), attn_levels_up=(1,),
+                         image_size=size)
+        net, family = DDPMUNet(cfg), Family.DDIM
+    else:
+        cfg = ADMConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_ds=(2,),
+                        num_head_channels=32, image_size=size)
+        net, family = ADMUNet(cfg), Family.ADM
+    randomize_(net, seed)
+    with torch.no_grad():  # keep eps of unit scale so trajectories stay bounded
+        last = net.conv_out if network == "ddpm" else net.out[2]
+        last.weight.mul_(0.3)
+    return HSpaceModel(net.requires_grad_(False), family, cfg, linear_schedule(1000))

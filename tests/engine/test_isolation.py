@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLOWED = {"torch", "numpy", "safetensors", "PIL", "open_clip", "hspace_core"}
+ALLOWED = {"torch", "numpy", "safetensors", "PIL", "open_clip", "lpips", "hspace_core"}
 
 
 def test_engine_imports_only_allowed_packages():

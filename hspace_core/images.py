@@ -1,0 +1,88 @@
+"""Images in and out of the engine: validation, the size policy, and PNG files.
+
+Engine convention: float tensors [N, 3, H, W] in [-1, 1]. (ComfyUI's IMAGE, [N, H, W, 3] in [0, 1],
+is converted in ``nodes/`` only.)
+
+Size policy for images whose size differs from the model's: ``"resize_crop"`` (default) scales the
+shorter side to the model's size (bicubic, antialiased) and centre-crops the longer one, the LSUN
+preprocessing of the official code; ``"resize"`` stretches to the model's size (its MetFaces/FFHQ
+preprocessing); ``"error"`` refuses. What was done is reported in words.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .errors import HSpaceError
+
+SIZE_POLICIES = ("resize_crop", "resize", "error")
+
+
+def check_images(x: torch.Tensor, what: str = "images") -> None:
+    """Refuse an empty batch, a wrong layout, NaN/inf, or values outside [-1, 1]."""
+    if not isinstance(x, torch.Tensor):
+        raise HSpaceError(f"{what} must be a tensor, got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise HSpaceError(f"{what} must be [N, 3, H, W] in [-1, 1], got shape {list(x.shape)}")
+    if x.shape[0] == 0:
+        raise HSpaceError(f"{what}: the batch is empty")
+    if not torch.isfinite(x).all():
+        raise HSpaceError(f"{what} contain NaN or infinite values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3:
+        raise HSpaceError(f"{what} must lie in [-1, 1] (pixels in [0, 1] map to 2x - 1), found [{lo:.3g}, {hi:.3g}]")
+
+
+def fit_to_size(x: torch.Tensor, size: int, policy: str = "resize_crop") -> tuple[torch.Tensor, str]:
+    """Bring images [N, 3, H, W] to [N, 3, size, size] by ``policy``; returns (images, report)."""
+    if policy not in SIZE_POLICIES:
+        raise HSpaceError(f"unknown size policy {policy!r}; use one of {', '.join(SIZE_POLICIES)}")
+    h, w = x.shape[-2:]
+    if (h, w) == (size, size):
+        return x, f"{w}x{h}, the model's size"
+    if policy == "error":
+        raise HSpaceError(f"images are {w}x{h} but the model takes {size}x{size}; resize them or choose the "
+                          "'resize_crop' or 'resize' size policy")
+    if policy == "resize":
+        out = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+        return out.clamp(-1, 1), f"{w}x{h} stretched to {size}x{size}"
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    out = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return out[..., top:top + size, left:left + size].clamp(-1, 1), \
+        f"{w}x{h} resized to {nw}x{nh} and centre-cropped to {size}x{size}"
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """An image file as [1, 3, H, W] in [-1, 1] (alpha dropped, greyscale expanded)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+    except FileNotFoundError:
+        raise HSpaceError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise HSpaceError(f"{path}: not a readable image ({e})") from None
+    return torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """[N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3], clamped (the only place images are clamped)."""
+    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def strip(rows: list[list[torch.Tensor]], pad: int = 2) -> Image.Image:
+    """A grid image: ``rows`` of [3, H, W] tensors in [-1, 1], with ``pad`` white pixels between."""
+    h, w = rows[0][0].shape[-2:]
+    ncol = max(len(r) for r in rows)
+    canvas = Image.new("RGB", (ncol * w + (ncol + 1) * pad, len(rows) * h + (len(rows) + 1) * pad), "white")
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            canvas.paste(Image.fromarray(to_uint8(img[None])[0]), (pad + j * (w + pad), pad + i * (h + pad)))
+    return canvas

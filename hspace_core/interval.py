@@ -1,0 +1,193 @@
+"""The editing interval: t_edit (edit while t >= t_edit) and t_boost (stochastic steps below it).
+
+Three ways (asyrp.md 1.5):
+  * explicit values;
+  * the official LPIPS tables of the known data sets (shipped in ``data/lpips_tables``): t_edit is the
+    first t where LPIPS(x0, P_t) reaches 0.33 * cos(source text, target text), t_boost the first t
+    where LPIPS(x0, x_t) reaches 1.2;
+  * measured for any model from a handful of its own samples: each sample is DDIM-inverted and the
+    paper's two measures are recorded along the way, the editing strength xi_t = d(x0, P_t) and the
+    quality deficiency gamma_t = d(x0, x_t).
+
+The distance d is LPIPS (AlexNet) when the ``lpips`` package and its backbone weights are present
+locally (nothing is downloaded); otherwise the fallback ``multiscale_rmse``: the mean over scales 1,
+1/2, 1/4 (2x2 average pooling) of the RMS difference of images in [-1, 1]. Its scale differs from
+LPIPS, so with the fallback the thresholds are relative: t is chosen where the curve reaches the
+same fraction of its value at T as the official threshold does on the official tables (the
+fractions are computed from the shipped tables, mean over the five data sets).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .errors import HSpaceError
+
+TABLE_DATASETS = ("celeba", "afhq", "church", "bedroom", "metface")
+EDIT_THRESHOLD = 0.33  # official --lpips_edit_th
+BOOST_THRESHOLD = 1.2  # official scripts' --lpips_addnoise_th with --add_noise_from_xt
+
+
+@dataclass(frozen=True)
+class EditInterval:
+    """t_edit: edit at steps with t >= t_edit; t_boost: eta > 0 at steps with t < t_boost (0: never)."""
+
+    t_edit: int
+    t_boost: int
+    source: str = "explicit"
+
+
+def check_interval(t_edit: int, t_boost: int, t_0: int) -> None:
+    if not 0 <= t_edit <= t_0:
+        raise HSpaceError(f"t_edit must lie in [0, t_0 = {t_0}], got {t_edit}")
+    if not 0 <= t_boost <= t_0:
+        raise HSpaceError(f"t_boost must lie in [0, t_0 = {t_0}], got {t_boost}")
+
+
+def load_table(dataset: str, kind: str) -> dict[int, float]:
+    """An official table: ``kind`` "x0_t" (editing strength) or "x" (quality deficiency); t -> LPIPS."""
+    if dataset not in TABLE_DATASETS:
+        raise HSpaceError(f"no official LPIPS table for {dataset!r}; known: {', '.join(TABLE_DATASETS)} "
+                          "(for other models measure the interval or give t_edit / t_boost)")
+    text = resources.files("hspace_core").joinpath(f"data/lpips_tables/{dataset}_LPIPS_distance_{kind}.tsv").read_text()
+    table = {}
+    for line in text.splitlines():
+        if line.strip():
+            t, v = line.split("\t")
+            table[int(t)] = float(v)
+    return table
+
+
+def first_reaching(table: dict[int, float], threshold: float) -> int | None:
+    """The smallest t (ascending) whose value reaches ``threshold``, or None."""
+    for t in sorted(table):
+        if table[t] >= threshold:
+            return t
+    return None
+
+
+def table_interval(dataset: str, *, text_cosine: float = 1.0, edit_threshold: float = EDIT_THRESHOLD,
+                   boost_threshold: float = BOOST_THRESHOLD) -> EditInterval:
+    """t_edit and t_boost from the official tables (asyrp.md 1.5), for a text pair of cosine ``text_cosine``."""
+    if not 0 < text_cosine <= 1:
+        raise HSpaceError(f"text_cosine must lie in (0, 1], got {text_cosine}")
+    t_edit = first_reaching(load_table(dataset, "x0_t"), edit_threshold * text_cosine)
+    t_boost = first_reaching(load_table(dataset, "x"), boost_threshold)
+    if t_edit is None or t_boost is None:
+        raise HSpaceError(f"the {dataset} table never reaches the threshold; give t_edit / t_boost explicitly")
+    return EditInterval(t_edit, t_boost, f"official {dataset} table (cos {text_cosine:g}, thresholds "
+                                         f"{edit_threshold:g} / {boost_threshold:g})")
+
+
+def relative_thresholds() -> tuple[float, float]:
+    """Fractions of the final value at which the official thresholds sit, mean over the five tables."""
+    edit, boost = [], []
+    for d in TABLE_DATASETS:
+        x0 = load_table(d, "x0_t")
+        x = load_table(d, "x")
+        edit.append(EDIT_THRESHOLD / x0[max(x0)])
+        boost.append(BOOST_THRESHOLD / x[max(x)])
+    return sum(edit) / len(edit), sum(boost) / len(boost)
+
+
+def multiscale_rmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Fallback distance: mean over scales 1, 1/2, 1/4 of the RMS difference. a, b: [N, 3, H, W] -> [N]."""
+    out = []
+    for _ in range(3):
+        out.append((a - b).pow(2).mean(dim=(1, 2, 3)).sqrt())
+        if min(a.shape[-2:]) < 4:
+            break
+        a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+    return torch.stack(out).mean(0)
+
+
+def lpips_metric():
+    """LPIPS (AlexNet) when the package and the backbone weights are on disk, else None."""
+    if importlib.util.find_spec("lpips") is None:
+        return None
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    if not any(hub.glob("alexnet-*.pth")):
+        return None
+    import lpips  # optional dependency, weights present locally
+
+    net = lpips.LPIPS(net="alex", verbose=False).eval()
+
+    def metric(a, b):
+        with torch.no_grad():
+            return net.to(a.device)(a.float(), b.float()).flatten()
+
+    return metric
+
+
+@dataclass(frozen=True, eq=False)
+class IntervalMeasurement:
+    """Curves of a measured interval: timesteps [n-1] with xi (editing strength) and gamma (deficiency)."""
+
+    timesteps: torch.Tensor
+    xi: torch.Tensor
+    gamma: torch.Tensor
+    metric: str
+    interval: EditInterval
+
+
+def measure_interval(model, *, n_samples: int = 4, steps: int = 40, seed: int = 0,
+                     edit_threshold: float | None = None, boost_threshold: float | None = None,
+                     metric: str = "auto", callback=None) -> IntervalMeasurement:
+    """Measure t_edit / t_boost for ``model`` from ``n_samples`` of its own DDIM samples.
+
+    Each sample x0 (DDIM from a seeded x_T, ``steps`` steps) is inverted over the same grid; at every
+    inversion step d(x0, P_t) and d(x0, x_t) are recorded (keyed by the step's t_next, as the official
+    ``compute_lpips_distance`` does) and averaged. Thresholds default to 0.33 / 1.2 with LPIPS and to
+    the relative fractions with the fallback metric.
+    """
+    from .sampling import asyrp_sample, ddim_step, predict_x0
+    from .schedule import asyrp_timesteps
+
+    if n_samples < 1:
+        raise HSpaceError("measuring the interval needs at least one sample")
+    lp = lpips_metric() if metric in ("auto", "lpips") else None
+    if metric == "lpips" and lp is None:
+        raise HSpaceError("LPIPS needs the 'lpips' package and the AlexNet weights in the torch hub cache")
+    if metric not in ("auto", "lpips", "multiscale_rmse"):
+        raise HSpaceError(f"unknown metric {metric!r}")
+    dist = lp or multiscale_rmse
+    name = "lpips" if lp else "multiscale_rmse"
+    t_0 = model.schedule.num_timesteps - 1
+    grid = asyrp_timesteps(steps, t_0)
+    g = torch.Generator().manual_seed(seed)
+    size = model.image_size
+    x_T = torch.randn(n_samples, model.in_channels, size, size, generator=g).to(model.device, model.dtype)
+    with torch.inference_mode():
+        x0 = asyrp_sample(model, x_T, grid, callback=callback)
+        x = x0
+        xi, gamma = [], []
+        for i in range(len(grid) - 1):
+            t, t_next = int(grid[i]), int(grid[i + 1])
+            a = model.schedule.alpha_bar_at(t, like=x)
+            a_next = model.schedule.alpha_bar_at(t_next, like=x)
+            eps = model.predict(x, torch.full((n_samples,), t, device=x.device, dtype=torch.long)).eps
+            p = predict_x0(x, eps, a)
+            x = ddim_step(p, eps, a, a_next)
+            xi.append(float(dist(p.float(), x0.float()).mean()))
+            gamma.append(float(dist(x.float(), x0.float()).mean()))
+    ts = grid[1:]
+    xi_t, gamma_t = torch.tensor(xi), torch.tensor(gamma)
+    if lp is not None:
+        te, tb = edit_threshold or EDIT_THRESHOLD, boost_threshold or BOOST_THRESHOLD
+        xi_n, gamma_n = xi_t, gamma_t
+    else:
+        re, rb = relative_thresholds()
+        te, tb = edit_threshold or re, boost_threshold or rb
+        xi_n, gamma_n = xi_t / xi_t[-1], gamma_t / gamma_t[-1]
+    t_edit = first_reaching(dict(zip(ts.tolist(), xi_n.tolist())), te)
+    t_boost = first_reaching(dict(zip(ts.tolist(), gamma_n.tolist())), tb)
+    interval = EditInterval(t_edit if t_edit is not None else int(ts[-1]), t_boost if t_boost is not None else 0,
+                            f"measured ({name}, {n_samples} samples, {steps} steps, thresholds {te:.3g} / {tb:.3g}"
+                            f"{' of the final value' if lp is None else ''})")
+    return IntervalMeasurement(ts, xi_t, gamma_t, name, interval)
