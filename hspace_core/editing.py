@@ -106,7 +106,7 @@ def invert(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None = Non
     t_0 = _model_t0(model, t_0)
     x_0, report = prepare_images(model, images, size_policy)
     grid = asyrp_timesteps(steps, t_0)
-    x_0 = x_0.to(device=model.device, dtype=model.dtype)
+    x_0 = x_0.to(device=model.device, dtype=torch.float32)
     with torch.inference_mode():
         x_T = ddim_invert(model, x_0, grid, callback=callback)
     return Inversion(x_T=x_T, x_0=x_0, timesteps=grid, fingerprint=model.fingerprint, preprocessing=report)
@@ -201,7 +201,7 @@ def edit(model: HSpaceModel, source: Inversion | torch.Tensor, directions=None,
     check_interval(interval.t_edit, interval.t_boost, int(grid[-1]))
 
     n, k = x_T.shape[0], len(strengths)
-    x_T = x_T.to(device=model.device, dtype=model.dtype)
+    x_T = x_T.to(device=model.device, dtype=torch.float32)
     if direction is not None:
         direction = direction.to(model.device, model.dtype)
         if isinstance(direction, DirectionMix) and not direction.terms:

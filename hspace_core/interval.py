@@ -162,7 +162,7 @@ def measure_interval(model, *, n_samples: int = 4, steps: int = 40, seed: int = 
     grid = asyrp_timesteps(steps, t_0)
     g = torch.Generator().manual_seed(seed)
     size = model.image_size
-    x_T = torch.randn(n_samples, model.in_channels, size, size, generator=g).to(model.device, model.dtype)
+    x_T = torch.randn(n_samples, model.in_channels, size, size, generator=g).to(model.device)
     with torch.inference_mode():
         x0 = asyrp_sample(model, x_T, grid, callback=callback)
         x = x0

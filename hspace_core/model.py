@@ -130,13 +130,17 @@ class HSpaceModel:
     def encode(self, x_t: torch.Tensor, t: torch.Tensor) -> Encoded:
         """Encoder and middle block at (x_t, t).
 
-        x_t: [N, C, H, W] in the model's dtype; t: [N] int64 schedule indices in [0, T).
+        x_t: [N, C, H, W] (any float dtype; cast to the network's); t: [N] int64 schedule indices in [0, T).
+        h and emb come back in the network's dtype.
         """
-        return self.unet.encode(x_t, self.schedule.model_time(t))
+        return self.unet.encode(x_t.to(self.dtype), self.schedule.model_time(t))
 
     def decode(self, enc: Encoded, h: torch.Tensor) -> Prediction:
-        """Decoder from h: [k*N, C_h, H_h, W_h] (k copies per encoded sample) -> Prediction [k*N, ...]."""
-        out = self.unet.decode(enc, h)
+        """Decoder from h: [k*N, C_h, H_h, W_h] (k copies per encoded sample) -> Prediction [k*N, ...].
+
+        eps (and the variance value) come back in float32: the sampler's arithmetic stays in float32
+        when the network runs in a reduced precision (alpha_bar near 1 is not representable in bf16)."""
+        out = self.unet.decode(enc, h.to(self.dtype)).float()
         c = self.in_channels
         if self.learn_sigma:
             return Prediction(out[:, :c], out[:, c:])

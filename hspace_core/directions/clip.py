@@ -222,7 +222,7 @@ def train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: str
     train_ts = [t for t in grid.tolist() if t >= s.t_edit]
     if not train_ts:
         raise HSpaceError(f"no training step at or above t_edit = {s.t_edit}")
-    dev, dt = model.device, model.dtype
+    dev, dt = model.device, torch.float32
     if images is not None:
         x0_all = prepare_images(model, images, "resize_crop")[0].to(dev, dt)
         x_T = invert_images(model, x0_all, inversion_steps).to(dev, dt)
@@ -265,8 +265,9 @@ def train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: str
                     x_o = ddim_step(p_o, eps_o, a, a_prev)
                 opt.zero_grad(set_to_none=True)
                 with torch.enable_grad():
-                    dh = f(enc.h, enc.emb) if s.kind == "deltablock" else f(enc.h, enc.emb, t)
-                    eps_e = model.decode(enc, enc.h + dh).eps
+                    h = enc.h.float()  # the direction trains in float32 whatever the network's precision
+                    dh = f(h, enc.emb.float()) if s.kind == "deltablock" else f(h, enc.emb, t)
+                    eps_e = model.decode(enc, h + dh).eps
                     p_e = predict_x0(x_e.detach(), eps_e, a)
                     l_clip = -torch.log((2 - directional_clip_loss(clip.image_features(p_e.float()), src_feat,
                                                                    text_dir)) / 2)

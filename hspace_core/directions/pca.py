@@ -34,7 +34,7 @@ def principal_components(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.T
 
 
 def pca_directions(model: HSpaceModel, n_samples: int, components: int, *, steps: int = 40, t_edit: int = 500,
-                   seed: int = 0, batch: int = 16, callback=None) -> list[TensorDirection]:
+                   seed: int = 0, batch: int = 32, callback=None) -> list[TensorDirection]:
     """The first ``components`` principal directions of h over ``n_samples`` seeded samples."""
     if components < 1:
         raise HSpaceError(f"ask for at least one component, got {components}")

@@ -26,9 +26,7 @@ def project_off(direction: Direction, others: list[Direction], *, joint: bool = 
     """``direction`` with its components along ``others`` removed at every one of its timesteps."""
     if not others:
         raise HSpaceError("give at least one direction to project off")
-    base = direction
-    if not isinstance(base, TensorDirection):
-        raise HSpaceError(f"only tensor directions can be projected; {base.info.name!r} is a {type(base).__name__}")
+    base = as_tensor_direction(direction)
     for o in others:
         if o.info.channels != base.info.channels:
             raise HSpaceError(f"cannot project {base.info.name!r} ({base.info.channels} channels) off "
@@ -55,3 +53,31 @@ def project_off(direction: Direction, others: list[Direction], *, joint: bool = 
                    provenance={**base.info.provenance, "projected_off": [o.info.name for o in others],
                                "projection": "joint least squares" if joint else "one at a time"})
     return TensorDirection(stacked, base.timesteps, info)
+
+
+def as_tensor_direction(direction: Direction, made_steps: int = 40) -> TensorDirection:
+    """A mix of tensor directions as one tensor direction on the union of their grids.
+
+    The shift is evaluated at ``made_steps`` steps: values = sum_i c_i * (made_i / made_steps) * v_i(t),
+    so the result edits exactly like the mix (tensor directions are linear in their values)."""
+    from .base import DirectionMix
+
+    if isinstance(direction, TensorDirection):
+        return direction
+    if not isinstance(direction, DirectionMix):
+        raise HSpaceError(f"{direction.info.name!r} is a {type(direction).__name__}; only tensor directions "
+                          "(supervised, PCA, global) can be projected")
+    terms = []
+    for d, c in direction.terms:
+        d = as_tensor_direction(d, made_steps)
+        scale = d.info.made_steps / made_steps if d.info.made_steps else 1.0
+        terms.append((d, c * scale / (len(direction.terms) ** 0.5 if direction.sqrt_n else 1.0)))
+    grids = sorted({int(t) for d, _ in terms if d.timesteps is not None for t in d.timesteps})
+    shape = torch.broadcast_shapes(*(tuple(d.values.shape[-3:]) for d, _ in terms))
+    if grids:
+        values = torch.stack([sum(c * d.at(t).expand(shape) for d, c in terms) for t in grids])
+        ts = torch.tensor(grids)
+    else:
+        values, ts = sum(c * d.values.expand(shape) for d, c in terms), None
+    info = replace(direction.info, h_shape=tuple(int(x) for x in shape), made_steps=made_steps)
+    return TensorDirection(values.contiguous(), ts, info)

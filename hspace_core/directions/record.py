@@ -44,7 +44,7 @@ def record_h(model: HSpaceModel, x_T: torch.Tensor, timesteps: torch.Tensor, *, 
     done = 0
     with torch.inference_mode():
         for start in range(0, n, batch):
-            chunk = x_T[start:start + batch].to(model.device, model.dtype)
+            chunk = x_T[start:start + batch].to(model.device, torch.float32)
             for i, (t, h) in enumerate(generation_h(model, chunk, timesteps)):
                 h = h.float().cpu()
                 if out is None:
@@ -68,7 +68,7 @@ def invert_images(model: HSpaceModel, images, steps: int, *, size_policy: str = 
     out = []
     with torch.inference_mode():
         for start in range(0, x0.shape[0], batch):
-            chunk = x0[start:start + batch].to(model.device, model.dtype)
+            chunk = x0[start:start + batch].to(model.device, torch.float32)
             out.append(ddim_invert(model, chunk, grid, callback=callback).float().cpu())
     return torch.cat(out)
 
