@@ -147,7 +147,7 @@ def _image_space_shift(model, direction, x_T, grid, t_edit, variant):
 def edit(model: HSpaceModel, source: Inversion | torch.Tensor, directions=None,
          strengths: float | Sequence[float] = 1.0, *, t_edit: int | EditInterval = 500, t_boost: int = 0,
          steps: int | None = None, eta: float = 1.0, seed: int = 0, variant: str | Variant = "asymmetric",
-         t_0: int | None = None, callback: Callback | None = None) -> EditResult:
+         t_0: int | None = None, clip_x0: bool = False, callback: Callback | None = None) -> EditResult:
     """Generate from x_T with an h-space edit (Asyrp), for every image and every strength in one batch.
 
     source:     an ``Inversion`` (its grid is reused unless ``steps`` differs) or x_T [N, 3, S, S].
@@ -157,6 +157,9 @@ def edit(model: HSpaceModel, source: Inversion | torch.Tensor, directions=None,
     t_boost:    stochastic steps (eta) at t < t_boost; 0 disables quality boosting.
     variant:    "asymmetric" (Asyrp), "symmetric", "eps_shift" or "xt_shift" (for comparisons; the
                 image-space variants shift by the batch-mean change the direction causes).
+    clip_x0:    clamp predicted x0 to [-1, 1] at every step (guided-diffusion's ``clip_denoised``).
+                Off in Asyrp; it steadies fresh samples (x_T from a seed) of a weak model, but makes
+                an inversion's regeneration depart from its input.
     Returns ``EditResult.images`` [N, K, 3, S, S].
     """
     if isinstance(t_edit, EditInterval):
@@ -219,6 +222,7 @@ def edit(model: HSpaceModel, source: Inversion | torch.Tensor, directions=None,
         if direction is not None and variant in (Variant.EPS_SHIFT, Variant.XT_SHIFT):
             image_delta = _image_space_shift(model, direction, x_T, grid, interval.t_edit, variant)
         out = asyrp_sample(model, rows, grid, direction, s, t_edit=interval.t_edit, t_boost=interval.t_boost,
-                           eta=eta, noises=noises, variant=variant, image_delta=image_delta, callback=callback)
+                           eta=eta, noises=noises, variant=variant, image_delta=image_delta, callback=callback,
+                           clip_x0=clip_x0)
     return EditResult(out.reshape(n, k, *out.shape[1:]), tuple(strengths), interval, len(grid), variant.value,
                       int(seed))

@@ -97,12 +97,14 @@ def _steps_down(timesteps: torch.Tensor) -> list[tuple[int, int]]:
 def asyrp_step(model: HSpaceModel, x: torch.Tensor, t: int, t_prev: int, direction: Direction | None,
                s: torch.Tensor, *, steps: int, editing: bool, eta: float = 0.0, noise: torch.Tensor | None = None,
                variant: Variant = Variant.ASYMMETRIC,
-               image_delta: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               image_delta: Callable | None = None, clip_x0: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One generative step t -> t_prev (t_prev = -1: the clean image). Returns (x_prev, x0_pred).
 
     x: [M, 3, H, W]; s: [M, 1, 1, 1] strengths; ``editing``: whether this step is in the editing
     interval; ``steps``: grid size (for the directions' step scaling). Asymmetric (Asyrp): one
     encoder pass, decoders on [h, h + s * dh]; x0 from eps(h + s dh), the direction term from eps(h).
+    ``clip_x0`` clamps both predicted x0 to [-1, 1] and re-derives the direction term from the
+    clamped value, as guided-diffusion's ``ddim_sample(clip_denoised=True)`` does; Asyrp never clamps.
     """
     m = x.shape[0]
     tt = torch.full((m,), t, device=x.device, dtype=torch.long)
@@ -120,6 +122,9 @@ def asyrp_step(model: HSpaceModel, x: torch.Tensor, t: int, t_prev: int, directi
             eps = eps + s * image_delta(t)
         eps_edit = eps_dir = eps
     x0 = predict_x0(x, eps_edit, a)
+    if clip_x0:
+        x0 = x0.clamp(-1, 1)
+        eps_dir = (x - a.sqrt() * predict_x0(x, eps_dir, a).clamp(-1, 1)) / (1 - a).sqrt()
     return ddim_step(x0, eps_dir, a, a_prev, eta, noise), x0
 
 
@@ -127,7 +132,7 @@ def asyrp_sample(model: HSpaceModel, x_T: torch.Tensor, timesteps: torch.Tensor,
                  direction: Direction | None = None, strengths: torch.Tensor | None = None, *,
                  t_edit: int = 0, t_boost: int = 0, eta: float = 1.0, noises: list[torch.Tensor] | None = None,
                  variant: Variant = Variant.ASYMMETRIC, image_delta: Callable | None = None,
-                 callback: Callback | None = None) -> torch.Tensor:
+                 callback: Callback | None = None, clip_x0: bool = False) -> torch.Tensor:
     """The Asyrp generative process from x_T down the grid ``timesteps`` (n network calls).
 
     x_T:       [M, 3, H, W]; every row is one trajectory.
@@ -136,7 +141,8 @@ def asyrp_sample(model: HSpaceModel, x_T: torch.Tensor, timesteps: torch.Tensor,
     t_edit:    edit while t >= t_edit (inclusive); t_boost: eta > 0 while t < t_boost (quality
                boosting, asyrp.md 1.4); ``noises[i]`` is the z of step i (rows of x_T), drawn by the caller.
     image_delta: for ``EPS_SHIFT`` / ``XT_SHIFT``, t -> [M, 3, H, W] image-space shift at strength 1.
-    Returns x_0 = P_0 of the last step, unclamped.
+    clip_x0:   clamp every predicted x0 to [-1, 1] (see ``asyrp_step``); off in the official code.
+    Returns x_0 = P_0 of the last step (unclamped unless ``clip_x0``).
     """
     m = x_T.shape[0]
     pairs = _steps_down(timesteps)
@@ -151,7 +157,7 @@ def asyrp_sample(model: HSpaceModel, x_T: torch.Tensor, timesteps: torch.Tensor,
         step_eta = eta if t < t_boost and t_prev >= 0 else 0.0
         x, x0 = asyrp_step(model, x, t, t_prev, direction, s, steps=len(pairs), editing=can_edit and t >= t_edit,
                            eta=step_eta, noise=noises[i] if step_eta and noises is not None else None,
-                           variant=variant, image_delta=image_delta)
+                           variant=variant, image_delta=image_delta, clip_x0=clip_x0)
         if callback is not None:
             callback(StepInfo(i, len(pairs), t_prev, x, x0))
     return x

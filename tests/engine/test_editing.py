@@ -87,6 +87,19 @@ def test_variants_differ_and_symmetric_edits_less(model):
     assert all(c > 0 for c in change.values())
 
 
+def test_clip_x0_keeps_every_prediction_in_range(model):
+    x_T = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 3
+    d = direction_for(model, scale=2.0)
+    seen = {True: [], False: []}
+    out = {}
+    for clip in (True, False):
+        out[clip] = edit(model, x_T, d, [1.0], t_edit=300, steps=8, clip_x0=clip,
+                         callback=lambda info, c=clip: seen[c].append(info.x0_pred.abs().max().item())).images
+    assert max(seen[True]) <= 1.0 and out[True].abs().max() <= 1.0
+    assert max(seen[False]) > 1.0  # the random network predicts far out of range: the clamp did something
+    assert not torch.allclose(out[True], out[False])
+
+
 def test_inversion_round_trip_converges_with_steps(model):
     x = images(1, seed=5)
     errs = []
