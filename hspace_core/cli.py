@@ -91,7 +91,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     for what in sorted(set(inv.preprocessing)):
         print(f"input: {what}", file=sys.stderr)
     result = edit(model, inv, list(zip(directions, coefs)), sweep, t_edit=interval, steps=args.steps,
-                  eta=args.eta, seed=args.seed, variant=args.variant, callback=_Progress("edit"))
+                  eta=args.eta, seed=args.seed, variant=args.variant, clip_x0=args.clip_x0,
+                  callback=_Progress("edit"))
     rows = []
     for b in range(len(images)):
         edited = [result.images[b, sweep.index(s)] for s in strengths]
@@ -203,6 +204,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo_directions(args: argparse.Namespace) -> int:
+    import torch
+
+    from .demo.demo import demo_model_path, make_demo_directions
+
+    torch.set_num_threads(args.threads)
+    make_demo_directions(Path(args.out_dir) if args.out_dir else demo_model_path().parent / "directions")
+    return 0
+
+
 def _cmd_train_demo(args: argparse.Namespace) -> int:
     import torch
 
@@ -241,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--report", default=None, help="also write the readings and timings as JSON")
     dm.set_defaults(func=_cmd_demo)
 
+    dd = sub.add_parser("demo-directions", help="make the directions shipped for the embedded demo model")
+    dd.add_argument("--out-dir", dest="out_dir", default=None, help="default: the package's data/directions")
+    dd.add_argument("--threads", type=int, default=2)
+    dd.set_defaults(func=_cmd_demo_directions)
+
     i = sub.add_parser("info", help="print family, config, resolution, h shape and size of a checkpoint as JSON")
     i.add_argument("checkpoint", help="weights file (.safetensors .pt .pth .ckpt .bin) or diffusers folder")
     _add_override_args(i)
@@ -265,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=None, help="generation steps (default: the inversion's)")
     e.add_argument("--inversion-steps", dest="inversion_steps", type=int, default=40)
     e.add_argument("--eta", type=float, default=1.0, help="eta of the quality-boosting steps")
+    e.add_argument("--clip-x0", dest="clip_x0", action="store_true",
+                   help="clamp predicted x0 to [-1, 1] at every step (off in Asyrp; see edit())")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--variant", default="asymmetric", choices=["asymmetric", "symmetric", "eps_shift", "xt_shift"])
     e.add_argument("--size-policy", dest="size_policy", default="resize_crop", choices=["resize_crop", "resize", "error"])

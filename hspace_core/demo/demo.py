@@ -91,3 +91,24 @@ def run_demo(out: Path, *, seed: int = 0, strengths=(-1.0, -0.5, 0.5, 1.0), n_pa
     log(f"time: {total:.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in timings.items())})")
     return {"interval": [interval.t_edit, interval.t_boost], "strengths": strengths, "readings": readings,
             "timings_s": timings, "total_s": total}
+
+
+DEMO_DIRECTIONS = {"demo_smile": ("smile", 0.8, -0.8), "demo_eyes": ("eye_size", 0.9, 0.1)}
+
+
+def make_demo_directions(out_dir: Path, *, n_pairs: int = 64, steps: int = 40, seed: int = 0, log=print) -> list[Path]:
+    """The directions shipped for the embedded model (``data/directions``): supervised mean differences
+    from controlled pairs of procedural faces, made for the interval measured on the model."""
+    from ..directions.io import save_direction
+
+    model = load_model(demo_model_path())
+    interval = measure_interval(model, n_samples=8, steps=steps, seed=seed).interval
+    paths = []
+    for name, (attribute, high, low) in DEMO_DIRECTIONS.items():
+        pos, neg = attribute_sets(attribute, n_pairs, 30_000 + seed, high, low)
+        d = mean_difference(model, pos, neg, steps=steps, t_edit=interval.t_edit, name=name,
+                            data=f"{n_pairs} procedural faces, {attribute} {high} vs {low} "
+                                 f"(hspace_core.demo.faces, seed {30_000 + seed})")
+        paths.append(save_direction(d, out_dir / f"{name}.safetensors", overwrite=True))
+        log(f"wrote {paths[-1]} (t_edit {interval.t_edit})")
+    return paths
