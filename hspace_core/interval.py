@@ -138,13 +138,14 @@ class IntervalMeasurement:
 
 def measure_interval(model, *, n_samples: int = 4, steps: int = 40, seed: int = 0,
                      edit_threshold: float | None = None, boost_threshold: float | None = None,
-                     metric: str = "auto", callback=None) -> IntervalMeasurement:
+                     metric: str = "auto", clip_x0: bool = False, callback=None) -> IntervalMeasurement:
     """Measure t_edit / t_boost for ``model`` from ``n_samples`` of its own DDIM samples.
 
     Each sample x0 (DDIM from a seeded x_T, ``steps`` steps) is inverted over the same grid; at every
     inversion step d(x0, P_t) and d(x0, x_t) are recorded (keyed by the step's t_next, as the official
     ``compute_lpips_distance`` does) and averaged. Thresholds default to 0.33 / 1.2 with LPIPS and to
-    the relative fractions with the fallback metric.
+    the relative fractions with the fallback metric. ``clip_x0`` draws the samples with the x0 clamp
+    (``edit``), for models whose unclamped samples leave the image range.
     """
     from .sampling import asyrp_sample, ddim_step, predict_x0
     from .schedule import asyrp_timesteps
@@ -164,7 +165,7 @@ def measure_interval(model, *, n_samples: int = 4, steps: int = 40, seed: int = 
     size = model.image_size
     x_T = torch.randn(n_samples, model.in_channels, size, size, generator=g).to(model.device)
     with torch.inference_mode():
-        x0 = asyrp_sample(model, x_T, grid, callback=callback)
+        x0 = asyrp_sample(model, x_T, grid, callback=callback, clip_x0=clip_x0)
         x = x0
         xi, gamma = [], []
         for i in range(len(grid) - 1):
