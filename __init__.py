@@ -1,10 +1,20 @@
 """ComfyUI entry point of the h-space node pack.
 
-ComfyUI imports this folder as a package; the nodes live in ``nodes/`` (thin adapters) and call the
-standalone engine in ``hspace_core/``.
+ComfyUI imports this folder as a package: the nodes live in ``nodes/`` (thin adapters) and call the
+standalone engine ``hspace_core``, which sits next to them. When the pack was cloned into
+custom_nodes rather than pip-installed, its folder is appended to the import path (at the end, so
+that no name here can shadow ComfyUI's own modules, such as its ``nodes``).
 """
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+import os
+import sys
+
+_here = os.path.dirname(os.path.abspath(__file__))
+try:
+    import hspace_core  # noqa: F401  (pip-installed, or already importable)
+except ImportError:
+    sys.path.append(_here)
+
+from .nodes.registry import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -1,0 +1,179 @@
+"""The only place that talks to ComfyUI's runtime: model folders, progress and previews,
+interruption, devices and memory management.
+
+Inside ComfyUI every call goes to ``folder_paths``, ``comfy.utils.ProgressBar`` and
+``comfy.model_management``. Outside it (the test suite, a plain Python session) the same calls fall
+back to plain behaviour: folders under ``HSPACE_MODELS_DIR`` (or ``./models``), no progress display,
+the CPU, float32. The node classes are identical in both cases.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+MODEL_FOLDER = "hspace"
+DIRECTION_FOLDER = "hspace_directions"
+CLIP_FOLDER = "clip"  # ComfyUI maps the legacy name to models/text_encoders
+WEIGHT_EXTENSIONS = {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}
+DIRECTION_EXTENSIONS = {".safetensors", ".pth", ".pt"}
+
+try:  # inside ComfyUI
+    import folder_paths  # type: ignore
+
+    IN_COMFY = True
+except ImportError:  # the test suite, or the engine used on its own
+    folder_paths = None
+    IN_COMFY = False
+
+
+def _register(name: str, extensions: set[str]) -> None:
+    """Register a model folder without clobbering paths extra_model_paths.yaml already added."""
+    default = os.path.join(folder_paths.models_dir, name)
+    if name in folder_paths.folder_names_and_paths:
+        paths, exts = folder_paths.folder_names_and_paths[name]
+        if default not in paths:
+            paths = list(paths) + [default]
+        folder_paths.folder_names_and_paths[name] = (list(paths), set(exts) | extensions)
+    else:
+        folder_paths.folder_names_and_paths[name] = ([default], set(extensions))
+
+
+if IN_COMFY:
+    _register(MODEL_FOLDER, WEIGHT_EXTENSIONS)
+    _register(DIRECTION_FOLDER, DIRECTION_EXTENSIONS)
+
+
+def fallback_models_dir() -> Path:
+    return Path(os.environ.get("HSPACE_MODELS_DIR", "models"))
+
+
+def folder_paths_for(name: str) -> list[Path]:
+    """The folders a model kind lives in (ComfyUI's registered ones, or the fallback)."""
+    if IN_COMFY:
+        return [Path(p) for p in folder_paths.get_folder_paths(name)]
+    sub = {CLIP_FOLDER: "clip"}.get(name, name)
+    return [fallback_models_dir() / sub]
+
+
+def list_files(name: str, extensions: set[str]) -> list[str]:
+    """Relative file names (with subfolders) of a model kind, sorted."""
+    if IN_COMFY:
+        return sorted(f for f in folder_paths.get_filename_list(name) if Path(f).suffix.lower() in extensions)
+    out = []
+    for root in folder_paths_for(name):
+        if root.is_dir():
+            out += [str(p.relative_to(root)) for p in root.rglob("*") if p.suffix.lower() in extensions]
+    return sorted(set(out))
+
+
+def list_diffusers_folders(name: str) -> list[str]:
+    """Sub-folders that are diffusers models or pipelines (config.json or unet/config.json)."""
+    out = []
+    for root in folder_paths_for(name):
+        if root.is_dir():
+            for cfg in root.rglob("config.json"):
+                folder = cfg.parent.parent if cfg.parent.name == "unet" else cfg.parent
+                if folder != root:
+                    out.append(str(folder.relative_to(root)) + "/")
+    return sorted(set(out))
+
+
+def full_path(name: str, relative: str) -> Path:
+    """Resolve a combo value to a path; a clear error naming the folders when it is missing."""
+    for root in folder_paths_for(name):
+        p = root / relative
+        if p.exists():
+            return p
+    folders = ", ".join(str(p) for p in folder_paths_for(name))
+    raise FileNotFoundError(f"{relative!r} is not in the {name!r} model folder(s): {folders}")
+
+
+# ------------------------------------------------------------------ progress, previews, interruption
+
+@dataclass
+class Progress:
+    """Per-step progress with an x0 preview; in ComfyUI every update is also an interrupt point."""
+
+    total: int
+    node_id: str | None = None
+
+    def __post_init__(self):
+        self._bar = None
+        if IN_COMFY:
+            import comfy.utils  # type: ignore
+
+            self._bar = comfy.utils.ProgressBar(self.total, node_id=self.node_id)
+
+    def __call__(self, i: int, preview: torch.Tensor | None = None) -> None:
+        """Step ``i`` (0-based) done; ``preview``: [3, H, W] in [-1, 1] (predicted x0)."""
+        if self._bar is None:
+            return
+        image = None
+        if preview is not None:
+            from PIL import Image
+
+            arr = ((preview.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+            image = ("JPEG", Image.fromarray(arr), 512)
+        self._bar.update_absolute(i + 1, self.total, image)
+
+
+def check_interrupt() -> None:
+    if IN_COMFY:
+        import comfy.model_management  # type: ignore
+
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+# ------------------------------------------------------------------ devices and memory
+
+def torch_device() -> torch.device:
+    if IN_COMFY:
+        import comfy.model_management  # type: ignore
+
+        return comfy.model_management.get_torch_device()
+    return torch.device("cpu")
+
+
+def intermediate_device() -> torch.device:
+    if IN_COMFY:
+        import comfy.model_management  # type: ignore
+
+        return comfy.model_management.intermediate_device()
+    return torch.device("cpu")
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """float32 on the CPU; bfloat16 on a GPU that supports it (wide range: safe for these UNets,
+    whose activations can overflow float16); float32 otherwise."""
+    if device.type == "cpu":
+        return torch.float32
+    if IN_COMFY:
+        import comfy.model_management  # type: ignore
+
+        if comfy.model_management.should_use_bf16(device):
+            return torch.bfloat16
+        return torch.float32
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def make_patcher(module: torch.nn.Module):
+    """Wrap a network for ComfyUI's memory manager (None outside ComfyUI)."""
+    if not IN_COMFY:
+        return None
+    import comfy.model_management  # type: ignore
+    import comfy.model_patcher  # type: ignore
+
+    return comfy.model_patcher.ModelPatcher(module, load_device=comfy.model_management.get_torch_device(),
+                                            offload_device=comfy.model_management.unet_offload_device())
+
+
+def load_for_inference(patcher) -> None:
+    """Ask ComfyUI to make room and move the network to its device (no-op outside ComfyUI)."""
+    if patcher is not None:
+        import comfy.model_management  # type: ignore
+
+        comfy.model_management.load_models_gpu([patcher])

@@ -1,0 +1,163 @@
+"""Finding directions: from text (CLIP, Asyrp), from two image sets (supervised), PCA (unsupervised)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hspace_core import HSpaceError
+from hspace_core.directions.clip import DEFAULT_ARCH, ClipTrainSettings, load_clip, train_clip_direction
+from hspace_core.directions.pca import pca_direction
+from hspace_core.directions.supervised import classifier_normal, mean_difference
+from hspace_core.images import SIZE_POLICIES
+
+from . import comfy_bridge as bridge
+from .convert import image_to_engine
+from .types import CATEGORY, DIRECTION, MODEL, CountingProgress
+
+NO_CLIP = "(no CLIP weights found)"
+CLIP_EXTENSIONS = {".safetensors", ".bin", ".pt", ".pth"}
+
+
+def clip_choices() -> list[str]:
+    return bridge.list_files(bridge.CLIP_FOLDER, CLIP_EXTENSIONS) or [NO_CLIP]
+
+
+def clip_path(name: str) -> Path:
+    folders = ", ".join(str(p) for p in bridge.folder_paths_for(bridge.CLIP_FOLDER))
+    hint = (f"put open_clip weights into ComfyUI's clip folder ({folders}), e.g. open_clip_model.safetensors of "
+            "the Hugging Face repository timm/vit_base_patch16_clip_224.openai for ViT-B-16 (the official Asyrp CLIP)")
+    if name == NO_CLIP:
+        raise HSpaceError(f"no CLIP weights: {hint}")
+    try:
+        return bridge.full_path(bridge.CLIP_FOLDER, name)
+    except FileNotFoundError:
+        raise HSpaceError(f"CLIP weights {name!r} not found: {hint}") from None
+
+
+class DirectionFromText:
+    DESCRIPTION = ("Trains an h-space direction from a text pair with CLIP, as Asyrp does: the implicit function f_t "
+                   "(DeltaBlock) or one global delta_h per step, with the directional CLIP loss and an L1 term on the "
+                   "predicted x0, SGD at every step of the editing interval. Deterministic for a seed.")
+    CATEGORY = CATEGORY
+    FUNCTION = "train"
+    RETURN_TYPES = (DIRECTION,)
+    RETURN_NAMES = ("direction",)
+    OUTPUT_TOOLTIPS = ("the trained direction (strength 1 = the trained edit)",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "the DDPM the direction is for"}),
+                "source_text": ("STRING", {"default": "face", "tooltip": "what the images are now, e.g. 'face'"}),
+                "target_text": ("STRING", {"default": "smiling face", "tooltip": "what they should become"}),
+                "clip_name": (clip_choices(), {"tooltip": "open_clip weights in ComfyUI's clip folder "
+                                                          "(models/text_encoders); nothing is downloaded"}),
+                "clip_arch": ("STRING", {"default": DEFAULT_ARCH, "tooltip": "open_clip architecture of the weights, "
+                                                                         "or a model-config .json in the clip folder"}),
+                "kind": (["deltablock", "global"], {"tooltip": "deltablock: Asyrp's f_t(h, t); global: one delta_h "
+                                                               "per step"}),
+                "samples": ("INT", {"default": 8, "min": 1, "max": 1000,
+                                    "tooltip": "model samples to train on when no images are connected"}),
+                "steps": ("INT", {"default": 40, "min": 2, "max": 1000, "tooltip": "training grid (n_train_step)"}),
+                "t_edit": ("INT", {"default": 500, "min": 0, "max": 3999,
+                                   "tooltip": "train on steps with t >= t_edit"}),
+                "lr": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 10.0, "step": 0.01,
+                                 "tooltip": "SGD learning rate (released checkpoints: 0.5)"}),
+                "iterations": ("INT", {"default": 1, "min": 1, "max": 100, "tooltip": "passes over the images"}),
+                "clip_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.1,
+                                          "tooltip": "weight of the directional CLIP loss"}),
+                "l1_weight": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 100.0, "step": 0.1,
+                                        "tooltip": "weight of the L1 term (times the texts' cosine)"}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1,
+                                 "tooltip": "seed of the initialisation and of the samples"}),
+            },
+            "optional": {"images": ("IMAGE", {"tooltip": "training images (inverted); else model samples"})},
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    def train(self, model, source_text, target_text, clip_name, clip_arch, kind, samples, steps, t_edit, lr,
+              iterations, clip_weight, l1_weight, seed, images=None, unique_id=None):
+        m = model.ready()
+        if clip_arch.endswith(".json") and not Path(clip_arch).is_absolute():
+            clip_arch = str(bridge.full_path(bridge.CLIP_FOLDER, clip_arch))  # a config beside the weights
+        clip = load_clip(clip_path(clip_name), clip_arch, device=m.device)
+        settings = ClipTrainSettings(kind=kind, n_train_step=steps, t_edit=t_edit, lr=lr, n_iter=iterations,
+                                     clip_w=clip_weight, l1_w=l1_weight, seed=seed)
+        n_img = images.shape[0] if images is not None else samples
+        progress = bridge.Progress(iterations * n_img * int((_grid(m, steps) >= t_edit).sum()), unique_id)
+        d = train_clip_direction(m, clip, source_text, target_text,
+                                 images=image_to_engine(images) if images is not None else None,
+                                 n_samples=0 if images is not None else samples, settings=settings,
+                                 callback=lambda step: progress(step.i))
+        return (d,)
+
+
+def _grid(model, steps):
+    from hspace_core import asyrp_timesteps
+    return asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
+
+
+class DirectionFromImages:
+    DESCRIPTION = ("Finds a direction from two image sets (Haas et al.): the mean difference of h between the "
+                   "positive and the negative images at every step, or the normal of a linear classifier. "
+                   "Strength 1 moves an image by one full mean difference over the editing interval.")
+    CATEGORY = CATEGORY
+    FUNCTION = "find"
+    RETURN_TYPES = (DIRECTION,)
+    RETURN_NAMES = ("direction",)
+    OUTPUT_TOOLTIPS = ("the supervised direction",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (MODEL, {"tooltip": "the DDPM the direction is for"}),
+            "positive": ("IMAGE", {"tooltip": "images with the attribute"}),
+            "negative": ("IMAGE", {"tooltip": "images without it"}),
+            "method": (["mean difference", "classifier normal"], {"tooltip": "Haas et al.'s mean difference, or the "
+                                                                             "normal of a logistic classifier"}),
+            "steps": ("INT", {"default": 40, "min": 2, "max": 1000, "tooltip": "grid the direction is made on"}),
+            "t_edit": ("INT", {"default": 500, "min": 0, "max": 3999,
+                               "tooltip": "editing interval the direction is made for (t >= t_edit)"}),
+            "size_policy": (list(SIZE_POLICIES), {"tooltip": "how images of another size are fitted"}),
+        }, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    def find(self, model, positive, negative, method, steps, t_edit, size_policy, unique_id=None):
+        m = model.ready()
+        batches = sum((x.shape[0] + 31) // 32 for x in (positive, negative))
+        progress = bridge.Progress(batches * (2 * steps - 1), unique_id)
+        finder = mean_difference if method == "mean difference" else classifier_normal
+        d = finder(m, image_to_engine(positive), image_to_engine(negative), steps=steps, t_edit=t_edit,
+                   size_policy=size_policy, data=f"{positive.shape[0]} positive / {negative.shape[0]} negative images",
+                   callback=CountingProgress(progress))
+        return (d,)
+
+
+class DirectionPCA:
+    DESCRIPTION = ("Unsupervised directions (Haas et al.): PCA of h at every step over N of the model's own samples; "
+                   "component k (0 = the largest variance), scaled to its standard deviation, signs kept consistent "
+                   "along the trajectory.")
+    CATEGORY = CATEGORY
+    FUNCTION = "find"
+    RETURN_TYPES = (DIRECTION,)
+    RETURN_NAMES = ("direction",)
+    OUTPUT_TOOLTIPS = ("principal direction k (strength 1 = one standard deviation)",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (MODEL, {"tooltip": "the DDPM to sample"}),
+            "samples": ("INT", {"default": 64, "min": 2, "max": 10000, "tooltip": "N samples to analyse"}),
+            "component": ("INT", {"default": 0, "min": 0, "max": 100, "tooltip": "k, 0 = the largest variance"}),
+            "steps": ("INT", {"default": 40, "min": 2, "max": 1000, "tooltip": "grid the direction is made on"}),
+            "t_edit": ("INT", {"default": 500, "min": 0, "max": 3999,
+                               "tooltip": "editing interval the direction is made for (t >= t_edit)"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the samples"}),
+        }, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    def find(self, model, samples, component, steps, t_edit, seed, unique_id=None):
+        m = model.ready()
+        progress = bridge.Progress(((samples + 31) // 32) * steps, unique_id)
+        d = pca_direction(m, component, samples, steps=steps, t_edit=t_edit, seed=seed,
+                          callback=CountingProgress(progress))
+        return (d,)

@@ -1,0 +1,146 @@
+"""DDIM Invert and the Asyrp Sampler."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from hspace_core import EditInterval, HSpaceError, edit, invert, measure_interval, table_interval
+from hspace_core.images import SIZE_POLICIES
+from hspace_core.interval import TABLE_DATASETS
+from hspace_core.sampling import Variant
+
+from . import comfy_bridge as bridge
+from .convert import engine_to_image, image_to_engine
+from .types import CATEGORY, DIRECTION, INVERSION, MODEL, progress_callback
+
+INTERVAL_MODES = ["explicit", "from direction"] + [f"official table: {d}" for d in TABLE_DATASETS] + \
+    ["measure on model"]
+
+
+class DDIMInvert:
+    DESCRIPTION = ("Inverts images to the DDPM's latent x_T with deterministic DDIM (eta 0) over the official "
+                   "Asyrp step grid, and regenerates them unedited: the reconstruction shows what editing starts from.")
+    CATEGORY = CATEGORY
+    FUNCTION = "invert"
+    RETURN_TYPES = (INVERSION, "IMAGE")
+    RETURN_NAMES = ("inversion", "reconstruction")
+    OUTPUT_TOOLTIPS = ("x_T and the grid, for the Asyrp Sampler", "the images regenerated without an edit")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (MODEL, {"tooltip": "the DDPM to invert with"}),
+            "image": ("IMAGE", {"tooltip": "images to edit; other sizes are fitted by the size policy"}),
+            "steps": ("INT", {"default": 40, "min": 2, "max": 1000,
+                              "tooltip": "grid points from t=0 to t_0 (steps - 1 network calls); the released Asyrp "
+                                         "directions were made with 40"}),
+            "size_policy": (list(SIZE_POLICIES), {"tooltip": "resize_crop: scale the short side and centre-crop; "
+                                                             "resize: stretch; error: refuse other sizes"}),
+        }, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    def invert(self, model, image, steps, size_policy, unique_id=None):
+        m = model.ready()
+        progress = bridge.Progress(2 * steps - 1, unique_id)
+        inv = invert(m, image_to_engine(image), steps, size_policy=size_policy,
+                     callback=progress_callback(progress))
+        rec = edit(m, inv, None, [0.0], callback=progress_callback(progress, offset=steps - 1))
+        keep = bridge.intermediate_device()  # cached outputs should not hold accelerator memory
+        inv = replace(inv, x_T=inv.x_T.to(keep), x_0=inv.x_0.to(keep))
+        return (inv, engine_to_image(rec.flat(), keep))
+
+
+def parse_strengths(strength: float, strengths: str) -> list[float]:
+    """The sweep: ``strengths`` as comma/space separated numbers when given, else [strength]."""
+    if not strengths.strip():
+        return [float(strength)]
+    try:
+        return [float(x) for x in strengths.replace(",", " ").split()]
+    except ValueError:
+        raise HSpaceError(f"strengths must be numbers separated by commas, got {strengths!r}") from None
+
+
+def resolve_interval(mode: str, t_edit: int, t_boost: int, text_cosine: float, model, direction,
+                     clip_x0: bool = False) -> EditInterval:
+    if mode == "explicit":
+        return EditInterval(t_edit, t_boost)
+    if mode == "from direction":
+        if direction is None or direction.info.t_edit is None:
+            raise HSpaceError("the direction records no editing interval; choose 'explicit', a table or 'measure'")
+        return EditInterval(direction.info.t_edit, t_boost, "the direction's t_edit")
+    if mode.startswith("official table: "):
+        return table_interval(mode.split(": ", 1)[1], text_cosine=text_cosine)
+    if mode == "measure on model":
+        return measure_interval(model, n_samples=4, clip_x0=clip_x0).interval
+    raise HSpaceError(f"unknown interval mode {mode!r}")
+
+
+class AsyrpSampler:
+    DESCRIPTION = ("Asyrp's asymmetric reverse process: while t >= t_edit the predicted x0 comes from the decoder fed "
+                   "h + strength * delta_h and the direction term from the unedited h, one encoder pass per step; "
+                   "plain DDIM below; stochastic quality-boosting steps below t_boost. One image per strength and input.")
+    CATEGORY = CATEGORY
+    FUNCTION = "sample"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("edited images: for every input, one image per strength (input-major order)",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "the DDPM (must be the one the inversion and direction were made for)"}),
+                "strength": ("FLOAT", {"default": 1.0, "min": -50.0, "max": 50.0, "step": 0.05,
+                                       "tooltip": "edit strength; negative reverses the edit; 0 reconstructs"}),
+                "strengths": ("STRING", {"default": "", "tooltip": "optional sweep, e.g. '-1, 0, 1, 2': one image "
+                                                                  "per value, all in one batch (overrides strength)"}),
+                "interval": (INTERVAL_MODES, {"tooltip": "where t_edit / t_boost come from: the widgets, the "
+                                                         "direction's record, Asyrp's official LPIPS tables, or "
+                                                         "measured on the model's own samples"}),
+                "t_edit": ("INT", {"default": 500, "min": 0, "max": 3999,
+                                   "tooltip": "edit at steps with t >= t_edit (used by 'explicit')"}),
+                "t_boost": ("INT", {"default": 0, "min": 0, "max": 3999,
+                                    "tooltip": "stochastic steps below this t (quality boosting); 0 = none"}),
+                "text_cosine": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
+                                          "tooltip": "cosine of the edit's source/target texts; scales the table's "
+                                                     "t_edit threshold (1 = the base 0.33)"}),
+                "steps": ("INT", {"default": 0, "min": 0, "max": 1000,
+                                  "tooltip": "generation steps; 0 = the inversion's (or 40 for fresh samples)"}),
+                "eta": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                                  "tooltip": "eta of the quality-boosting steps"}),
+                "variant": ([v.value for v in Variant], {"tooltip": "asymmetric: Asyrp; the others are for "
+                                                                    "comparison (the paper argues they fail)"}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 63 - 1, "control_after_generate": True,
+                                 "tooltip": "seed of fresh samples and of the boosting noise"}),
+            },
+            "optional": {
+                "direction": (DIRECTION, {"tooltip": "the edit; without one the sampler reconstructs or samples"}),
+                "inversion": (INVERSION, {"tooltip": "inverted images to edit; without one, fresh samples from seed"}),
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 64,
+                                       "tooltip": "fresh samples to draw when no inversion is connected"}),
+                "clip_x0": ("BOOLEAN", {"default": False,
+                                        "tooltip": "clamp the predicted x0 to [-1, 1] at every step (guided-"
+                                                   "diffusion's clip_denoised). Off in Asyrp; steadies fresh "
+                                                   "samples of a weak model, but an inversion then no longer "
+                                                   "reconstructs exactly"}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    def sample(self, model, strength, strengths, interval, t_edit, t_boost, text_cosine, steps, eta, variant, seed,
+               direction=None, inversion=None, batch_size=1, clip_x0=False, unique_id=None):
+        m = model.ready()
+        sweep = parse_strengths(strength, strengths)
+        iv = resolve_interval(interval, t_edit, t_boost, text_cosine, m, direction, clip_x0)
+        if inversion is not None:
+            source = inversion
+            n_steps = steps or inversion.steps
+        else:
+            g = torch.Generator().manual_seed(seed)
+            source = torch.randn(batch_size, m.in_channels, m.image_size, m.image_size, generator=g)
+            n_steps = steps or 40
+        progress = bridge.Progress(n_steps, unique_id)
+        result = edit(m, source, direction, sweep, t_edit=iv, steps=n_steps, eta=eta, seed=seed, variant=variant,
+                      clip_x0=clip_x0, callback=progress_callback(progress))
+        return (engine_to_image(result.flat(), bridge.intermediate_device()),)

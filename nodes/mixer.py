@@ -1,0 +1,47 @@
+"""Direction Mixer: a weighted sum of directions, optionally with chosen directions held fixed."""
+
+from __future__ import annotations
+
+from hspace_core import mix
+from hspace_core.directions.project import project_off
+
+from .types import CATEGORY, DIRECTION
+
+SLOTS = 4
+
+
+class DirectionMixer:
+    DESCRIPTION = ("Mixes up to four directions with weights (negative reverses a direction), like paint. Optionally "
+                   "divides by sqrt(n) (Asyrp's multi-attribute convention) and projects the result off up to two "
+                   "directions to hold those attributes fixed (tensor directions only).")
+    CATEGORY = CATEGORY
+    FUNCTION = "mix"
+    RETURN_TYPES = (DIRECTION,)
+    RETURN_NAMES = ("direction",)
+    OUTPUT_TOOLTIPS = ("the mixed direction",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        weight = {"default": 1.0, "min": -20.0, "max": 20.0, "step": 0.05}
+        required = {"direction_1": (DIRECTION, {"tooltip": "first direction"}),
+                    "weight_1": ("FLOAT", dict(weight, tooltip="weight of direction 1 (negative reverses it)"))}
+        for i in range(2, SLOTS + 1):
+            required[f"weight_{i}"] = ("FLOAT", dict(weight, tooltip=f"weight of direction {i} (if connected)"))
+        required["sqrt_n"] = ("BOOLEAN", {"default": False,
+                                          "tooltip": "divide the sum by sqrt(n): Asyrp's convention for n attributes"})
+        required["projection"] = (["joint", "one at a time"], {
+            "tooltip": "how to remove the held-fixed directions: jointly (least squares) or one after another"})
+        optional = {f"direction_{i}": (DIRECTION, {"tooltip": f"direction {i}"}) for i in range(2, SLOTS + 1)}
+        optional.update({f"hold_fixed_{i}": (DIRECTION, {"tooltip": "keep this attribute unchanged: the mix loses "
+                                                                    "its component along it"}) for i in (1, 2)})
+        return {"required": required, "optional": optional}
+
+    def mix(self, direction_1, weight_1, weight_2, weight_3, weight_4, sqrt_n, projection, direction_2=None,
+            direction_3=None, direction_4=None, hold_fixed_1=None, hold_fixed_2=None):
+        terms = [(d, w) for d, w in ((direction_1, weight_1), (direction_2, weight_2), (direction_3, weight_3),
+                                     (direction_4, weight_4)) if d is not None]
+        result = mix(terms, sqrt_n=sqrt_n)
+        fixed = [d for d in (hold_fixed_1, hold_fixed_2) if d is not None]
+        if fixed:
+            result = project_off(result, fixed, joint=projection == "joint")
+        return (result,)

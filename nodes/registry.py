@@ -1,0 +1,35 @@
+"""Node registration (classic ComfyUI API). Ids carry the pack prefix and are never renamed."""
+
+from .demo import ImageStrip, ProceduralFaces
+from .discovery import DirectionFromImages, DirectionFromText, DirectionPCA
+from .editing import AsyrpSampler, DDIMInvert
+from .loaders import LoadDirection, LoadUnconditionalDDPM, SaveDirection
+from .mixer import DirectionMixer
+
+NODE_CLASS_MAPPINGS = {
+    "HSpaceLoadUnconditionalDDPM": LoadUnconditionalDDPM,
+    "HSpaceDDIMInvert": DDIMInvert,
+    "HSpaceLoadDirection": LoadDirection,
+    "HSpaceDirectionFromText": DirectionFromText,
+    "HSpaceDirectionFromImages": DirectionFromImages,
+    "HSpaceDirectionPCA": DirectionPCA,
+    "HSpaceDirectionMixer": DirectionMixer,
+    "HSpaceAsyrpSampler": AsyrpSampler,
+    "HSpaceSaveDirection": SaveDirection,
+    "HSpaceImageStrip": ImageStrip,
+    "HSpaceProceduralFaces": ProceduralFaces,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "HSpaceLoadUnconditionalDDPM": "Load Unconditional DDPM (h-space)",
+    "HSpaceDDIMInvert": "DDIM Invert (h-space)",
+    "HSpaceLoadDirection": "Load H-Space Direction",
+    "HSpaceDirectionFromText": "H-Space Direction from Text (CLIP)",
+    "HSpaceDirectionFromImages": "H-Space Direction from Image Sets",
+    "HSpaceDirectionPCA": "H-Space PCA Direction",
+    "HSpaceDirectionMixer": "H-Space Direction Mixer",
+    "HSpaceAsyrpSampler": "Asyrp Sampler (h-space)",
+    "HSpaceSaveDirection": "Save H-Space Direction",
+    "HSpaceImageStrip": "Image Strip (h-space)",
+    "HSpaceProceduralFaces": "Procedural Faces (h-space demo)",
+}

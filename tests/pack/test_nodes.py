@@ -1,0 +1,162 @@
+"""Every node class, executed directly (no ComfyUI): registration, behaviour, and its errors."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hspace_core import DirectionInfo, HSpaceError, TensorDirection, load_direction
+from nodes.convert import engine_to_image
+from nodes.discovery import DirectionFromImages, DirectionFromText, DirectionPCA
+from nodes.editing import AsyrpSampler, DDIMInvert
+from nodes.loaders import EMBEDDED_DEMO, LoadDirection, LoadUnconditionalDDPM, SaveDirection
+from nodes.demo import ImageStrip, ProceduralFaces
+from nodes.mixer import DirectionMixer
+from nodes.registry import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from tests.engine.references import tiny_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_pack_imports_as_comfyui_imports_it():
+    """ComfyUI imports the folder by path under a path-derived module name, with relative imports."""
+    spec = importlib.util.spec_from_file_location("custom_nodes_x_hspace_pack", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    assert set(module.NODE_CLASS_MAPPINGS) == set(NODE_CLASS_MAPPINGS)
+
+
+def test_registration_conventions():
+    for node_id, cls in NODE_CLASS_MAPPINGS.items():
+        assert node_id.startswith("HSpace") and node_id in NODE_DISPLAY_NAME_MAPPINGS
+        assert cls.CATEGORY.startswith("h-space") and cls.DESCRIPTION and callable(getattr(cls, cls.FUNCTION))
+        spec = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, entry in spec.get(section, {}).items():
+                assert entry[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+        if cls.RETURN_TYPES:
+            assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
+
+
+def faces(n=2, seed=0, **fixed):
+    values = {k: -2.0 for k in ("smile", "eye_size", "face_width", "hair_hue", "skin_tone", "background_hue",
+                                "head_tilt")}
+    values.update(glasses="random", hat="random")
+    values.update(fixed)
+    return ProceduralFaces().render(n, seed, **values)[0]
+
+
+@pytest.fixture(scope="module")
+def demo(models_dir):
+    return LoadUnconditionalDDPM().load(EMBEDDED_DEMO)[0]
+
+
+def test_load_model_lists_embedded_first_and_folder_models(models_dir, demo):
+    from safetensors.torch import save_file
+    tiny = tiny_model()
+    save_file({k: v.contiguous() for k, v in tiny.unet.state_dict().items()}, str(models_dir / "hspace" / "tiny.safetensors"),
+              metadata={"hspace.image_size": "32"})
+    choices = LoadUnconditionalDDPM.INPUT_TYPES()["required"]["ckpt_name"][0]
+    assert choices[0] == EMBEDDED_DEMO and "tiny.safetensors" in choices
+    loaded = LoadUnconditionalDDPM().load("tiny.safetensors", 0, 0, "auto", 0)[0]
+    assert loaded.model.h_shape == tiny.h_shape and loaded.model.fingerprint == tiny.fingerprint
+    assert demo.model.image_size == 32 and demo.name == EMBEDDED_DEMO
+    (models_dir / "hspace" / "broken.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(HSpaceError, match="broken.ckpt"):
+        LoadUnconditionalDDPM().load("broken.ckpt")
+
+
+def test_invert_and_sweep(demo):
+    image = faces(2, 3)
+    before = image.clone()
+    inv, rec = DDIMInvert().invert(demo, image, 10, "resize_crop")
+    assert torch.equal(image, before)  # inputs are never changed
+    assert rec.shape == (2, 32, 32, 3) and 0 <= float(rec.min()) and float(rec.max()) <= 1
+    smile = LoadDirection().load("demo_smile (embedded)")[0]
+    out = AsyrpSampler().sample(demo, 1.0, "-1, 0, 1", "from direction", 500, 0, 1.0, 0, 1.0, "asymmetric", 0,
+                                direction=smile, inversion=inv)[0]
+    assert out.shape == (6, 32, 32, 3)
+    assert torch.allclose(out[1], rec[0], atol=1e-3)  # strength 0 = the reconstruction (< 1/4 grey level)
+    assert (out[2] - out[0]).abs().max() > 0.05
+
+
+def test_sampler_fresh_samples_and_errors(demo):
+    out = AsyrpSampler().sample(demo, 0.0, "", "explicit", 500, 0, 1.0, 8, 1.0, "asymmetric", 5, batch_size=3)[0]
+    assert out.shape == (3, 32, 32, 3)
+    with pytest.raises(HSpaceError, match="numbers"):
+        AsyrpSampler().sample(demo, 0.0, "1, x", "explicit", 500, 0, 1.0, 8, 1.0, "asymmetric", 5)
+    wrong = TensorDirection(torch.zeros(64, 1, 1), None, DirectionInfo(h_shape=(64, 1, 1), name="other"))
+    with pytest.raises(HSpaceError, match="channels"):
+        AsyrpSampler().sample(demo, 1.0, "", "explicit", 500, 0, 1.0, 8, 1.0, "asymmetric", 5, direction=wrong)
+    inv, _ = DDIMInvert().invert(demo, faces(1), 6, "resize_crop")
+    with pytest.raises(HSpaceError, match="t_edit"):
+        AsyrpSampler().sample(demo, 1.0, "", "explicit", 3000, 0, 1.0, 0, 1.0, "asymmetric", 5, inversion=inv,
+                              direction=LoadDirection().load("demo_smile (embedded)")[0])
+    table = AsyrpSampler().sample(demo, 0.0, "", "official table: celeba", 0, 0, 0.8, 4, 1.0, "asymmetric", 5)[0]
+    assert table.shape == (1, 32, 32, 3)
+
+
+def test_wrong_image_size_policy(demo):
+    big = engine_to_image(torch.zeros(1, 3, 48, 40), torch.device("cpu"))
+    with pytest.raises(HSpaceError, match="resize"):
+        DDIMInvert().invert(demo, big, 4, "error")
+    inv, rec = DDIMInvert().invert(demo, big, 4, "resize_crop")
+    assert rec.shape == (1, 32, 32, 3) and "centre-cropped" in inv.preprocessing[0]
+
+
+def test_directions_from_images_pca_mixer_and_save(demo, models_dir):
+    pos, neg = faces(4, 1, smile=0.8), faces(4, 1, smile=-0.8)
+    d = DirectionFromImages().find(demo, pos, neg, "mean difference", 8, 500, "resize_crop")[0]
+    assert d.info.provenance["method"] == "supervised_mean_difference"
+    pc = DirectionPCA().find(demo, 8, 1, 8, 500, 0)[0]
+    assert pc.info.strength_unit == "std"
+    mixed = DirectionMixer().mix(d, 1.0, -0.5, 1.0, 1.0, False, "joint", direction_2=pc)[0]
+    held = DirectionMixer().mix(d, 1.0, 1.0, 1.0, 1.0, False, "joint", hold_fixed_1=pc)[0]
+    for t in (500, 999):
+        assert abs(float(torch.dot(held.at(t).flatten(), pc.at(t).flatten()))) < 1e-4 * float(
+            held.at(t).norm() * pc.at(t).norm() + 1e-12)
+    first = SaveDirection().save(mixed, "tests/mixed")
+    second = SaveDirection().save(mixed, "tests/mixed")
+    assert first["ui"]["text"][0] != second["ui"]["text"][0]
+    back = load_direction(models_dir / "hspace_directions" / first["ui"]["text"][0])
+    assert back.info.provenance["method"] == "mix"
+    with pytest.raises(ValueError, match="inside"):
+        SaveDirection().save(mixed, "../escape")
+    names = LoadDirection.INPUT_TYPES()["required"]["direction_name"][0]
+    assert names[:2] == ["demo_eyes (embedded)", "demo_smile (embedded)"] and first["ui"]["text"][0] in names
+
+
+def test_direction_from_text_and_missing_clip(demo, models_dir):
+    from tests.pack.fixtures import TINY_CLIP_ARCH, TINY_CLIP_WEIGHTS
+    d = DirectionFromText().train(demo, "face", "smiling face", TINY_CLIP_WEIGHTS, TINY_CLIP_ARCH, "global", 1, 6,
+                                  500, 0.05, 1, 1.0, 3.0, 0)[0]
+    assert d.info.provenance["target_text"] == "smiling face"
+    with pytest.raises(HSpaceError, match=r"clip folder .*models.*clip"):
+        DirectionFromText().train(demo, "face", "smile", "(no CLIP weights found)", "ViT-B-16-quickgelu",
+                                  "deltablock", 1, 6, 500, 0.5, 1, 1.0, 3.0, 0)
+
+
+def test_official_pth_in_direction_folder(models_dir, shared_dir, demo):
+    import shutil
+    src = shared_dir / "asyrp_official" / "directions" / "smiling_LC_CelebA_HQ_t999_ninv40_ngen40_0.pth"
+    shutil.copy(src, models_dir / "hspace_directions" / src.name)
+    d = LoadDirection().load(src.name)[0]
+    assert d.info.name == "smiling"
+    inv, _ = DDIMInvert().invert(demo, faces(1), 4, "resize_crop")
+    with pytest.raises(HSpaceError, match="512 channels"):  # made for the CelebA-HQ DDPM, not the demo model
+        AsyrpSampler().sample(demo, 1.0, "", "explicit", 500, 0, 1.0, 0, 1.0, "asymmetric", 0, direction=d,
+                              inversion=inv)
+
+
+def test_strip_and_faces():
+    f = faces(3, 2, glasses="yes")
+    strip = ImageStrip().tile(f, 2, 2)[0]
+    assert strip.shape == (1, 128, 128, 3)
+    assert torch.equal(strip[0, :64:2, :64:2], f[0])
