@@ -195,10 +195,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .demo.demo import run_demo
+    from .demo.demo import DEMO_STRENGTHS, run_demo
 
     torch.set_num_threads(args.threads)
-    report = run_demo(Path(args.out), seed=args.seed, strengths=args.strength or (-1.0, -0.5, 0.5, 1.0))
+    report = run_demo(Path(args.out), seed=args.seed, strengths=args.strength or DEMO_STRENGTHS,
+                      attributes=args.attribute or ("smile", "face_width"))
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     return 0
@@ -207,10 +208,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_demo_directions(args: argparse.Namespace) -> int:
     import torch
 
-    from .demo.demo import demo_model_path, make_demo_directions
+    from .demo.demo import demo_directions_dir, make_demo_directions
 
     torch.set_num_threads(args.threads)
-    make_demo_directions(Path(args.out_dir) if args.out_dir else demo_model_path().parent / "directions")
+    make_demo_directions(Path(args.out_dir) if args.out_dir else demo_directions_dir())
     return 0
 
 
@@ -244,10 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="h-space (Asyrp) editing of unconditional pixel DDPMs")
     sub = p.add_subparsers(dest="command", required=True)
 
-    dm = sub.add_parser("demo", help="edit a face with an h-space smile direction on the embedded demo model")
+    dm = sub.add_parser("demo", help="edit faces with h-space smile and face-width directions on the embedded demo model")
     dm.add_argument("--out", default="demo_strip.png")
     dm.add_argument("--seed", type=int, default=0)
-    dm.add_argument("--strength", type=float, action="append", help="strengths (repeat); default -1 -0.5 0.5 1")
+    dm.add_argument("--strength", type=float, action="append", help="strengths (repeat); default -10 -5 5 10")
+    dm.add_argument("--attribute", action="append", choices=["smile", "eye_size", "face_width", "glasses"],
+                    help="attributes to find directions for (repeat); default smile and face_width")
     dm.add_argument("--threads", type=int, default=2)
     dm.add_argument("--report", default=None, help="also write the readings and timings as JSON")
     dm.set_defaults(func=_cmd_demo)

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from hspace_core import load_direction, load_model, save_direction
-from hspace_core.demo.demo import demo_model_path
+from hspace_core.demo.demo import demo_directions_dir, demo_model_path
 
 from . import comfy_bridge as bridge
 from .types import CATEGORY, DIRECTION, MODEL, LoadedModel
@@ -78,7 +78,7 @@ class LoadUnconditionalDDPM:
 
 def embedded_directions() -> dict[str, Path]:
     """Directions shipped for the embedded demo model (hspace_core/data/directions)."""
-    folder = demo_model_path().parent / "directions"
+    folder = demo_directions_dir()
     return {f"{p.stem} (embedded)": p for p in sorted(folder.glob("*.safetensors"))} if folder.is_dir() else {}
 
 

@@ -3,11 +3,10 @@
 1. load the embedded demo DDPM (32 px cartoon faces, DDIM/SDEdit family);
 2. sample a face from a seed, and render a held-out procedural face (a "real" image of this world);
 3. invert both with DDIM;
-4. measure the editing interval on the model's own samples;
-5. find an h-space smile direction: the supervised mean difference of h between procedural faces
-   with a big smile and the same faces frowning;
-6. edit both faces with the Asyrp sampler at several strengths, in one batch;
-7. write a strip (input, reconstruction, one image per strength) and print what the attribute probe
+4. find h-space directions for smile and face width: the supervised mean difference of h between
+   procedural faces with the attribute high and the same faces with it low, per timestep;
+5. edit both faces with the Asyrp sampler at several strengths, in one batch per direction;
+6. write a strip (input, reconstruction, one image per strength) and print what the attribute probe
    reads on every image.
 """
 
@@ -22,21 +21,41 @@ import torch
 from ..directions.supervised import mean_difference
 from ..editing import edit, invert
 from ..images import strip
-from ..interval import measure_interval
 from ..loading import load_model
 from .faces import render, sample_faces
 
-SMILE_HIGH, SMILE_LOW = 0.8, -0.8
+# The editing interval of the demo world. The interval measured on the model's samples
+# (``measure_interval``, fallback metric) is t >= 870, where this small model's h carries almost
+# nothing of the attributes; edits first respond (face width, eye size, glasses) when the interval
+# reaches t ~ 400, so the demo world uses t_edit = 400 (see the README's miniature-world section).
+DEMO_T_EDIT = 400
+# One full per-step mean difference (strength 1) moves the probe's reading by ~1/40 of the pair
+# difference on this model, so the demo sweeps larger strengths.
+DEMO_STRENGTHS = (-10.0, -5.0, 5.0, 10.0)
 # The demo model is small and briefly trained: its eps is least accurate at the highest noise levels,
 # where P_t amplifies errors by sqrt((1 - alpha_bar) / alpha_bar) (~160 at t = 999), so its unclamped
-# samples from pure noise leave the image range. Its fresh samples are drawn with the x0 clamp;
-# inversions of images do not need it (they reconstruct, see the model card).
+# samples from pure noise leave the image range. Its fresh samples are drawn with the x0 clamp, and
+# (``sample_from_model``) with stochastic steps throughout, which lets later steps correct earlier
+# errors; inversions of images need neither (they reconstruct, see the model card).
 SAMPLE_CLIP_X0 = True
+
+
+def sample_from_model(model, n: int, seed: int, steps: int = 40) -> torch.Tensor:
+    """n fresh samples [n, 3, S, S] in [-1, 1]: eta = 1 at every step, x0 clamped (see above)."""
+    x_T = torch.randn(n, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(seed))
+    t_0 = model.schedule.num_timesteps - 1
+    return edit(model, x_T, None, 0.0, steps=steps, t_edit=0, t_boost=t_0, eta=1.0, seed=seed,
+                clip_x0=SAMPLE_CLIP_X0).images[:, 0].clamp(-1, 1)
 
 
 def demo_model_path() -> Path:
     """The embedded demo checkpoint shipped inside the package."""
     return Path(str(resources.files("hspace_core").joinpath("data/demo_faces32.safetensors")))
+
+
+def demo_directions_dir() -> Path:
+    """The directions shipped for the embedded model (``python -m hspace_core demo-directions``)."""
+    return demo_model_path().parent / "directions"
 
 
 def attribute_sets(attribute: str, n: int, seed: int, high: float, low: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,74 +65,73 @@ def attribute_sets(attribute: str, n: int, seed: int, high: float, low: float) -
             render([f.replace(**{attribute: low}) for f in faces]))
 
 
-def run_demo(out: Path, *, seed: int = 0, strengths=(-1.0, -0.5, 0.5, 1.0), n_pairs: int = 32,
-             steps: int = 40, scale: int = 4, log=print) -> dict:
+def run_demo(out: Path, *, seed: int = 0, strengths=DEMO_STRENGTHS, attributes=("smile", "face_width"),
+             n_pairs: int = 32, steps: int = 40, scale: int = 4, log=print) -> dict:
+    """Sample and invert a face, find one supervised direction per attribute, edit, write a strip.
+
+    Rows: (model sample, procedural face) x attributes; columns: input, reconstruction, strengths."""
+    from .claims import PAIRS
     from .probe import load_probe
 
     timings = {}
     tic = time.perf_counter()
     model = load_model(demo_model_path())
-    g = torch.Generator().manual_seed(seed)
-    x_T = torch.randn(1, 3, model.image_size, model.image_size, generator=g)
-    sample = edit(model, x_T, None, 0.0, steps=steps, clip_x0=SAMPLE_CLIP_X0).images[:, 0].clamp(-1, 1)
+    sample = sample_from_model(model, 1, seed, steps)
     real = render(sample_faces(1, 10_000 + seed))
-    inputs = torch.cat([sample, real])
-    inv = invert(model, inputs, steps=steps)
+    inv = invert(model, torch.cat([sample, real]), steps=steps)
     timings["sample_and_invert_s"] = time.perf_counter() - tic
 
-    tic = time.perf_counter()
-    interval = measure_interval(model, n_samples=4, steps=steps, seed=seed, clip_x0=SAMPLE_CLIP_X0).interval
-    timings["interval_s"] = time.perf_counter() - tic
-    log(f"editing interval: t_edit {interval.t_edit}, t_boost {interval.t_boost} ({interval.source})")
-
-    tic = time.perf_counter()
-    pos, neg = attribute_sets("smile", n_pairs, 20_000 + seed, SMILE_HIGH, SMILE_LOW)
-    smile = mean_difference(model, pos, neg, steps=steps, t_edit=interval.t_edit, name="smile",
-                            data=f"{n_pairs} procedural faces, smile {SMILE_HIGH} vs {SMILE_LOW}")
-    timings["direction_s"] = time.perf_counter() - tic
-
-    tic = time.perf_counter()
-    strengths = list(strengths)
-    result = edit(model, inv, smile, [0.0] + strengths, t_edit=interval, seed=seed)
-    timings["edit_s"] = time.perf_counter() - tic
-
+    strengths = [float(v) for v in strengths]
     probe = load_probe()
     rows, readings = [], []
-    for b, label in enumerate(("model sample", "procedural face")):
-        images = [inv.x_0[b], *result.images[b]]
-        rows.append(images)
-        read = probe.read(torch.stack(images).clamp(-1, 1))
-        readings.append({"image": label, "smile": [round(float(v), 3) for v in read["smile"]],
-                         "face_probability": [round(float(v), 3) for v in read["face"]]})
+    for attribute in attributes:
+        high, low = PAIRS[attribute]
+        tic = time.perf_counter()
+        pos, neg = attribute_sets(attribute, n_pairs, 20_000 + seed, high, low)
+        d = mean_difference(model, pos, neg, steps=steps, t_edit=DEMO_T_EDIT, name=attribute,
+                            data=f"{n_pairs} procedural faces, {attribute} {high} vs {low}")
+        timings[f"{attribute}_direction_s"] = time.perf_counter() - tic
+        tic = time.perf_counter()
+        result = edit(model, inv, d, [0.0] + strengths, t_edit=DEMO_T_EDIT, seed=seed)
+        timings[f"{attribute}_edit_s"] = time.perf_counter() - tic
+        for b, label in enumerate(("model sample", "procedural face")):
+            images = [inv.x_0[b], *result.images[b]]
+            rows.append(images)
+            read = probe.read(torch.stack(images).clamp(-1, 1))
+            readings.append({"image": label, "direction": attribute,
+                             attribute: [round(float(v), 3) for v in read[attribute]],
+                             "face_probability": [round(float(v), 3) for v in read["face"]]})
     picture = strip(rows)
     picture = picture.resize((picture.width * scale, picture.height * scale), 0)
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)
-    log(f"wrote {out}: per row input, reconstruction, smile strengths {strengths}")
+    log(f"t_edit {DEMO_T_EDIT}; wrote {out}: per row input, reconstruction, strengths {strengths}")
     for r in readings:
-        log(f"  {r['image']}: probe smile {r['smile']} (input, reconstruction, strengths)")
+        a = r["direction"]
+        log(f"  {r['image']}, {a} direction: probe {a} {r[a]}")
     total = sum(timings.values())
     log(f"time: {total:.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in timings.items())})")
-    return {"interval": [interval.t_edit, interval.t_boost], "strengths": strengths, "readings": readings,
-            "timings_s": timings, "total_s": total}
+    return {"t_edit": DEMO_T_EDIT, "strengths": strengths, "readings": readings, "timings_s": timings,
+            "total_s": total}
 
 
-DEMO_DIRECTIONS = {"demo_smile": ("smile", 0.8, -0.8), "demo_eyes": ("eye_size", 0.9, 0.1)}
+DEMO_DIRECTIONS = {"demo_smile": "smile", "demo_eyes": "eye_size", "demo_width": "face_width"}
 
 
 def make_demo_directions(out_dir: Path, *, n_pairs: int = 64, steps: int = 40, seed: int = 0, log=print) -> list[Path]:
     """The directions shipped for the embedded model (``data/directions``): supervised mean differences
-    from controlled pairs of procedural faces, made for the interval measured on the model."""
+    from controlled pairs of procedural faces, made for t_edit = ``DEMO_T_EDIT``."""
     from ..directions.io import save_direction
+    from .claims import PAIRS
 
     model = load_model(demo_model_path())
-    interval = measure_interval(model, n_samples=8, steps=steps, seed=seed, clip_x0=SAMPLE_CLIP_X0).interval
     paths = []
-    for name, (attribute, high, low) in DEMO_DIRECTIONS.items():
+    for name, attribute in DEMO_DIRECTIONS.items():
+        high, low = PAIRS[attribute]
         pos, neg = attribute_sets(attribute, n_pairs, 30_000 + seed, high, low)
-        d = mean_difference(model, pos, neg, steps=steps, t_edit=interval.t_edit, name=name,
+        d = mean_difference(model, pos, neg, steps=steps, t_edit=DEMO_T_EDIT, name=name,
                             data=f"{n_pairs} procedural faces, {attribute} {high} vs {low} "
                                  f"(hspace_core.demo.faces, seed {30_000 + seed})")
         paths.append(save_direction(d, out_dir / f"{name}.safetensors", overwrite=True))
-        log(f"wrote {paths[-1]} (t_edit {interval.t_edit})")
+        log(f"wrote {paths[-1]} (t_edit {DEMO_T_EDIT})")
     return paths

@@ -1,0 +1,149 @@
+"""Measuring the paper's claims in the miniature world, with the attribute probe as instrument.
+
+Every measurement edits real images of this world (held-out procedural faces, DDIM-inverted) with
+supervised directions found on the model, and reads the attributes back with the probe:
+
+* linearity: the target attribute's mean change vs strength over a sweep, R^2 of a line fit;
+* homogeneity: the change on every face with one direction (sign agreement, spread);
+* disentanglement: drift of the other attributes per unit of target change;
+* compositionality: two directions together vs each alone;
+* robustness: the probe's face probability on edited vs unedited images;
+* the asymmetric process vs the symmetric one vs shifting eps or x_t by an equivalent amount;
+* inversion reconstruction PSNR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..directions.base import Direction, mix
+from ..directions.supervised import mean_difference
+from ..editing import Inversion, edit, invert
+from ..interval import EditInterval
+from ..model import HSpaceModel
+from .faces import CIRCULAR, CONTINUOUS, render, sample_faces
+
+# attribute -> (high, low) values of the controlled pairs a direction is found from
+PAIRS = {"smile": (0.8, -0.8), "eye_size": (0.9, 0.1), "face_width": (0.9, 0.1), "glasses": (True, False)}
+READ_ATTRIBUTES = tuple(CONTINUOUS) + ("glasses", "hat")
+
+
+@dataclass(frozen=True, eq=False)
+class World:
+    """The model, the probe, inverted test faces and the editing interval, shared by every measurement."""
+
+    model: HSpaceModel
+    probe: torch.nn.Module
+    inversion: Inversion
+    interval: EditInterval
+    steps: int
+
+
+def demo_world(*, n_faces: int = 32, steps: int = 40, interval: EditInterval | None = None) -> World:
+    """The world of the embedded demo model and probe, at t_edit = ``DEMO_T_EDIT`` unless given."""
+    from ..loading import load_model
+    from .demo import DEMO_T_EDIT, demo_model_path
+    from .probe import load_probe
+
+    model = load_model(demo_model_path())
+    interval = interval or EditInterval(DEMO_T_EDIT, 0, "the demo world's t_edit")
+    return make_world(model, load_probe(), n_faces=n_faces, steps=steps, interval=interval)
+
+
+def make_world(model: HSpaceModel, probe, *, n_faces: int = 32, steps: int = 40, seed: int = 50_000,
+               interval: EditInterval) -> World:
+    faces = render(sample_faces(n_faces, seed))
+    return World(model, probe, invert(model, faces, steps=steps), interval, steps)
+
+
+def find_direction(world: World, attribute: str, *, n_pairs: int = 32, seed: int = 20_000) -> Direction:
+    """Supervised direction for ``attribute`` from controlled pairs of procedural faces."""
+    high, low = PAIRS[attribute]
+    faces = sample_faces(n_pairs, seed)
+    pos = render([f.replace(**{attribute: high}) for f in faces])
+    neg = render([f.replace(**{attribute: low}) for f in faces])
+    return mean_difference(world.model, pos, neg, steps=world.steps, t_edit=world.interval.t_edit, name=attribute,
+                           data=f"{n_pairs} procedural faces, {attribute} {high} vs {low}")
+
+
+def read(world: World, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Probe readings of [..., 3, S, S] images (clamped to [-1, 1]), each [...]."""
+    lead = images.shape[:-3]
+    r = world.probe.read(images.reshape(-1, *images.shape[-3:]).clamp(-1, 1).float())
+    return {k: v.reshape(lead) for k, v in r.items()}
+
+
+def change(after: dict, before: dict, attribute: str) -> torch.Tensor:
+    """Signed change of an attribute reading (circular attributes: shortest signed hue difference)."""
+    d = after[attribute] - before[attribute]
+    if attribute in CIRCULAR:
+        d = torch.remainder(d + 0.5, 1.0) - 0.5
+    return d
+
+
+def edits(world: World, direction, strengths, **kw) -> torch.Tensor:
+    return edit(world.model, world.inversion, direction, list(strengths), t_edit=world.interval, **kw).images
+
+
+def reconstruction_psnr(world: World) -> dict:
+    rec = edits(world, None, [0.0])[:, 0].clamp(-1, 1)
+    mse = ((rec - world.inversion.x_0) / 2).pow(2).mean(dim=(1, 2, 3))
+    psnr = -10 * torch.log10(mse)
+    return {"mean_db": float(psnr.mean()), "min_db": float(psnr.min()), "steps": world.steps}
+
+
+def linearity(world: World, direction, attribute: str, strengths=(-1, -0.75, -0.5, -0.25, 0, 0.25, 0.5, 0.75, 1)):
+    out = edits(world, direction, strengths)  # [N, K, 3, S, S]
+    r = read(world, out)
+    base = r[attribute][:, list(strengths).index(0)] if 0 in strengths else read(world, world.inversion.x_0)[attribute]
+    delta = r[attribute] - base[:, None]
+    mean = delta.mean(0)
+    s = torch.tensor(strengths, dtype=torch.float32)
+    slope = float(((s - s.mean()) * (mean - mean.mean())).sum() / (s - s.mean()).pow(2).sum())
+    fit = mean.mean() + slope * (s - s.mean())
+    r2 = float(1 - (mean - fit).pow(2).sum() / (mean - mean.mean()).pow(2).sum().clamp_min(1e-12))
+    return {"strengths": list(strengths), "mean_change": [round(float(v), 4) for v in mean], "slope": slope, "r2": r2}
+
+
+def effects(world: World, direction, attribute: str, strength: float = 1.0, **kw) -> dict:
+    """Target change per face, other attributes' drift, and face probability, at one strength."""
+    out = edits(world, direction, [0.0, strength], **kw)
+    before, after = read(world, out[:, 0]), read(world, out[:, 1])
+    target = change(after, before, attribute)
+    sign = 1 if strength >= 0 else -1
+    drift = {}
+    for other in READ_ATTRIBUTES:
+        if other == attribute:
+            continue
+        d = change(after, before, other).abs().mean()
+        drift[other] = float(d / target.abs().mean().clamp_min(1e-6))
+    return {
+        "strength": strength,
+        "target_mean": float(target.mean()), "target_std": float(target.std()),
+        "target_min": float(target.min()), "target_max": float(target.max()),
+        "same_sign": float((target * sign > 0).float().mean()),
+        "drift_per_unit": drift,
+        "face_prob_edited": float(after["face"].mean()), "face_prob_unedited": float(before["face"].mean()),
+        "face_prob_edited_min": float(after["face"].min()),
+        "rms_pixel_change": float((out[:, 1] - out[:, 0]).pow(2).mean().sqrt() / 2),
+    }
+
+
+def compositionality(world: World, a, b, attr_a: str, attr_b: str, strength: float = 1.0) -> dict:
+    both = mix([(a, 1.0), (b, 1.0)])
+    res = {}
+    base = read(world, edits(world, None, [0.0])[:, 0])
+    for label, d in (("a", a), ("b", b), ("both", both)):
+        r = read(world, edits(world, d, [strength])[:, 0])
+        res[label] = {attr_a: float(change(r, base, attr_a).mean()), attr_b: float(change(r, base, attr_b).mean())}
+    return {"attributes": [attr_a, attr_b], "changes": res,
+            "ratio_a": res["both"][attr_a] / res["a"][attr_a] if res["a"][attr_a] else float("nan"),
+            "ratio_b": res["both"][attr_b] / res["b"][attr_b] if res["b"][attr_b] else float("nan")}
+
+
+def variants(world: World, direction, attribute: str, strength: float = 1.0) -> dict:
+    return {v: effects(world, direction, attribute, strength, variant=v)
+            for v in ("asymmetric", "symmetric", "eps_shift", "xt_shift")}
+

@@ -1,0 +1,43 @@
+"""The paper's key claims hold on the embedded demo model, with safe margins on small sizes.
+
+The full measurement (32 faces, 40 steps, every claim) is ``bench/claims.py``; these use 8 faces
+and 20 steps so they stay fast in CI.
+"""
+
+import pytest
+import torch
+
+from hspace_core import EditInterval, load_direction
+from hspace_core.demo import claims
+from hspace_core.demo.demo import demo_directions_dir
+
+
+@pytest.fixture(scope="module")
+def world():
+    # the interval the shipped directions were made for, measured once by `demo-directions`
+    t_edit = load_direction(demo_directions_dir() / "demo_smile.safetensors").info.t_edit
+    return claims.demo_world(n_faces=8, steps=20, interval=EditInterval(t_edit, 0))
+
+
+@pytest.fixture(scope="module")
+def width(world):
+    return claims.find_direction(world, "face_width", n_pairs=16)
+
+
+def test_inversion_reconstructs(world):
+    assert claims.reconstruction_psnr(world)["mean_db"] > 25
+
+
+def test_linear_and_homogeneous(world, width):
+    # on this small model one mean difference moves face width by ~0.02 (of the pair's 0.8); see README
+    lin = claims.linearity(world, width, "face_width", strengths=(-10, -5, 0, 5, 10))
+    assert lin["slope"] > 0.005 and lin["r2"] > 0.9
+    up = claims.effects(world, width, "face_width", 10.0)
+    assert up["same_sign"] >= 7 / 8 and up["target_mean"] > 0.05
+    assert up["face_prob_edited"] > 0.8
+
+
+def test_asymmetric_edits_more_than_symmetric(world, width):
+    asym = claims.effects(world, width, "face_width", 10.0)["target_mean"]
+    sym = claims.effects(world, width, "face_width", 10.0, variant="symmetric")["target_mean"]
+    assert asym > 2 * abs(sym)
