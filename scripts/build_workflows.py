@@ -1,0 +1,274 @@
+"""Builds the example workflows: UI-format JSON (version 0.4) in example_workflows/, their API-format
+twins in tests/pack/workflows/, and a thumbnail per workflow from running the twin.
+
+One description per workflow below; widget order comes from the node classes' INPUT_TYPES, so the UI
+file and the API twin cannot drift apart. Run after changing a node's inputs:
+
+    python scripts/build_workflows.py [--no-thumbnails]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hspace_core.demo.demo import DEMO_T_EDIT, SAMPLE_CLIP_X0  # noqa: E402
+from nodes.loaders import EMBEDDED_DEMO  # noqa: E402
+from nodes.registry import NODE_CLASS_MAPPINGS  # noqa: E402
+
+PACK = "comfyui-hspace"
+VERSION = "0.1.0"
+FACE_IMAGE = "hspace_face.png"
+CLIP_FILE = "open_clip_model.safetensors"
+CLIP_URL = "https://huggingface.co/timm/vit_base_patch16_clip_224.openai/resolve/main/open_clip_model.safetensors"
+SEED_INPUTS = ("seed", "noise_seed")
+
+# ComfyUI core nodes the workflows use: (widget specs in order, socket inputs, outputs)
+CORE = {
+    "LoadImage": ([("image", "COMBO"), ("upload", "UPLOAD")], [], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
+    "SaveImage": ([("filename_prefix", "STRING")], [("images", "IMAGE")], []),
+}
+
+L = "link"
+
+
+def demo_t_edit() -> int:
+    return DEMO_T_EDIT
+
+
+def workflows(t_edit: int) -> dict:
+    model = ("HSpaceLoadUnconditionalDDPM", {"ckpt_name": EMBEDDED_DEMO, "image_size": 0, "num_heads": 0,
+                                             "schedule": "auto", "num_timesteps": 0})
+
+    def sampler(strengths="", strength=1.0, interval="from direction", seed=0, clip_x0=False, t_boost=0, **links):
+        return ("HSpaceAsyrpSampler", {"strength": strength, "strengths": strengths, "interval": interval,
+                                       "t_edit": t_edit, "t_boost": t_boost, "text_cosine": 1.0, "steps": 0, "eta": 1.0,
+                                       "variant": "asymmetric", "seed": seed, "batch_size": 2, "clip_x0": clip_x0,
+                                       **links})
+
+    def faces(count, seed, **fixed):
+        values = {"count": count, "seed": seed, **{a: -2.0 for a in ("smile", "eye_size", "face_width", "hair_hue",
+                                                                   "skin_tone", "background_hue", "head_tilt")},
+                  "glasses": "random", "hat": "random"}
+        values.update(fixed)
+        return ("HSpaceProceduralFaces", values)
+
+    def invert(model_id, image_id):
+        return ("HSpaceDDIMInvert", {"model": (model_id, 0), "image": (image_id, 0), "steps": 40,
+                                     "size_policy": "resize_crop"})
+
+    def strip(images, columns):
+        return ("HSpaceImageStrip", {"images": (images, 0), "columns": columns, "scale": 4})
+
+    def save(images, prefix):
+        return ("SaveImage", {"images": (images, 0), "filename_prefix": prefix})
+
+    def save_and_apply(first: int, found: str, direction_prefix: str, strengths: str, faces_seed: int,
+                       image_prefix: str) -> dict:
+        """Nodes first, first + 1, ...: save the found direction, invert two faces, edit them, save a strip."""
+        ids = [str(first + i) for i in range(6)]
+        return {ids[0]: ("HSpaceSaveDirection", {"direction": (found, 0), "filename_prefix": direction_prefix}),
+                ids[1]: faces(2, faces_seed), ids[2]: invert("1", ids[1]),
+                ids[3]: sampler(strengths=strengths, model=("1", 0), direction=(found, 0), inversion=(ids[2], 0)),
+                ids[4]: strip(ids[3], len(strengths.split(","))), ids[5]: save(ids[4], image_prefix)}
+
+    def direction(name):
+        return ("HSpaceLoadDirection", {"direction_name": name})
+
+    return {
+        "edit_image_with_direction": {
+            "title": "Edit a real image with an h-space direction (face width)",
+            "nodes": {"1": model, "2": ("LoadImage", {"image": FACE_IMAGE, "upload": "image"}), "3": invert("1", "2"),
+                      "4": direction("demo_width (embedded)"),
+                      "5": sampler(strengths="0, 10", model=("1", 0), direction=("4", 0), inversion=("3", 0)),
+                      "6": strip("5", 2), "7": save("6", "hspace/edit")}},
+        "strength_sweep_strip": {
+            "title": "A strength sweep in one batch, as a strip (one row per input)",
+            "nodes": {"1": model, "2": faces(2, 7), "3": invert("1", "2"), "4": direction("demo_width (embedded)"),
+                      "5": sampler(strengths="-10, -5, 0, 5, 10", model=("1", 0), direction=("4", 0),
+                                   inversion=("3", 0)),
+                      "6": strip("5", 5), "7": save("6", "hspace/sweep")}},
+        "mix_two_directions": {
+            "title": "Mix two directions like paint: wide face + big eyes",
+            "nodes": {"1": model, "2": faces(2, 11), "3": invert("1", "2"), "4": direction("demo_width (embedded)"),
+                      "5": direction("demo_eyes (embedded)"),
+                      "6": ("HSpaceDirectionMixer", {"direction_1": ("4", 0), "weight_1": 1.0, "weight_2": 1.0,
+                                                     "weight_3": 1.0, "weight_4": 1.0, "sqrt_n": False,
+                                                     "projection": "joint", "direction_2": ("5", 0)}),
+                      "7": sampler(strengths="0, 5, 10", model=("1", 0), direction=("6", 0), inversion=("3", 0),
+                                   interval="explicit"),
+                      "8": strip("7", 3), "9": save("8", "hspace/mix")}},
+        "direction_from_image_sets": {
+            "title": "Find a direction from two image sets (supervised, Haas et al.) and use it",
+            "nodes": {"1": model, "2": faces(16, 1, face_width=0.9), "3": faces(16, 1, face_width=0.1),
+                      "4": ("HSpaceDirectionFromImages", {"model": ("1", 0), "positive": ("2", 0),
+                                                          "negative": ("3", 0), "method": "mean difference",
+                                                          "steps": 40, "t_edit": t_edit,
+                                                          "size_policy": "resize_crop"}),
+                      **save_and_apply(5, "4", "hspace/found_width", "-10, 0, 10", 9, "hspace/found")}},
+        "direction_from_text": {
+            "title": "Train a direction from text with CLIP (Asyrp); needs open_clip ViT-B-16 weights",
+            "nodes": {"1": model,
+                      "2": ("HSpaceDirectionFromText", {"model": ("1", 0), "source_text": "face",
+                                                        "target_text": "smiling face", "clip_name": CLIP_FILE,
+                                                        "clip_arch": "ViT-B-16-quickgelu", "kind": "deltablock",
+                                                        "samples": 4, "steps": 40, "t_edit": t_edit, "lr": 0.5,
+                                                        "iterations": 1, "clip_weight": 1.0, "l1_weight": 3.0,
+                                                        "seed": 0}),
+                      **save_and_apply(3, "2", "hspace/text_smile", "0, 1", 5, "hspace/text")}},
+        "pca_directions": {
+            "title": "Unsupervised PCA directions of h (Haas et al.) on fresh samples",
+            "nodes": {"1": model,
+                      "2": ("HSpaceDirectionPCA", {"model": ("1", 0), "samples": 64, "component": 0, "steps": 40,
+                                                   "t_edit": t_edit, "seed": 0}),
+                      "3": ("HSpaceDirectionPCA", {"model": ("1", 0), "samples": 64, "component": 1, "steps": 40,
+                                                   "t_edit": t_edit, "seed": 0}),
+                      "4": sampler(strengths="-2, -1, 0, 1, 2", model=("1", 0), direction=("2", 0), seed=3,
+                                   clip_x0=SAMPLE_CLIP_X0, t_boost=999),
+                      "5": sampler(strengths="-2, -1, 0, 1, 2", model=("1", 0), direction=("3", 0), seed=3,
+                                   clip_x0=SAMPLE_CLIP_X0, t_boost=999),
+                      "6": strip("4", 5), "7": save("6", "hspace/pc0"), "8": strip("5", 5), "9": save("8", "hspace/pc1")}},
+    }
+
+
+def _spec(class_type: str):
+    """(widgets [(name, kind, options)], sockets [(name, type)], outputs [(name, type)]) of a node type."""
+    if class_type in CORE:
+        widgets, sockets, outputs = CORE[class_type]
+        return [(n, k, {}) for n, k in widgets], sockets, outputs
+    cls = NODE_CLASS_MAPPINGS[class_type]
+    spec = cls.INPUT_TYPES()
+    widgets, sockets = [], []
+    for section in ("required", "optional"):
+        for name, entry in spec.get(section, {}).items():
+            kind, opts = entry[0], (entry[1] if len(entry) > 1 else {})
+            if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+                widgets.append((name, "COMBO" if isinstance(kind, list) else kind, opts))
+            else:
+                sockets.append((name, kind))
+    names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
+    return widgets, sockets, list(zip(names, cls.RETURN_TYPES))
+
+
+def to_api(desc: dict) -> dict:
+    prompt = {}
+    for node_id, (class_type, values) in desc["nodes"].items():
+        widgets, sockets, _ = _spec(class_type)
+        inputs = {}
+        for name, value in values.items():
+            if name == "upload":
+                continue
+            inputs[name] = [value[0], value[1]] if isinstance(value, tuple) else value
+        prompt[node_id] = {"class_type": class_type, "inputs": inputs, "_meta": {"title": class_type}}
+    return prompt
+
+
+def to_ui(desc: dict) -> dict:
+    nodes, links = [], []
+    link_id = 0
+    out_links: dict[tuple[str, int], list[int]] = {}
+    order = list(desc["nodes"])
+    for node_id in order:
+        _, values = desc["nodes"][node_id]
+        for name, value in values.items():
+            if isinstance(value, tuple):
+                link_id += 1
+                src, slot = value
+                src_type = _spec(desc["nodes"][src][0])[2][slot][1]
+                links.append([link_id, int(src), slot, int(node_id), name, src_type])
+                out_links.setdefault((src, slot), []).append(link_id)
+    depth = {}
+
+    def level(nid):
+        if nid not in depth:
+            ups = [v[0] for v in desc["nodes"][nid][1].values() if isinstance(v, tuple)]
+            depth[nid] = 1 + max((level(u) for u in ups), default=-1)
+        return depth[nid]
+
+    columns: dict[int, int] = {}
+    for i, node_id in enumerate(order):
+        class_type, values = desc["nodes"][node_id]
+        widgets, sockets, outputs = _spec(class_type)
+        inputs = []
+        for name, typ in sockets:
+            link = next((l for l in links if l[3] == int(node_id) and l[4] == name), None)
+            inputs.append({"name": name, "type": typ, "link": link[0] if link else None})
+        for l in links:
+            if l[3] == int(node_id):
+                l[4] = [s[0] for s in sockets].index(l[4])
+        widgets_values = []
+        for name, kind, opts in widgets:
+            if name not in values:
+                value = opts.get("default")
+            else:
+                value = values[name]
+            widgets_values.append(value)
+            if kind == "INT" and (opts.get("control_after_generate") or name in SEED_INPUTS):
+                widgets_values.append("fixed")
+        col = level(node_id)
+        row = columns.get(col, 0)
+        columns[col] = row + 1
+        properties = {"Node name for S&R": class_type}
+        if class_type not in CORE:
+            properties.update({"cnr_id": PACK, "ver": VERSION})
+        if class_type == "HSpaceDirectionFromText":
+            properties["models"] = [{"name": CLIP_FILE, "url": CLIP_URL, "directory": "text_encoders"}]
+        nodes.append({
+            "id": int(node_id), "type": class_type, "pos": [40 + 360 * col, 40 + 300 * row], "size": [320, 260],
+            "flags": {}, "order": i, "mode": 0, "inputs": inputs,
+            "outputs": [{"name": n, "type": t, "links": out_links.get((node_id, k), []), "slot_index": k}
+                        for k, (n, t) in enumerate(outputs)],
+            "properties": properties, "widgets_values": widgets_values,
+        })
+    return {"id": None, "revision": 0, "last_node_id": max(int(n) for n in order), "last_link_id": link_id,
+            "nodes": nodes, "links": links, "groups": [], "config": {},
+            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "info": {"title": desc["title"]}}, "version": 0.4}
+
+
+def thumbnail(name: str, prompt: dict, out: Path) -> None:
+    """Run the API twin with the test executor and keep its first saved image as a JPEG thumbnail."""
+    from PIL import Image
+    from tests.pack.executor import core_nodes, execute
+    from tests.pack.fixtures import make_models_dir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["HSPACE_MODELS_DIR"] = str(make_models_dir(tmp / "models"))
+        classes = {**NODE_CLASS_MAPPINGS, **core_nodes(ROOT / "tests" / "pack" / "input", tmp / "output")}
+        _, ui = execute(prompt, classes)
+        saved = [ui[k]["images"][0] for k in sorted(ui, key=int) if "images" in ui[k]]
+        first = tmp / "output" / saved[0]
+        with Image.open(first) as im:
+            im.convert("RGB").save(out, quality=90)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--no-thumbnails", action="store_true")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    descs = workflows(demo_t_edit())
+    from tests.pack.fixtures import with_tiny_clip
+
+    for name, desc in descs.items():
+        ui, api = to_ui(desc), to_api(desc)
+        if name == "direction_from_text":
+            api = with_tiny_clip(api)
+        (ROOT / "example_workflows" / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
+        (ROOT / "tests" / "pack" / "workflows" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
+        if not args.no_thumbnails:
+            thumbnail(name, api, ROOT / "example_workflows" / f"{name}.jpg")
+        print(f"wrote {name}")
+
+
+if __name__ == "__main__":
+    main()
