@@ -1,6 +1,8 @@
 """CLIP-guided direction training on a tiny open_clip model (random init, built offline)."""
 
+import copy
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -92,3 +94,19 @@ def test_missing_weights_and_bad_input(clip, tmp_path):
         train_clip_direction(tiny_model(), clip, "", "smile", n_samples=1)
     with pytest.raises(HSpaceError, match="training images or a number"):
         train_clip_direction(tiny_model(), clip, "a", "b")
+
+
+def test_training_inside_inference_mode_as_comfyui_runs_nodes(clip):
+    # ComfyUI executes every node under torch.inference_mode(), and its loaders create the weights there
+    settings = ClipTrainSettings(kind="deltablock", n_train_step=6, t_edit=300, n_iter=1, lr=0.05, seed=1)
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        model = tiny_model()
+        net = copy.deepcopy(clip.model)
+        assert next(net.parameters()).is_inference() and next(model.unet.parameters()).is_inference()
+        d = train_clip_direction(model, replace(clip, model=net), "face", "smiling face", images=images,
+                                 settings=settings)
+    plain = train_clip_direction(tiny_model(), clip, "face", "smiling face", images=images, settings=settings)
+    x, t, emb = torch.randn(1, *model.h_shape), torch.tensor([999]), torch.randn(1, model.emb_channels)
+    assert torch.allclose(d.delta(x, t, emb, 6), plain.delta(x, t, emb, 6), atol=1e-6)
+    assert plain.delta(x, t, emb, 6).abs().sum() > 0

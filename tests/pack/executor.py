@@ -153,7 +153,8 @@ def execute(prompt: dict, classes: dict) -> tuple[dict, dict]:
         if "unique_id" in spec.get("hidden", {}):
             kwargs["unique_id"] = node_id
         try:
-            out = getattr(cls(), cls.FUNCTION)(**kwargs)
+            with torch.inference_mode():  # as ComfyUI's executor runs every node (execution.py)
+                out = getattr(cls(), cls.FUNCTION)(**kwargs)
         except Exception as e:  # reported like ComfyUI's execution_error, with the node id
             raise PromptError(f"node {node_id} ({node['class_type']}): {type(e).__name__}: {e}") from e
         if isinstance(out, dict):
