@@ -2,10 +2,10 @@
 
 For supervised directions (mean difference and classifier normal, from controlled pairs of
 procedural faces) and the first PCA components of h over the model's own samples, edits 16 held-out
-faces at strength +1 and -1 and prints which attributes the probe sees change (mean change, and the
+faces at strength +S and -S (default 10) and prints which attributes the probe sees change (mean change, and the
 fraction of faces changing in the direction of the mean).
 
-    python bench/discovery.py [--faces 16] [--pca-samples 128] [--components 4] [--threads 2]
+    python bench/discovery.py [--faces 16] [--pca-samples 128] [--components 4] [--strength 10] [--threads 2]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=16)
     ap.add_argument("--pca-samples", type=int, default=128)
     ap.add_argument("--components", type=int, default=4)
+    ap.add_argument("--strength", type=float, default=10.0, help="edit strength of the readings (see README)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -54,16 +55,16 @@ def main() -> None:
     tic = time.perf_counter()
     world = claims.demo_world(n_faces=args.faces)
     model, interval = world.model, world.interval
-    directions = {"supervised smile (mean difference)": claims.find_direction(world, "smile"),
+    directions = {"supervised face width (mean difference)": claims.find_direction(world, "face_width"),
                   "supervised eye size (mean difference)": claims.find_direction(world, "eye_size"),
                   "supervised glasses (mean difference)": claims.find_direction(world, "glasses")}
-    pos, neg = attribute_sets("smile", 32, 20_000, 0.8, -0.8)
-    directions["supervised smile (classifier normal)"] = classifier_normal(model, pos, neg, t_edit=interval.t_edit)
+    pos, neg = attribute_sets("face_width", 32, 20_000, *claims.PAIRS["face_width"])
+    directions["supervised face width (classifier normal)"] = classifier_normal(model, pos, neg, t_edit=interval.t_edit)
     for j, d in enumerate(pca_directions(model, args.pca_samples, args.components, t_edit=interval.t_edit)):
         directions[f"PCA component {j}"] = d
-    report = {name: profile(world, d) for name, d in directions.items()}
+    report = {name: profile(world, d, args.strength) for name, d in directions.items()}
     print(f"demo model, {args.faces} held-out faces, t_edit {interval.t_edit}; change read by the probe at "
-          f"strength +1 (and -1); 'same' = faces changing with the mean\n")
+          f"strength +{args.strength:g} / -{args.strength:g} (in brackets: faces changing with the mean)\n")
     print("| direction | " + " | ".join(SHOW) + " | face prob. |")
     print("|---|" + "---|" * (len(SHOW) + 1))
     for name, r in report.items():
