@@ -79,9 +79,9 @@ def test_invert_and_sweep(demo):
     inv, rec = DDIMInvert().invert(demo, image, 10, "resize_crop")
     assert torch.equal(image, before)  # inputs are never changed
     assert rec.shape == (2, 32, 32, 3) and 0 <= float(rec.min()) and float(rec.max()) <= 1
-    smile = LoadDirection().load("demo_smile (embedded)")[0]
-    out = AsyrpSampler().sample(demo, 1.0, "-1, 0, 1", "from direction", 500, 0, 1.0, 0, 1.0, "asymmetric", 0,
-                                direction=smile, inversion=inv)[0]
+    width = LoadDirection().load("demo_width (embedded)")[0]
+    out = AsyrpSampler().sample(demo, 1.0, "-10, 0, 10", "from direction", 500, 0, 1.0, 0, 1.0, "asymmetric", 0,
+                                direction=width, inversion=inv)[0]
     assert out.shape == (6, 32, 32, 3)
     assert torch.allclose(out[1], rec[0], atol=1e-3)  # strength 0 = the reconstruction (< 1/4 grey level)
     assert (out[2] - out[0]).abs().max() > 0.05
@@ -119,7 +119,7 @@ def test_directions_from_images_pca_mixer_and_save(demo, models_dir):
     assert pc.info.strength_unit == "std"
     mixed = DirectionMixer().mix(d, 1.0, -0.5, 1.0, 1.0, False, "joint", direction_2=pc)[0]
     held = DirectionMixer().mix(d, 1.0, 1.0, 1.0, 1.0, False, "joint", hold_fixed_1=pc)[0]
-    for t in (500, 999):
+    for t in held.timesteps.tolist():  # orthogonal on the grid (between grid points the lerps are not)
         assert abs(float(torch.dot(held.at(t).flatten(), pc.at(t).flatten()))) < 1e-4 * float(
             held.at(t).norm() * pc.at(t).norm() + 1e-12)
     first = SaveDirection().save(mixed, "tests/mixed")
@@ -130,7 +130,8 @@ def test_directions_from_images_pca_mixer_and_save(demo, models_dir):
     with pytest.raises(ValueError, match="inside"):
         SaveDirection().save(mixed, "../escape")
     names = LoadDirection.INPUT_TYPES()["required"]["direction_name"][0]
-    assert names[:2] == ["demo_eyes (embedded)", "demo_smile (embedded)"] and first["ui"]["text"][0] in names
+    assert names[:3] == ["demo_eyes (embedded)", "demo_smile (embedded)", "demo_width (embedded)"]
+    assert first["ui"]["text"][0] in names
 
 
 def test_direction_from_text_and_missing_clip(demo, models_dir):
