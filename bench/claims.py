@@ -4,7 +4,7 @@
 
 Prints a markdown table; every number comes from this run. Directions are supervised mean
 differences found on the model from controlled pairs of procedural faces; test faces are held-out
-procedural faces, DDIM-inverted. The editing interval is measured on the model's own samples.
+procedural faces, DDIM-inverted. The editing interval is the demo world's t_edit (DEMO_T_EDIT).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hspace_core.demo import claims  # noqa: E402
+from hspace_core.demo.pairs import PAIRS  # noqa: E402
 
 
 def verdict(ok: bool) -> str:
@@ -31,8 +32,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--faces", type=int, default=32)
     ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--attribute", default="face_width", choices=list(claims.PAIRS))
-    ap.add_argument("--second", default="eye_size", choices=list(claims.PAIRS), help="for compositionality")
+    ap.add_argument("--attribute", default="face_width", choices=list(PAIRS))
+    ap.add_argument("--second", default="eye_size", choices=list(PAIRS), help="for compositionality")
     ap.add_argument("--strength", type=float, default=10.0, help="the strength unit S of the measurements")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)

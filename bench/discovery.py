@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hspace_core.demo import claims  # noqa: E402
-from hspace_core.demo.demo import attribute_sets  # noqa: E402
+from hspace_core.demo.pairs import PAIRS, attribute_sets  # noqa: E402
 from hspace_core.directions.pca import pca_directions  # noqa: E402
 from hspace_core.directions.supervised import classifier_normal  # noqa: E402
 
@@ -58,7 +58,7 @@ def main() -> None:
     directions = {"supervised face width (mean difference)": claims.find_direction(world, "face_width"),
                   "supervised eye size (mean difference)": claims.find_direction(world, "eye_size"),
                   "supervised glasses (mean difference)": claims.find_direction(world, "glasses")}
-    pos, neg = attribute_sets("face_width", 32, 20_000, *claims.PAIRS["face_width"])
+    pos, neg = attribute_sets("face_width", 32, 20_000, *PAIRS["face_width"])
     directions["supervised face width (classifier normal)"] = classifier_normal(model, pos, neg, t_edit=interval.t_edit)
     for j, d in enumerate(pca_directions(model, args.pca_samples, args.components, t_edit=interval.t_edit)):
         directions[f"PCA component {j}"] = d

@@ -96,7 +96,8 @@ def full_path(name: str, relative: str) -> Path:
 
 @dataclass
 class Progress:
-    """Per-step progress with an x0 preview; in ComfyUI every update is also an interrupt point."""
+    """Per-step progress with an x0 preview. In ComfyUI every update is also an interrupt point: the
+    server's progress hook raises when the user interrupts the queue (ComfyUI main.py)."""
 
     total: int
     node_id: str | None = None
@@ -119,13 +120,6 @@ class Progress:
             arr = ((preview.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
             image = ("JPEG", Image.fromarray(arr), 512)
         self._bar.update_absolute(i + 1, self.total, image)
-
-
-def check_interrupt() -> None:
-    if IN_COMFY:
-        import comfy.model_management  # type: ignore
-
-        comfy.model_management.throw_exception_if_processing_interrupted()
 
 
 # ------------------------------------------------------------------ devices and memory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hspace_core import HSpaceError
+from hspace_core import HSpaceError, asyrp_timesteps
 from hspace_core.directions.clip import DEFAULT_ARCH, ClipTrainSettings, load_clip, train_clip_direction
 from hspace_core.directions.pca import pca_direction
 from hspace_core.directions.supervised import classifier_normal, mean_difference
@@ -85,17 +85,13 @@ class DirectionFromText:
         settings = ClipTrainSettings(kind=kind, n_train_step=steps, t_edit=t_edit, lr=lr, n_iter=iterations,
                                      clip_w=clip_weight, l1_w=l1_weight, seed=seed)
         n_img = images.shape[0] if images is not None else samples
-        progress = bridge.Progress(iterations * n_img * int((_grid(m, steps) >= t_edit).sum()), unique_id)
+        train_steps = int((asyrp_timesteps(steps, m.schedule.num_timesteps - 1) >= t_edit).sum())
+        progress = bridge.Progress(iterations * n_img * train_steps, unique_id)
         d = train_clip_direction(m, clip, source_text, target_text,
                                  images=image_to_engine(images) if images is not None else None,
                                  n_samples=0 if images is not None else samples, settings=settings,
                                  callback=lambda step: progress(step.i))
         return (d,)
-
-
-def _grid(model, steps):
-    from hspace_core import asyrp_timesteps
-    return asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
 
 
 class DirectionFromImages:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import torch
-
 from hspace_core import EditInterval, HSpaceError, edit, invert, measure_interval, table_interval
+from hspace_core.directions.record import seeded_noise
 from hspace_core.images import SIZE_POLICIES
 from hspace_core.interval import TABLE_DATASETS
 from hspace_core.sampling import Variant
@@ -137,8 +136,7 @@ class AsyrpSampler:
             source = inversion
             n_steps = steps or inversion.steps
         else:
-            g = torch.Generator().manual_seed(seed)
-            source = torch.randn(batch_size, m.in_channels, m.image_size, m.image_size, generator=g)
+            source = seeded_noise(m, batch_size, seed)
             n_steps = steps or 40
         progress = bridge.Progress(n_steps, unique_id)
         result = edit(m, source, direction, sweep, t_edit=iv, steps=n_steps, eta=eta, seed=seed, variant=variant,

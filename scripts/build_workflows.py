@@ -39,10 +39,6 @@ CORE = {
 L = "link"
 
 
-def demo_t_edit() -> int:
-    return DEMO_T_EDIT
-
-
 def workflows(t_edit: int) -> dict:
     model = ("HSpaceLoadUnconditionalDDPM", {"ckpt_name": EMBEDDED_DEMO, "image_size": 0, "num_heads": 0,
                                              "schedule": "auto", "num_timesteps": 0})
@@ -256,7 +252,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    descs = workflows(demo_t_edit())
+    descs = workflows(DEMO_T_EDIT)
     from tests.pack.fixtures import with_tiny_clip
 
     for name, desc in descs.items():

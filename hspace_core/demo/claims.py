@@ -19,14 +19,11 @@ from dataclasses import dataclass
 import torch
 
 from ..directions.base import Direction, mix
-from ..directions.supervised import mean_difference
 from ..editing import Inversion, edit, invert
 from ..interval import EditInterval
 from ..model import HSpaceModel
 from .faces import CIRCULAR, CONTINUOUS, render, sample_faces
-
-# attribute -> (high, low) values of the controlled pairs a direction is found from
-PAIRS = {"smile": (0.8, -0.8), "eye_size": (0.9, 0.1), "face_width": (0.9, 0.1), "glasses": (True, False)}
+from .pairs import supervised_direction
 READ_ATTRIBUTES = tuple(CONTINUOUS) + ("glasses", "hat")
 
 
@@ -60,12 +57,8 @@ def make_world(model: HSpaceModel, probe, *, n_faces: int = 32, steps: int = 40,
 
 def find_direction(world: World, attribute: str, *, n_pairs: int = 32, seed: int = 20_000) -> Direction:
     """Supervised direction for ``attribute`` from controlled pairs of procedural faces."""
-    high, low = PAIRS[attribute]
-    faces = sample_faces(n_pairs, seed)
-    pos = render([f.replace(**{attribute: high}) for f in faces])
-    neg = render([f.replace(**{attribute: low}) for f in faces])
-    return mean_difference(world.model, pos, neg, steps=world.steps, t_edit=world.interval.t_edit, name=attribute,
-                           data=f"{n_pairs} procedural faces, {attribute} {high} vs {low}")
+    return supervised_direction(world.model, attribute, t_edit=world.interval.t_edit, n_pairs=n_pairs, seed=seed,
+                                steps=world.steps)
 
 
 def read(world: World, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
-from ..directions.supervised import mean_difference
+from ..directions.record import seeded_noise
 from ..editing import edit, invert
 from ..images import strip
 from ..loading import load_model
 from .faces import render, sample_faces
+from .pairs import supervised_direction
 
 # The editing interval of the demo world. The interval measured on the model's samples
 # (``measure_interval``, fallback metric) is t >= 870, where this small model's h carries almost
@@ -42,9 +43,8 @@ SAMPLE_CLIP_X0 = True
 
 def sample_from_model(model, n: int, seed: int, steps: int = 40) -> torch.Tensor:
     """n fresh samples [n, 3, S, S] in [-1, 1]: eta = 1 at every step, x0 clamped (see above)."""
-    x_T = torch.randn(n, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(seed))
     t_0 = model.schedule.num_timesteps - 1
-    return edit(model, x_T, None, 0.0, steps=steps, t_edit=0, t_boost=t_0, eta=1.0, seed=seed,
+    return edit(model, seeded_noise(model, n, seed), None, 0.0, steps=steps, t_edit=0, t_boost=t_0, eta=1.0, seed=seed,
                 clip_x0=SAMPLE_CLIP_X0).images[:, 0].clamp(-1, 1)
 
 
@@ -58,19 +58,11 @@ def demo_directions_dir() -> Path:
     return demo_model_path().parent / "directions"
 
 
-def attribute_sets(attribute: str, n: int, seed: int, high: float, low: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Procedural faces identical but for ``attribute`` (``high`` vs ``low``): ([n, 3, 32, 32] x 2)."""
-    faces = sample_faces(n, seed)
-    return (render([f.replace(**{attribute: high}) for f in faces]),
-            render([f.replace(**{attribute: low}) for f in faces]))
-
-
 def run_demo(out: Path, *, seed: int = 0, strengths=DEMO_STRENGTHS, attributes=("smile", "face_width"),
              n_pairs: int = 32, steps: int = 40, scale: int = 4, log=print) -> dict:
     """Sample and invert a face, find one supervised direction per attribute, edit, write a strip.
 
     Rows: (model sample, procedural face) x attributes; columns: input, reconstruction, strengths."""
-    from .claims import PAIRS
     from .probe import load_probe
 
     timings = {}
@@ -85,11 +77,9 @@ def run_demo(out: Path, *, seed: int = 0, strengths=DEMO_STRENGTHS, attributes=(
     probe = load_probe()
     rows, readings = [], []
     for attribute in attributes:
-        high, low = PAIRS[attribute]
         tic = time.perf_counter()
-        pos, neg = attribute_sets(attribute, n_pairs, 20_000 + seed, high, low)
-        d = mean_difference(model, pos, neg, steps=steps, t_edit=DEMO_T_EDIT, name=attribute,
-                            data=f"{n_pairs} procedural faces, {attribute} {high} vs {low}")
+        d = supervised_direction(model, attribute, t_edit=DEMO_T_EDIT, n_pairs=n_pairs, seed=20_000 + seed,
+                                 steps=steps)
         timings[f"{attribute}_direction_s"] = time.perf_counter() - tic
         tic = time.perf_counter()
         result = edit(model, inv, d, [0.0] + strengths, t_edit=DEMO_T_EDIT, seed=seed)
@@ -122,16 +112,12 @@ def make_demo_directions(out_dir: Path, *, n_pairs: int = 64, steps: int = 40, s
     """The directions shipped for the embedded model (``data/directions``): supervised mean differences
     from controlled pairs of procedural faces, made for t_edit = ``DEMO_T_EDIT``."""
     from ..directions.io import save_direction
-    from .claims import PAIRS
 
     model = load_model(demo_model_path())
     paths = []
     for name, attribute in DEMO_DIRECTIONS.items():
-        high, low = PAIRS[attribute]
-        pos, neg = attribute_sets(attribute, n_pairs, 30_000 + seed, high, low)
-        d = mean_difference(model, pos, neg, steps=steps, t_edit=DEMO_T_EDIT, name=name,
-                            data=f"{n_pairs} procedural faces, {attribute} {high} vs {low} "
-                                 f"(hspace_core.demo.faces, seed {30_000 + seed})")
+        d = supervised_direction(model, attribute, t_edit=DEMO_T_EDIT, n_pairs=n_pairs, seed=30_000 + seed,
+                                 steps=steps, name=name)
         paths.append(save_direction(d, out_dir / f"{name}.safetensors", overwrite=True))
         log(f"wrote {paths[-1]} (t_edit {DEMO_T_EDIT})")
     return paths
