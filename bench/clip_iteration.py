@@ -9,9 +9,12 @@ SDEdit CelebA-HQ configuration.
      2 steps before training starts; the time per training step is read from its progress callback);
   2. where the time goes: the same training step re-written here with a timer around each phase,
      on the first --phase-steps steps (the two totals are printed side by side as a check that the
-     re-written step still costs what the engine's does).
+     re-written step still costs what the engine's does);
+  3. with --iterations N > 1: N iterations through the engine twice, with the reference-trajectory
+     cache (default) and without it (reference_cache_mib=0), the time per step of iterations >= 1
+     side by side (the cache only serves from the second iteration on).
 
-    python bench/clip_iteration.py [--t-edit 500] [--threads 2] [--phase-steps 4]
+    python bench/clip_iteration.py [--t-edit 500] [--threads 2] [--phase-steps 4] [--iterations 1]
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def main() -> None:
     ap.add_argument("--t-edit", type=int, default=500)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--phase-steps", type=int, default=4, help="steps timed phase by phase (0: the whole interval)")
+    ap.add_argument("--iterations", type=int, default=1, help="> 1: also time later iterations with and without "
+                                                              "the reference-trajectory cache")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import open_clip
@@ -114,9 +119,22 @@ def main() -> None:
           f"{total / len(pairs):.1f} s per step vs {per_step:.1f} s in the engine")
     for name, spent_s in sorted(spent.items(), key=lambda kv: -kv[1]):
         print(f"  {name:42s} {spent_s / len(pairs):8.2f} s per step  {spent_s / total:6.1%}")
-    print(json.dumps({"engine_steps": len(stamps), "engine_s_per_step": per_step, "engine_whole_s": whole,
-                      "phase_steps": len(pairs), "phase_s_per_step": total / len(pairs),
-                      "phases_s_per_step": {k: v / len(pairs) for k, v in spent.items()}}))
+    report = {"engine_steps": len(stamps), "engine_s_per_step": per_step, "engine_whole_s": whole,
+              "phase_steps": len(pairs), "phase_s_per_step": total / len(pairs),
+              "phases_s_per_step": {k: v / len(pairs) for k, v in spent.items()}}
+    if args.iterations > 1:
+        later = {}
+        for label, mib in (("cached", 2048), ("recomputed", 0)):
+            ends = {}
+            train_clip_direction(model, clip, "face", "smiling face", images=x0, inversion_steps=2,
+                                 settings=ClipTrainSettings(t_edit=args.t_edit, n_iter=args.iterations),
+                                 callback=lambda step: ends.__setitem__(step.iteration, time.perf_counter()),
+                                 reference_cache_mib=mib)
+            later[label] = (ends[args.iterations - 1] - ends[0]) / ((args.iterations - 1) * len(stamps))
+        print(f"iterations 2..{args.iterations}, per step: reference trajectory cached {later['cached']:.1f} s vs "
+              f"recomputed {later['recomputed']:.1f} s ({later['cached'] / later['recomputed']:.2f}x)")
+        report["later_iterations_s_per_step"] = later
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

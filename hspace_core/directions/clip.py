@@ -216,7 +216,8 @@ def autograd_ready(module: torch.nn.Module) -> torch.nn.Module:
 
 def train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: str, *, images=None,
                          n_samples: int = 0, inversion_steps: int = 40, settings: ClipTrainSettings = ClipTrainSettings(),
-                         name: str = "", callback: Callable[[TrainStep], None] | None = None):
+                         name: str = "", callback: Callable[[TrainStep], None] | None = None,
+                         reference_cache_mib: float = 2048):
     """Train a direction from the text pair ``src`` -> ``trg``.
 
     images:    real images ([N, 3, H, W] in [-1, 1] or a list), DDIM-inverted with ``inversion_steps``;
@@ -224,6 +225,9 @@ def train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: str
     Returns a ``DeltaBlockDirection`` (kind "deltablock") or ``TensorDirection`` (kind "global").
     Deterministic for a seed (the block's initialisation and the samples are seeded). Runs with
     autograd even when called inside ``torch.inference_mode``.
+    reference_cache_mib: with ``n_iter > 1``, the unedited reference trajectory's P_t (it does not depend
+    on the direction) is kept in CPU memory up to this size and reused by later iterations instead of
+    being recomputed; the result is the same either way.
     """
     with torch.inference_mode(False):
         model = replace(model, unet=autograd_ready(model.unet))
@@ -234,11 +238,11 @@ def train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: str
             images = [im.clone() if isinstance(im, torch.Tensor) else im for im in images]
         return _train_clip_direction(model, clip, src, trg, images=images, n_samples=n_samples,
                                      inversion_steps=inversion_steps, settings=settings, name=name,
-                                     callback=callback)
+                                     callback=callback, cache_bytes=int(reference_cache_mib * 2**20))
 
 
 def _train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: str, *, images, n_samples: int,
-                          inversion_steps: int, settings: ClipTrainSettings, name: str, callback):
+                          inversion_steps: int, settings: ClipTrainSettings, name: str, callback, cache_bytes: int):
     s = settings
     if not src.strip() or not trg.strip():
         raise HSpaceError("give both a source and a target text")
@@ -274,21 +278,32 @@ def _train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: st
     steps_down = list(zip(reversed(train_ts), reversed([-1] + train_ts[:-1])))
     total = s.n_iter * x_T.shape[0] * len(steps_down)
     count = 0
+    # P_t of the unedited trajectory per image, kept while it fits: it does not depend on the direction
+    reference: dict[int, list[torch.Tensor]] = {}
+    per_image = len(steps_down) * x_T[:1].numel() * 4
+    room = cache_bytes // per_image if s.n_iter > 1 else 0
     for it in range(s.n_iter):
         for b in range(x_T.shape[0]):
             with torch.no_grad():
                 src_feat = clip.image_features(x0_all[b:b + 1].float())
             x_e = x_o = x_T[b:b + 1]
-            for t, t_prev in steps_down:
+            cached = reference.get(b)
+            record = [] if cached is None and b < room else None
+            for k, (t, t_prev) in enumerate(steps_down):
                 tt = torch.full((1,), t, device=dev, dtype=torch.long)
                 a, a_prev = model.schedule.alpha_bar_at(t, like=x_e), model.schedule.alpha_bar_at(t_prev, like=x_e)
                 with torch.no_grad():
                     enc = model.encode(x_e.detach(), tt)
                     eps = model.decode(enc, enc.h).eps
-                    enc_o = model.encode(x_o, tt)
-                    eps_o = model.decode(enc_o, enc_o.h).eps
-                    p_o = predict_x0(x_o, eps_o, a)
-                    x_o = ddim_step(p_o, eps_o, a, a_prev)
+                    if cached is not None:
+                        p_o = cached[k].to(dev)
+                    else:
+                        enc_o = model.encode(x_o, tt)
+                        eps_o = model.decode(enc_o, enc_o.h).eps
+                        p_o = predict_x0(x_o, eps_o, a)
+                        x_o = ddim_step(p_o, eps_o, a, a_prev)
+                        if record is not None:
+                            record.append(p_o.to("cpu", copy=True))
                 opt.zero_grad(set_to_none=True)
                 with torch.enable_grad():
                     h = enc.h.float()  # the direction trains in float32 whatever the network's precision
@@ -309,6 +324,8 @@ def _train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: st
                     callback(TrainStep(it, b, t, count, total, loss_value, float(l_clip.detach()),
                                        float(l_l1.detach())))
                 count += 1
+            if record is not None:
+                reference[b] = record
         sched.step()
 
     f.eval().requires_grad_(False)

@@ -110,3 +110,28 @@ def test_training_inside_inference_mode_as_comfyui_runs_nodes(clip):
     x, t, emb = torch.randn(1, *model.h_shape), torch.tensor([999]), torch.randn(1, model.emb_channels)
     assert torch.allclose(d.delta(x, t, emb, 6), plain.delta(x, t, emb, 6), atol=1e-6)
     assert plain.delta(x, t, emb, 6).abs().sum() > 0
+
+
+def test_reference_trajectory_cache_changes_nothing_but_the_work(clip):
+    # with n_iter > 1 the unedited trajectory is computed once per image and reused; a cache too small
+    # for every image (or none) must train exactly the same direction
+    settings = ClipTrainSettings(kind="global", n_train_step=8, t_edit=300, n_iter=3, lr=0.05, seed=1)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    results = {}
+    for mib in (2048, 0.1, 0):  # all images, only the first (one image's trajectory is ~74 KB), none
+        model = tiny_model()
+        conv_in = next(m for m in model.unet.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels == 3)
+        passes = []
+        conv_in.register_forward_hook(lambda *_: passes.append(1))
+        log = []
+        d = train_clip_direction(model, clip, "face", "smiling face", images=images, settings=settings,
+                                 inversion_steps=8, callback=log.append, reference_cache_mib=mib)
+        results[mib] = (d.values, [s.loss for s in log], len(passes))
+    values, losses, passes_all = results[2048]
+    for mib in (0.1, 0):
+        assert torch.equal(results[mib][0], values) and results[mib][1] == losses
+    updates = len(losses)  # n_iter * images * training steps; each needs an encoder pass on the edited path
+    per_iter = updates // 3
+    # none cached: every iteration also re-runs the reference path; all cached: only the first does
+    assert results[0][2] - passes_all == 2 * per_iter
+    assert results[0][2] - results[0.1][2] == 2 * per_iter // 2
