@@ -12,17 +12,19 @@ the ComfyUI node pack. It never imports ComfyUI.
 
 from .directions.base import DeltaBlockDirection, Direction, DirectionInfo, DirectionMix, TensorDirection, mix
 from .directions.io import load_direction, save_direction
-from .editing import EditResult, Inversion, edit, invert
+from .editing import EditResult, edit
 from .errors import HSpaceError
-from .interval import EditInterval, measure_interval, table_interval
+from .interval import EditInterval, choose_interval, measure_interval, table_interval
+from .inversion import Inversion, invert
 from .loading import load_model
 from .model import Family, HSpaceModel, Prediction
-from .sampling import StepInfo, Variant
+from .sampling import StepInfo
+from .variants import Variant
 from .schedule import NoiseSchedule, asyrp_timesteps, cosine_schedule, linear_schedule
 from .unets import Encoded
 
 __all__ = ["DeltaBlockDirection", "Direction", "DirectionInfo", "DirectionMix", "TensorDirection", "mix",
            "load_direction", "save_direction", "EditResult", "Inversion", "edit", "invert", "HSpaceError",
-           "EditInterval", "measure_interval", "table_interval", "load_model", "Family", "HSpaceModel",
+           "EditInterval", "choose_interval", "measure_interval", "table_interval", "load_model", "Family", "HSpaceModel",
            "Prediction", "StepInfo", "Variant", "NoiseSchedule", "asyrp_timesteps", "cosine_schedule",
            "linear_schedule", "Encoded"]

@@ -43,7 +43,7 @@ class RawCheckpoint:
     scheduler: Path | None = None
 
 
-def _sniff(path: Path) -> str:
+def sniff_format(path: Path) -> str:
     """'safetensors', 'torch-zip', 'torch-pickle' or 'unknown', from the first bytes."""
     with path.open("rb") as f:
         head = f.read(16)
@@ -58,9 +58,14 @@ def _sniff(path: Path) -> str:
     return "unknown"
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The one place a .safetensors file is read (models, directions, the probe, CLIP weights):
+    (tensors on the CPU, the ``__metadata__`` strings). A missing or corrupt file is an HSpaceError."""
     from safetensors import safe_open
 
+    path = Path(path)
+    if not path.is_file():
+        raise HSpaceError(f"{path}: no such file")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
@@ -70,8 +75,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, meta
 
 
-def _read_torch(path: Path, kind: str) -> object:
-    """torch.load with weights_only=True; mmap for zip files, plain read for legacy pickles."""
+def read_torch(path: Path, kind: str) -> object:
+    """torch.load with weights_only=True; mmap for zip files, plain read for legacy pickles.
+    ``kind`` is ``sniff_format(path)`` ("torch-zip" or "torch-pickle")."""
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "torch-zip")
@@ -182,9 +188,9 @@ def read_weights_file(path: Path, accept) -> RawCheckpoint:
     size = path.stat().st_size
     if size == 0:
         raise HSpaceError(f"{path}: the file is empty (0 bytes)")
-    kind = _sniff(path)
+    kind = sniff_format(path)
     if kind == "safetensors":
-        tensors, meta = _read_safetensors(path)
+        tensors, meta = read_safetensors(path)
         if not tensors:
             raise HSpaceError(f"{path}: the safetensors file holds no tensors")
         sd, prefix = strip_shared_prefix(tensors, accept)
@@ -194,7 +200,7 @@ def read_weights_file(path: Path, accept) -> RawCheckpoint:
             raise HSpaceError(f"{path}: not a readable safetensors file (bad header; truncated or corrupt)")
         raise HSpaceError(f"{path}: unrecognised file format ({size} bytes starting {path.read_bytes()[:8].hex()}); "
                           "expected .safetensors or a torch checkpoint (.pt .pth .ckpt .bin)")
-    obj = _read_torch(path, kind)
+    obj = read_torch(path, kind)
     sd, where = unwrap(obj, path, accept)
     return RawCheckpoint(sd, {}, f"torch {'zip' if kind == 'torch-zip' else 'legacy pickle'}, {where}")
 

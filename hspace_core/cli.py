@@ -35,35 +35,38 @@ def _add_override_args(p: argparse.ArgumentParser) -> None:
 
 
 class _Progress:
-    """A one-line progress display on stderr for the engine's per-step callbacks."""
+    """A one-line progress display on stderr for the engine's per-step callbacks (``StepInfo``; the
+    losses too for a CLIP training update)."""
 
     def __init__(self, label: str):
         self.label = label
 
     def __call__(self, info) -> None:
         end = "\n" if info.i + 1 == info.total else ""
-        print(f"\r{self.label}: step {info.i + 1}/{info.total} (t={info.t})", end=end, file=sys.stderr, flush=True)
+        loss = f" image {info.image} loss {info.loss:.4f}" if hasattr(info, "loss") else ""
+        print(f"\r{self.label}: step {info.i + 1}/{info.total} (t={info.t}){loss}", end=end, file=sys.stderr,
+              flush=True)
 
 
-def _interval(args: argparse.Namespace, model):
-    from .interval import EditInterval, measure_interval, table_interval
+def _interval(args: argparse.Namespace, model, directions):
+    from .interval import choose_interval
 
-    if args.table:
-        interval = table_interval(args.table, text_cosine=args.text_cosine)
-    elif args.measure:
-        interval = measure_interval(model, steps=args.steps or 40, callback=_Progress("measure interval")).interval
-    else:
-        return EditInterval(args.t_edit, args.t_boost)
-    if args.t_boost_given:
-        interval = EditInterval(interval.t_edit, args.t_boost, interval.source + ", t_boost given")
-    return interval
+    source = "table" if args.table else "measure" if args.measure else "direction" if args.from_direction \
+        else "explicit"
+    if args.from_direction and len(directions) != 1:
+        raise HSpaceError("--from-direction takes the interval of exactly one --direction")
+    return choose_interval(source, model, t_edit=args.t_edit, t_boost=args.t_boost,
+                           direction=directions[0] if directions else None, dataset=args.table,
+                           text_cosine=args.text_cosine, steps=args.steps or 40,
+                           callback=_Progress("measure interval"))
 
 
 def _cmd_edit(args: argparse.Namespace) -> int:
     import torch
 
     from .directions.io import load_direction
-    from .editing import edit, invert
+    from .editing import edit
+    from .inversion import invert
     from .images import load_image, strip
     from .loading import load_model
 
@@ -81,7 +84,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     coefs = args.coef or [1.0] * len(directions)
     if len(coefs) != len(directions):
         raise HSpaceError(f"give one --coef per --direction ({len(directions)}), got {len(coefs)}")
-    interval = _interval(args, model)
+    interval = _interval(args, model, directions)
     strengths = list(args.strength)
     sweep = strengths if 0.0 in strengths else [0.0] + strengths
     for d in directions:
@@ -160,7 +163,7 @@ def _cmd_direction(args: argparse.Namespace) -> int:
     model = _load_for_direction(args)
     t_edit = args.t_edit
     if args.method == "supervised":
-        from .directions.supervised import classifier_normal, mean_difference
+        from .discovery.supervised import classifier_normal, mean_difference
 
         pos, neg = _image_set(args.positive, "positive"), _image_set(args.negative, "negative")
         finder = classifier_normal if args.classifier else mean_difference
@@ -168,25 +171,21 @@ def _cmd_direction(args: argparse.Namespace) -> int:
                    data=f"{', '.join(args.positive)} vs {', '.join(args.negative)}",
                    callback=_Progress("record h"))
     elif args.method == "pca":
-        from .directions.pca import pca_direction
+        from .discovery.pca import pca_direction
 
         d = pca_direction(model, args.component, args.samples, steps=args.steps, t_edit=t_edit, seed=args.seed,
                           callback=_Progress("record h"))
     else:
-        from .directions.clip import ClipTrainSettings, load_clip, train_clip_direction
+        from .discovery.clip import ClipTrainSettings, train_clip_direction
+        from .discovery.clip_model import load_clip
 
         clip = load_clip(args.clip_weights, args.clip_arch, device=args.device)
         images = _image_set(args.images, "training") if args.images else None
         settings = ClipTrainSettings(kind=args.kind, n_train_step=args.steps, t_edit=t_edit, lr=args.lr,
                                      n_iter=args.iterations, clip_w=args.clip_w, l1_w=args.l1_w, seed=args.seed)
 
-        def progress(step):
-            end = "\n" if step.i + 1 == step.total else ""
-            print(f"\rtrain: update {step.i + 1}/{step.total} (image {step.image}, t={step.t}) loss {step.loss:.4f}",
-                  end=end, file=sys.stderr, flush=True)
-
         d = train_clip_direction(model, clip, args.source, args.target, images=images, n_samples=args.samples,
-                                 settings=settings, name=args.name, callback=progress)
+                                 settings=settings, name=args.name, callback=_Progress("train"))
     return _save(d, args)
 
 
@@ -281,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--text-cosine", dest="text_cosine", type=float, default=1.0,
                    help="cosine of the source/target texts, scales the table's t_edit threshold")
     e.add_argument("--measure", action="store_true", help="measure t_edit / t_boost on the model's own samples")
+    e.add_argument("--from-direction", dest="from_direction", action="store_true",
+                   help="take t_edit from the one --direction's record (its t_edit)")
     e.add_argument("--steps", type=int, default=None, help="generation steps (default: the inversion's)")
     e.add_argument("--inversion-steps", dest="inversion_steps", type=int, default=40)
     e.add_argument("--eta", type=float, default=1.0, help="eta of the quality-boosting steps")
@@ -369,9 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "func", None) is _cmd_edit:
-        args.t_boost_given = args.t_boost is not None
-        args.t_boost = args.t_boost or 0
     try:
         return args.func(args)
     except HSpaceError as e:

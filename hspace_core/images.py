@@ -59,6 +59,25 @@ def fit_to_size(x: torch.Tensor, size: int, policy: str = "resize_crop") -> tupl
         f"{w}x{h} resized to {nw}x{nh} and centre-cropped to {size}x{size}"
 
 
+def prepare_images(images, size: int, size_policy: str) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """Validate images (a tensor [N, 3, H, W] in [-1, 1], or a list of [3, H, W] / [N, 3, H, W] tensors
+    of any sizes) and fit them to ``size`` x ``size``; returns ([N, 3, size, size] float32, what the
+    size policy did per image)."""
+    if isinstance(images, torch.Tensor):
+        items = [images]
+    else:
+        items = [im if im.ndim == 4 else im[None] for im in images]
+    if not items or sum(im.shape[0] for im in items if isinstance(im, torch.Tensor)) == 0:
+        raise HSpaceError("images: the batch is empty")
+    out, report = [], []
+    for im in items:
+        check_images(im)
+        fitted, what = fit_to_size(im.float(), size, size_policy)
+        out.append(fitted)
+        report += [what] * im.shape[0]
+    return torch.cat(out), tuple(report)
+
+
 def load_image(path: str | Path) -> torch.Tensor:
     """An image file as [1, 3, H, W] in [-1, 1] (alpha dropped, greyscale expanded)."""
     path = Path(path)
@@ -72,9 +91,15 @@ def load_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """[N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3], clamped (the only place images are clamped)."""
-    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[N, 3, H, W] in [-1, 1] -> uint8 [N, 3, H, W] on the CPU, clamped and rounded: the one place
+    images are quantised (strips, previews, the demo's data sets)."""
+    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """One image [3, H, W] in [-1, 1] as a PIL RGB image."""
+    return Image.fromarray(to_uint8(x[None])[0].permute(1, 2, 0).numpy())
 
 
 def strip(rows: list[list[torch.Tensor]], pad: int = 2) -> Image.Image:
@@ -84,5 +109,5 @@ def strip(rows: list[list[torch.Tensor]], pad: int = 2) -> Image.Image:
     canvas = Image.new("RGB", (ncol * w + (ncol + 1) * pad, len(rows) * h + (len(rows) + 1) * pad), "white")
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
-            canvas.paste(Image.fromarray(to_uint8(img[None])[0]), (pad + j * (w + pad), pad + i * (h + pad)))
+            canvas.paste(to_pil(img), (pad + j * (w + pad), pad + i * (h + pad)))
     return canvas

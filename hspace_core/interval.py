@@ -28,6 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from .errors import HSpaceError
+from .model import HSpaceModel
+from .sampling import Callback, JobProgress, StepInfo, ddim_invert, ddim_sample
+from .schedule import asyrp_timesteps
 
 TABLE_DATASETS = ("celeba", "afhq", "church", "bedroom", "metface")
 EDIT_THRESHOLD = 0.33  # official --lpips_edit_th
@@ -136,47 +139,44 @@ class IntervalMeasurement:
     interval: EditInterval
 
 
-def measure_interval(model, *, n_samples: int = 4, steps: int = 40, seed: int = 0,
+def measure_interval(model: HSpaceModel, *, n_samples: int = 4, steps: int = 40, seed: int = 0,
                      edit_threshold: float | None = None, boost_threshold: float | None = None,
-                     metric: str = "auto", clip_x0: bool = False, callback=None) -> IntervalMeasurement:
+                     metric: str = "auto", clip_x0: bool = False, callback: Callback | None = None) -> IntervalMeasurement:
     """Measure t_edit / t_boost for ``model`` from ``n_samples`` of its own DDIM samples.
 
     Each sample x0 (DDIM from a seeded x_T, ``steps`` steps) is inverted over the same grid; at every
     inversion step d(x0, P_t) and d(x0, x_t) are recorded (keyed by the step's t_next, as the official
     ``compute_lpips_distance`` does) and averaged. Thresholds default to 0.33 / 1.2 with LPIPS and to
     the relative fractions with the fallback metric. ``clip_x0`` draws the samples with the x0 clamp
-    (``edit``), for models whose unclamped samples leave the image range.
+    (``edit``), for models whose unclamped samples leave the image range. Progress: one job of
+    ``steps`` sampling and ``steps - 1`` inversion steps.
     """
-    from .sampling import asyrp_sample, ddim_step, predict_x0
-    from .schedule import asyrp_timesteps
-
     if n_samples < 1:
         raise HSpaceError("measuring the interval needs at least one sample")
+    if metric not in ("auto", "lpips", "multiscale_rmse"):
+        raise HSpaceError(f"unknown metric {metric!r}")
     lp = lpips_metric() if metric in ("auto", "lpips") else None
     if metric == "lpips" and lp is None:
         raise HSpaceError("LPIPS needs the 'lpips' package and the AlexNet weights in the torch hub cache")
-    if metric not in ("auto", "lpips", "multiscale_rmse"):
-        raise HSpaceError(f"unknown metric {metric!r}")
     dist = lp or multiscale_rmse
     name = "lpips" if lp else "multiscale_rmse"
-    t_0 = model.schedule.num_timesteps - 1
-    grid = asyrp_timesteps(steps, t_0)
+    grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
     g = torch.Generator().manual_seed(seed)
     size = model.image_size
     x_T = torch.randn(n_samples, model.in_channels, size, size, generator=g).to(model.device)
+    xi, gamma = [], []
+    job = JobProgress(callback, 2 * steps - 1)
     with torch.inference_mode():
-        x0 = asyrp_sample(model, x_T, grid, callback=callback, clip_x0=clip_x0)
-        x = x0
-        xi, gamma = [], []
-        for i in range(len(grid) - 1):
-            t, t_next = int(grid[i]), int(grid[i + 1])
-            a = model.schedule.alpha_bar_at(t, like=x)
-            a_next = model.schedule.alpha_bar_at(t_next, like=x)
-            eps = model.predict(x, torch.full((n_samples,), t, device=x.device, dtype=torch.long)).eps
-            p = predict_x0(x, eps, a)
-            x = ddim_step(p, eps, a, a_next)
-            xi.append(float(dist(p.float(), x0.float()).mean()))
-            gamma.append(float(dist(x.float(), x0.float()).mean()))
+        x0 = ddim_sample(model, x_T, grid, clip_x0=clip_x0, callback=job.part(steps)).float()
+        report = job.part(steps - 1)
+
+        def record(info: StepInfo) -> None:  # at every inversion step: xi_t = d(x0, P_t), gamma_t = d(x0, x_t)
+            xi.append(float(dist(info.x0_pred.float(), x0).mean()))
+            gamma.append(float(dist(info.x_t.float(), x0).mean()))
+            if report is not None:
+                report(info)
+
+        ddim_invert(model, x0, grid, callback=record)
     ts = grid[1:]
     xi_t, gamma_t = torch.tensor(xi), torch.tensor(gamma)
     if lp is not None:
@@ -192,3 +192,41 @@ def measure_interval(model, *, n_samples: int = 4, steps: int = 40, seed: int = 
                             f"measured ({name}, {n_samples} samples, {steps} steps, thresholds {te:.3g} / {tb:.3g}"
                             f"{' of the final value' if lp is None else ''})")
     return IntervalMeasurement(ts, xi_t, gamma_t, name, interval)
+
+
+INTERVAL_SOURCES = ("explicit", "direction", "table", "measure")
+
+
+def choose_interval(source: str, model: HSpaceModel | None = None, *, t_edit: int = 500, t_boost: int | None = None,
+                    direction=None, dataset: str | None = None, text_cosine: float = 1.0, steps: int = 40,
+                    clip_x0: bool = False, callback: Callback | None = None) -> EditInterval:
+    """The editing interval from one of ``INTERVAL_SOURCES`` (the CLI and the nodes both call this).
+
+    explicit:  ``t_edit`` and ``t_boost`` (0 when None);
+    direction: the t_edit the direction records (``DirectionInfo.t_edit``);
+    table:     the official LPIPS table of ``dataset`` at ``text_cosine`` (``table_interval``);
+    measure:   ``measure_interval`` on 4 of the model's own samples over ``steps`` (``clip_x0`` for
+               their drawing).
+    A ``t_boost`` that is given (not None) replaces the source's own.
+    """
+    if source == "explicit":
+        interval = EditInterval(int(t_edit), 0)
+    elif source == "direction":
+        if direction is None or direction.info.t_edit is None:
+            raise HSpaceError("the direction records no editing interval; give t_edit, an official table or "
+                              "measure it on the model")
+        interval = EditInterval(int(direction.info.t_edit), 0, "the direction's t_edit")
+    elif source == "table":
+        if dataset is None:
+            raise HSpaceError(f"name the official table: one of {', '.join(TABLE_DATASETS)}")
+        interval = table_interval(dataset, text_cosine=text_cosine)
+    elif source == "measure":
+        if model is None:
+            raise HSpaceError("measuring the interval needs the model")
+        interval = measure_interval(model, n_samples=4, steps=steps, clip_x0=clip_x0, callback=callback).interval
+    else:
+        raise HSpaceError(f"unknown interval source {source!r}; use one of {', '.join(INTERVAL_SOURCES)}")
+    if t_boost is None:
+        return interval
+    source_note = "" if source == "explicit" else f"{interval.source}, t_boost given"
+    return EditInterval(interval.t_edit, int(t_boost), source_note or interval.source)

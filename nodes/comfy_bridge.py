@@ -10,10 +10,11 @@ the CPU, float32. The node classes are identical in both cases.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from hspace_core.images import to_pil
 
 MODEL_FOLDER = "hspace"
 DIRECTION_FOLDER = "hspace_directions"
@@ -94,32 +95,26 @@ def full_path(name: str, relative: str) -> Path:
 
 # ------------------------------------------------------------------ progress, previews, interruption
 
-@dataclass
 class Progress:
-    """Per-step progress with an x0 preview. In ComfyUI every update is also an interrupt point: the
-    server's progress hook raises when the user interrupts the queue (ComfyUI main.py)."""
+    """The engine's step callback for a node: ComfyUI's progress bar at the engine's (i, total), with
+    the step's predicted x0 (first row) as a preview. In ComfyUI every update is also an interrupt
+    point: the server's progress hook raises when the user interrupts the queue (ComfyUI main.py).
+    Outside ComfyUI it does nothing."""
 
-    total: int
-    node_id: str | None = None
-
-    def __post_init__(self):
+    def __init__(self, node_id: str | None = None):
+        self.node_id = node_id
         self._bar = None
-        if IN_COMFY:
+
+    def __call__(self, info) -> None:
+        """``info``: a ``hspace_core.StepInfo`` (i of total, x0_pred [M, 3, H, W] in [-1, 1])."""
+        if not IN_COMFY:
+            return
+        if self._bar is None:
             import comfy.utils  # type: ignore
 
-            self._bar = comfy.utils.ProgressBar(self.total, node_id=self.node_id)
-
-    def __call__(self, i: int, preview: torch.Tensor | None = None) -> None:
-        """Step ``i`` (0-based) done; ``preview``: [3, H, W] in [-1, 1] (predicted x0)."""
-        if self._bar is None:
-            return
-        image = None
-        if preview is not None:
-            from PIL import Image
-
-            arr = ((preview.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-            image = ("JPEG", Image.fromarray(arr), 512)
-        self._bar.update_absolute(i + 1, self.total, image)
+            self._bar = comfy.utils.ProgressBar(info.total, node_id=self.node_id)
+        image = ("JPEG", to_pil(info.x0_pred[0]), 512) if info.x0_pred is not None else None
+        self._bar.update_absolute(info.i + 1, info.total, image)
 
 
 # ------------------------------------------------------------------ devices and memory

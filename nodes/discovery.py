@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hspace_core import HSpaceError, asyrp_timesteps
-from hspace_core.directions.clip import DEFAULT_ARCH, ClipTrainSettings, load_clip, train_clip_direction
-from hspace_core.directions.pca import pca_direction
-from hspace_core.directions.supervised import classifier_normal, mean_difference
+from hspace_core import HSpaceError
+from hspace_core.discovery.clip import ClipTrainSettings, train_clip_direction
+from hspace_core.discovery.clip_model import DEFAULT_ARCH, load_clip
+from hspace_core.discovery.pca import pca_direction
+from hspace_core.discovery.supervised import classifier_normal, mean_difference
 from hspace_core.images import SIZE_POLICIES
 
 from . import comfy_bridge as bridge
 from .convert import image_to_engine
-from .types import CATEGORY, DIRECTION, MODEL, CountingProgress
+from .types import CATEGORY, DIRECTION, MODEL
 
 NO_CLIP = "(no CLIP weights found)"
 CLIP_EXTENSIONS = {".safetensors", ".bin", ".pt", ".pth"}
@@ -84,13 +85,10 @@ class DirectionFromText:
         clip = load_clip(clip_path(clip_name), clip_arch, device=m.device)
         settings = ClipTrainSettings(kind=kind, n_train_step=steps, t_edit=t_edit, lr=lr, n_iter=iterations,
                                      clip_w=clip_weight, l1_w=l1_weight, seed=seed)
-        n_img = images.shape[0] if images is not None else samples
-        train_steps = int((asyrp_timesteps(steps, m.schedule.num_timesteps - 1) >= t_edit).sum())
-        progress = bridge.Progress(iterations * n_img * train_steps, unique_id)
         d = train_clip_direction(m, clip, source_text, target_text,
                                  images=image_to_engine(images) if images is not None else None,
                                  n_samples=0 if images is not None else samples, settings=settings,
-                                 callback=lambda step: progress(step.i))
+                                 callback=bridge.Progress(unique_id))
         return (d,)
 
 
@@ -119,13 +117,10 @@ class DirectionFromImages:
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     def find(self, model, positive, negative, method, steps, t_edit, size_policy, unique_id=None):
-        m = model.ready()
-        batches = sum((x.shape[0] + 31) // 32 for x in (positive, negative))
-        progress = bridge.Progress(batches * (2 * steps - 1), unique_id)
         finder = mean_difference if method == "mean difference" else classifier_normal
-        d = finder(m, image_to_engine(positive), image_to_engine(negative), steps=steps, t_edit=t_edit,
+        d = finder(model.ready(), image_to_engine(positive), image_to_engine(negative), steps=steps, t_edit=t_edit,
                    size_policy=size_policy, data=f"{positive.shape[0]} positive / {negative.shape[0]} negative images",
-                   callback=CountingProgress(progress))
+                   callback=bridge.Progress(unique_id))
         return (d,)
 
 
@@ -152,8 +147,6 @@ class DirectionPCA:
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     def find(self, model, samples, component, steps, t_edit, seed, unique_id=None):
-        m = model.ready()
-        progress = bridge.Progress(((samples + 31) // 32) * steps, unique_id)
-        d = pca_direction(m, component, samples, steps=steps, t_edit=t_edit, seed=seed,
-                          callback=CountingProgress(progress))
+        d = pca_direction(model.ready(), component, samples, steps=steps, t_edit=t_edit, seed=seed,
+                          callback=bridge.Progress(unique_id))
         return (d,)

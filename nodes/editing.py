@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hspace_core import EditInterval, HSpaceError, edit, invert, measure_interval, table_interval
-from hspace_core.directions.record import seeded_noise
+from hspace_core import EditInterval, HSpaceError, Variant, choose_interval, edit, invert
+from hspace_core.discovery.record import seeded_noise
 from hspace_core.images import SIZE_POLICIES
 from hspace_core.interval import TABLE_DATASETS
-from hspace_core.sampling import Variant
 
 from . import comfy_bridge as bridge
 from .convert import engine_to_image, image_to_engine
-from .types import CATEGORY, DIRECTION, INVERSION, MODEL, progress_callback
+from .types import CATEGORY, DIRECTION, INVERSION, MODEL
 
 INTERVAL_MODES = ["explicit", "from direction"] + [f"official table: {d}" for d in TABLE_DATASETS] + \
     ["measure on model"]
@@ -40,14 +39,11 @@ class DDIMInvert:
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     def invert(self, model, image, steps, size_policy, unique_id=None):
-        m = model.ready()
-        progress = bridge.Progress(2 * steps - 1, unique_id)
-        inv = invert(m, image_to_engine(image), steps, size_policy=size_policy,
-                     callback=progress_callback(progress))
-        rec = edit(m, inv, None, [0.0], callback=progress_callback(progress, offset=steps - 1))
+        inv = invert(model.ready(), image_to_engine(image), steps, size_policy=size_policy, reconstruct=True,
+                     callback=bridge.Progress(unique_id))
         keep = bridge.intermediate_device()  # cached outputs should not hold accelerator memory
-        inv = replace(inv, x_T=inv.x_T.to(keep), x_0=inv.x_0.to(keep))
-        return (inv, engine_to_image(rec.flat(), keep))
+        rec = engine_to_image(inv.reconstruction, keep)
+        return (replace(inv, x_T=inv.x_T.to(keep), x_0=inv.x_0.to(keep), reconstruction=None), rec)
 
 
 def parse_strengths(strength: float, strengths: str) -> list[float]:
@@ -60,19 +56,16 @@ def parse_strengths(strength: float, strengths: str) -> list[float]:
         raise HSpaceError(f"strengths must be numbers separated by commas, got {strengths!r}") from None
 
 
-def resolve_interval(mode: str, t_edit: int, t_boost: int, text_cosine: float, model, direction,
-                     clip_x0: bool = False) -> EditInterval:
-    if mode == "explicit":
-        return EditInterval(t_edit, t_boost)
-    if mode == "from direction":
-        if direction is None or direction.info.t_edit is None:
-            raise HSpaceError("the direction records no editing interval; choose 'explicit', a table or 'measure'")
-        return EditInterval(direction.info.t_edit, t_boost, "the direction's t_edit")
+def interval_of(mode: str, t_edit: int, t_boost: int, text_cosine: float, model, direction, clip_x0: bool,
+                progress) -> EditInterval:
+    """The widgets' interval mode in the engine's words (``choose_interval``); a t_boost widget of 0
+    leaves the mode's own t_boost."""
+    source, dataset = mode, None
     if mode.startswith("official table: "):
-        return table_interval(mode.split(": ", 1)[1], text_cosine=text_cosine)
-    if mode == "measure on model":
-        return measure_interval(model, n_samples=4, clip_x0=clip_x0).interval
-    raise HSpaceError(f"unknown interval mode {mode!r}")
+        source, dataset = "table", mode.split(": ", 1)[1]
+    source = {"from direction": "direction", "measure on model": "measure"}.get(source, source)
+    return choose_interval(source, model, t_edit=t_edit, t_boost=t_boost or None, direction=direction,
+                           dataset=dataset, text_cosine=text_cosine, clip_x0=clip_x0, callback=progress)
 
 
 class AsyrpSampler:
@@ -100,7 +93,8 @@ class AsyrpSampler:
                 "t_edit": ("INT", {"default": 500, "min": 0, "max": 3999,
                                    "tooltip": "edit at steps with t >= t_edit (used by 'explicit')"}),
                 "t_boost": ("INT", {"default": 0, "min": 0, "max": 3999,
-                                    "tooltip": "stochastic steps below this t (quality boosting); 0 = none"}),
+                                    "tooltip": "stochastic steps below this t (quality boosting); 0 = none, or the "
+                                               "table's / measured one in those modes"}),
                 "text_cosine": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
                                           "tooltip": "cosine of the edit's source/target texts; scales the table's "
                                                      "t_edit threshold (1 = the base 0.33)"}),
@@ -131,14 +125,8 @@ class AsyrpSampler:
                direction=None, inversion=None, batch_size=1, clip_x0=False, unique_id=None):
         m = model.ready()
         sweep = parse_strengths(strength, strengths)
-        iv = resolve_interval(interval, t_edit, t_boost, text_cosine, m, direction, clip_x0)
-        if inversion is not None:
-            source = inversion
-            n_steps = steps or inversion.steps
-        else:
-            source = seeded_noise(m, batch_size, seed)
-            n_steps = steps or 40
-        progress = bridge.Progress(n_steps, unique_id)
-        result = edit(m, source, direction, sweep, t_edit=iv, steps=n_steps, eta=eta, seed=seed, variant=variant,
-                      clip_x0=clip_x0, callback=progress_callback(progress))
+        iv = interval_of(interval, t_edit, t_boost, text_cosine, m, direction, clip_x0, bridge.Progress(unique_id))
+        source = inversion if inversion is not None else seeded_noise(m, batch_size, seed)
+        result = edit(m, source, direction, sweep, t_edit=iv, steps=steps or None, eta=eta, seed=seed, variant=variant,
+                      clip_x0=clip_x0, callback=bridge.Progress(unique_id))
         return (engine_to_image(result.flat(), bridge.intermediate_device()),)

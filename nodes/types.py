@@ -29,21 +29,3 @@ class LoadedModel:
         """The model on ComfyUI's device (memory made available first)."""
         load_for_inference(self.patcher)
         return self.model
-
-
-def progress_callback(progress, offset: int = 0):
-    """An engine step callback driving a ``comfy_bridge.Progress`` with x0 previews."""
-    def callback(info) -> None:
-        progress(offset + info.i, info.x0_pred[0])
-    return callback
-
-
-class CountingProgress:
-    """An engine callback that advances a ``comfy_bridge.Progress`` by one per call (multi-phase work)."""
-
-    def __init__(self, progress):
-        self.progress, self.count = progress, 0
-
-    def __call__(self, info) -> None:
-        self.progress(min(self.count, self.progress.total - 1), info.x0_pred[0])
-        self.count += 1

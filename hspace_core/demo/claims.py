@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from ..directions.base import Direction, mix
-from ..editing import Inversion, edit, invert
+from ..editing import edit
+from ..inversion import Inversion, invert
 from ..interval import EditInterval
 from ..model import HSpaceModel
 from .faces import CIRCULAR, CONTINUOUS, render, sample_faces

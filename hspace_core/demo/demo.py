@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from ..directions.record import seeded_noise
-from ..editing import edit, invert
+from ..discovery.record import seeded_noise
+from ..editing import edit
+from ..inversion import invert
 from ..images import strip
 from ..loading import load_model
 from .faces import render, sample_faces

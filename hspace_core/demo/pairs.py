@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..directions.base import TensorDirection
-from ..directions.supervised import mean_difference
+from ..discovery.supervised import mean_difference
 from ..model import HSpaceModel
 from .faces import render, sample_faces
 

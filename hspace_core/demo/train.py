@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..images import to_uint8
 from ..schedule import linear_schedule
 from ..unets.ddpm import DDPMConfig, DDPMUNet
 from .faces import render, sample_faces
@@ -48,7 +49,7 @@ def dataset(size: int, seed: int, cache_dir: Path, image_size: int = 32) -> torc
     chunks = []
     for start in range(0, size, 1000):
         faces = sample_faces(min(1000, size - start), seed * 1_000_003 + start)
-        chunks.append(((render(faces, image_size) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        chunks.append(to_uint8(render(faces, image_size)))
     data = torch.cat(chunks)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path, data.numpy())

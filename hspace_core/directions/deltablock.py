@@ -98,15 +98,15 @@ def load_official_deltablock(path: str | Path) -> DeltaBlockDirection:
     training step count (``ngen``: n_train_step, which sets the strength's step scaling) come from
     the file name; without it 40 steps are assumed, as for every released file.
     """
-    from ..checkpoint_files import _read_torch, _sniff
+    from ..checkpoint_files import read_torch, sniff_format
 
     path = Path(path)
     if not path.is_file():
         raise HSpaceError(f"{path}: no such file")
-    kind = _sniff(path)
+    kind = sniff_format(path)
     if kind not in ("torch-zip", "torch-pickle"):
         raise HSpaceError(f"{path}: not a torch checkpoint; official Asyrp directions are .pth files")
-    obj = _read_torch(path, kind)
+    obj = read_torch(path, kind)
     if not isinstance(obj, dict) or not isinstance(obj.get("0"), dict):
         raise HSpaceError(f"{path}: not an official Asyrp direction (no DeltaBlock under key '0')")
     block = block_from_state_dict(obj["0"], str(path))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint_files import read_safetensors
 from ..errors import HSpaceError
 from .base import DeltaBlockDirection, Direction, DirectionInfo, DirectionMix, TensorDirection
 from .deltablock import block_from_state_dict, load_official_deltablock
@@ -96,14 +97,7 @@ def load_direction(path: str | Path) -> Direction:
         raise HSpaceError(f"{path}: no such file")
     if path.suffix.lower() in (".pth", ".pt", ".ckpt"):
         return load_official_deltablock(path)
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors' own error types
-        raise HSpaceError(f"{path}: not a readable safetensors file ({e})") from None
+    tensors, meta = read_safetensors(path)
     fmt = meta.get("hspace.format")
     if fmt is None or "hspace.direction" not in meta:
         raise HSpaceError(f"{path}: not an h-space direction file (no hspace.direction metadata; is it a model?)")

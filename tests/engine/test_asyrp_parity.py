@@ -7,16 +7,22 @@ independently on top of the reference networks (diffusers UNet2DModel, guided_di
   x_prev   = sqrt(a_prev) P_t + sqrt(1 - a_prev - sigma^2) eps + sigma z,  sigma = eta * ...
 with a_t from a float32 cumprod of the linear betas (as the official code computes it), edit when
 t >= t_edit, eta = 1 when t < t_boost, c = strength * n_train_step / n_test_step.
-Random weights in the released models' configurations; the released smiling and dog_happy blocks.
+Random weights in the released models' configurations; DeltaBlocks either seeded at random in the
+official shapes and written in the official file format (always run), or the released smiling and
+dog_happy checkpoints (when ../shared is present).
 """
+
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from hspace_core import edit, load_direction, load_model
+from hspace_core.directions.deltablock import ADMDeltaBlock, DDPMDeltaBlock
 from hspace_core.sampling import asyrp_step
 from hspace_core.schedule import asyrp_timesteps
+from hspace_core.seeding import reset_parameters_
 from tests.engine.references import (GOOGLE_256, ILVR_AFHQ_256, ddim_keys_from_diffusers, diffusers_unet,
                                      guided_unet, rel_err)
 
@@ -87,31 +93,53 @@ def official_trajectory(host, x_T, n, coef, t_edit, t_boost, seed):
     return x
 
 
-@pytest.fixture(scope="module")
-def ddpm_setup(shared_dir, tmp_path_factory):
+def block_file(request, tmp_path_factory, released: str, block_cls, seed: int) -> Path:
+    """A DeltaBlock checkpoint in the official format: the released file from ../shared ("released"), or a
+    block of the official shapes (512 channels, 512-wide embedding) seeded at random and saved the way the
+    official code saves it ({"0": state dict, "optimizer": ..., "scheduler": ...}) under the same name."""
+    if request.getfixturevalue("blocks") == "released":
+        return request.getfixturevalue("shared_dir") / "asyrp_official" / "directions" / released
+    block = reset_parameters_(block_cls(512, 512), torch.Generator().manual_seed(seed))
+    path = tmp_path_factory.mktemp("blocks") / released
+    torch.save({"0": block.state_dict(), "optimizer": {"state": {}, "param_groups": []}, "scheduler": {}}, path)
+    return path
+
+
+def _ddpm_setup(request, tmp_path_factory):
     ref = diffusers_unet(GOOGLE_256, seed=21)
     path = tmp_path_factory.mktemp("m") / "celeba_hq.ckpt"
     torch.save(ddim_keys_from_diffusers(ref.state_dict(), 6), path)
-    block_path = shared_dir / "asyrp_official" / "directions" / "smiling_LC_CelebA_HQ_t999_ninv40_ngen40_0.pth"
+    block_path = block_file(request, tmp_path_factory, "smiling_LC_CelebA_HQ_t999_ninv40_ngen40_0.pth", DDPMDeltaBlock,
+                            seed=5)
     sd = torch.load(block_path, map_location="cpu", weights_only=True)["0"]
     host = OfficialHost(ref, ref.mid_block, ref.time_embedding, official_ddpm_block, sd)
     return load_model(path), load_direction(block_path), host
 
 
-@pytest.fixture(scope="module")
-def adm_setup(shared_dir, tmp_path_factory):
+def _adm_setup(request, tmp_path_factory):
     ref = guided_unet(ILVR_AFHQ_256, seed=22)
     path = tmp_path_factory.mktemp("m") / "afhq_dog_4m.pt"
     torch.save(ref.state_dict(), path)
-    block_path = shared_dir / "asyrp_official" / "directions" / "dog_happy_LC_dog_t999_ninv40_ngen40_0.pth"
+    block_path = block_file(request, tmp_path_factory, "dog_happy_LC_dog_t999_ninv40_ngen40_0.pth", ADMDeltaBlock, seed=6)
     sd = torch.load(block_path, map_location="cpu", weights_only=True)["0"]
     host = OfficialHost(ref, ref.middle_block, ref.time_embed, official_adm_block, sd)
     return load_model(path), load_direction(block_path), host
 
 
-@pytest.mark.parametrize("setup", ["ddpm_setup", "adm_setup"])
-def test_delta_h_and_one_step_at_256(setup, request):
-    model, direction, host = request.getfixturevalue(setup)
+@pytest.fixture(scope="module", params=["seeded", "released"])
+def blocks(request):
+    """Where the DeltaBlocks come from (see ``block_file``)."""
+    return request.param
+
+
+@pytest.fixture(scope="module", params=["ddpm", "adm"])
+def setup(request, blocks, tmp_path_factory):
+    """(our model loaded from the reference's weights, the DeltaBlock direction, the official host)."""
+    return (_ddpm_setup if request.param == "ddpm" else _adm_setup)(request, tmp_path_factory)
+
+
+def test_delta_h_and_one_step_at_256(setup):
+    model, direction, host = setup
     direction.check_fits(model)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 3, 256, 256, generator=g)
@@ -126,16 +154,15 @@ def test_delta_h_and_one_step_at_256(setup, request):
     # one full asymmetric step 999 -> 973 (40-step grid, strength 1, so c = 1 * 40 / 40)
     expected = official_step(host, x, t, 973, 1.0, t_edit=0, t_boost=0, z=None)
     with torch.no_grad():
-        ours, _ = asyrp_step(model, x, t, 973, direction, torch.ones(1, 1, 1, 1), steps=40, editing=True)
+        ours, _ = asyrp_step(model, x, t, 973, direction, torch.ones(1, 1, 1, 1), steps=40)
     assert rel_err(ours, expected) < 1e-4
 
 
-@pytest.mark.parametrize("setup", ["ddpm_setup", "adm_setup"])
-def test_whole_40_step_edit_trajectory(setup, request):
+def test_whole_40_step_edit_trajectory(setup):
     """40 steps with every interval: edit for t >= 461, plain DDIM below, eta = 1 below 167,
     at strength 1.5 (c = 1.5 * 40 / 40); a 32 px input (the networks are convolutional, h is
     512 x 1 x 1) keeps the reference's 80 forward passes affordable on CPU."""
-    model, direction, host = request.getfixturevalue(setup)
+    model, direction, host = setup
     x_T = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     expected = official_trajectory(host, x_T, 40, 1.5, t_edit=461, t_boost=167, seed=5)
     ours = edit(model, x_T, direction, [1.5], t_edit=461, t_boost=167, steps=40, eta=1.0, seed=5).images[:, 0]
@@ -145,9 +172,9 @@ def test_whole_40_step_edit_trajectory(setup, request):
     assert rel_err(ours, unedited) > 20 * err  # the edit is far above the discrepancy
 
 
-def test_step_ratio_scaling(ddpm_setup):
+def test_step_ratio_scaling(setup):
     """A 40-step block at 20 test steps gets coefficient strength * 40 / 20 (asyrp.md 4.3)."""
-    model, direction, host = ddpm_setup
+    model, direction, host = setup
     x_T = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     expected = official_trajectory(host, x_T, 20, 0.7 * 40 / 20, t_edit=500, t_boost=0, seed=0)
     ours = edit(model, x_T, direction, 0.7, t_edit=500, steps=20).images[:, 0]

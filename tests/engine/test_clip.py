@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from hspace_core import HSpaceError, edit, invert, load_direction, save_direction
-from hspace_core.directions.clip import (ClipTrainSettings, directional_clip_loss, load_clip, text_cosine,
-                                         text_direction, train_clip_direction)
+from hspace_core.discovery.clip import ClipTrainSettings, TrainStep, directional_clip_loss, train_clip_direction
+from hspace_core.discovery.clip_model import load_clip, text_cosine, text_direction
 from tests.engine.references import tiny_model
 
 TINY_CLIP = {"embed_dim": 32,
@@ -67,9 +67,15 @@ def test_training_end_to_end(clip, tmp_path, kind):
     model = tiny_model()
     log = []
     settings = ClipTrainSettings(kind=kind, n_train_step=8, t_edit=300, n_iter=4, lr=0.05, seed=1)
+    rng = torch.random.get_rng_state()
     d = train_clip_direction(model, clip, "face", "smiling face", n_samples=2, settings=settings,
                              callback=log.append)
-    per_iter = [sum(s.loss for s in log if s.iteration == i) / sum(1 for s in log if s.iteration == i)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # seeded by its own generator only
+    # one job: the 8 sampling steps, then 4 iterations x 2 images x 5 training steps (t >= 300)
+    assert [s.i for s in log] == list(range(8 + 40)) and {s.total for s in log} == {48}
+    updates = [s for s in log if isinstance(s, TrainStep)]
+    assert len(updates) == 40 and all(s.x0_pred.shape == (1, 3, 32, 32) for s in updates)
+    per_iter = [sum(s.loss for s in updates if s.iteration == i) / sum(1 for s in updates if s.iteration == i)
                 for i in range(4)]
     assert per_iter[-1] < per_iter[0], per_iter
     assert d.info.provenance["method"] == "clip" and d.info.provenance["target_text"] == "smiling face"
@@ -126,7 +132,7 @@ def test_reference_trajectory_cache_changes_nothing_but_the_work(clip):
         log = []
         d = train_clip_direction(model, clip, "face", "smiling face", images=images, settings=settings,
                                  inversion_steps=8, callback=log.append, reference_cache_mib=mib)
-        results[mib] = (d.values, [s.loss for s in log], len(passes))
+        results[mib] = (d.values, [s.loss for s in log if isinstance(s, TrainStep)], len(passes))
     values, losses, passes_all = results[2048]
     for mib in (0.1, 0):
         assert torch.equal(results[mib][0], values) and results[mib][1] == losses

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import torch
 
+from ..directions.base import DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..model import HSpaceModel
+from ..sampling import Callback, JobProgress
 from ..schedule import asyrp_timesteps
-from .base import DirectionInfo, TensorDirection
-from .record import edit_steps, invert_images, record_h
+from .record import BATCH, count_images, edit_steps, invert_images, invert_steps, record_h, record_steps
 
 
-def _count(images) -> int:
-    if isinstance(images, torch.Tensor):
-        return images.shape[0] if images.ndim == 4 else 1
-    return sum(im.shape[0] if im.ndim == 4 else 1 for im in images)
+def _recorded_sets(model: HSpaceModel, sets, steps: int, size_policy: str, reduce: str,
+                   callback: Callback | None) -> list[torch.Tensor]:
+    """Each image set DDIM-inverted, then h recorded along its regeneration (``record_h``), as one job."""
+    counts = [count_images(images) for images in sets]
+    job = JobProgress(callback, sum(invert_steps(n, steps, BATCH) + record_steps(n, steps, BATCH) for n in counts))
+    grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
+    out = []
+    for images, n in zip(sets, counts):
+        x_T = invert_images(model, images, steps, size_policy=size_policy, callback=job.part(invert_steps(n, steps, BATCH)))
+        out.append(record_h(model, x_T, grid, reduce=reduce, callback=job.part(record_steps(n, steps, BATCH))))
+    return out
 
 
 def direction_from_steps(model: HSpaceModel, values_desc: torch.Tensor, grid: torch.Tensor, t_edit: int, *,
@@ -38,21 +46,18 @@ def direction_from_steps(model: HSpaceModel, values_desc: torch.Tensor, grid: to
 
 def mean_difference(model: HSpaceModel, positive, negative, *, steps: int = 40, t_edit: int = 500,
                     size_policy: str = "resize_crop", name: str = "supervised", data: str = "",
-                    callback=None) -> TensorDirection:
+                    callback: Callback | None = None) -> TensorDirection:
     """mean(h | positive) - mean(h | negative) at every generative step.
 
     positive / negative: image sets ([N, 3, H, W] in [-1, 1], or lists of such tensors); each image is
     DDIM-inverted and regenerated, recording h. ``data`` describes the sets for the provenance.
     """
-    n_pos, n_neg = _count(positive), _count(negative)
+    n_pos, n_neg = count_images(positive), count_images(negative)
     if n_pos == 0 or n_neg == 0:
         raise HSpaceError(f"both image sets need at least one image (positive {n_pos}, negative {n_neg})")
     grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
     edit_steps(grid, t_edit)
-    means = []
-    for images in (positive, negative):
-        x_T = invert_images(model, images, steps, size_policy=size_policy, callback=callback)
-        means.append(record_h(model, x_T, grid, reduce="mean", callback=callback))
+    means = _recorded_sets(model, (positive, negative), steps, size_policy, "mean", callback)
     return direction_from_steps(model, means[0] - means[1], grid, t_edit, strength_unit="mean_difference",
                                 name=name, provenance={"method": "supervised_mean_difference", "n_positive": n_pos,
                                                        "n_negative": n_neg, "data": data,
@@ -81,20 +86,16 @@ def _logistic_normal(x: torch.Tensor, y: torch.Tensor, l2: float) -> torch.Tenso
 
 def classifier_normal(model: HSpaceModel, positive, negative, *, steps: int = 40, t_edit: int = 500,
                       l2: float = 1e-2, size_policy: str = "resize_crop", name: str = "classifier",
-                      data: str = "", callback=None) -> TensorDirection:
+                      data: str = "", callback: Callback | None = None) -> TensorDirection:
     """The normal of a linear (logistic) classifier separating the two sets' h, per step, oriented
     towards the positive set and scaled to the mean difference's length along it (so strength 1
     moves the mean negative to the mean positive along the boundary normal)."""
-    n_pos, n_neg = _count(positive), _count(negative)
+    n_pos, n_neg = count_images(positive), count_images(negative)
     if n_pos < 2 or n_neg < 2:
         raise HSpaceError(f"a classifier needs at least 2 images per set (positive {n_pos}, negative {n_neg})")
     grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
     edit_steps(grid, t_edit)
-    hs = []
-    for images in (positive, negative):
-        x_T = invert_images(model, images, steps, size_policy=size_policy, callback=callback)
-        hs.append(record_h(model, x_T, grid, callback=callback))
-    pos, neg = hs
+    pos, neg = _recorded_sets(model, (positive, negative), steps, size_policy, "none", callback)
     y = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])])
     values = []
     for s in range(pos.shape[0]):

@@ -14,9 +14,10 @@ import torch
 
 from ..errors import HSpaceError
 from ..model import HSpaceModel
+from ..sampling import Callback
 from ..schedule import asyrp_timesteps
-from .base import TensorDirection
-from .record import edit_steps, record_h, seeded_noise
+from ..directions.base import TensorDirection
+from .record import BATCH, edit_steps, record_h, seeded_noise
 from .supervised import direction_from_steps
 
 
@@ -34,7 +35,7 @@ def principal_components(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.T
 
 
 def pca_directions(model: HSpaceModel, n_samples: int, components: int, *, steps: int = 40, t_edit: int = 500,
-                   seed: int = 0, batch: int = 32, callback=None) -> list[TensorDirection]:
+                   seed: int = 0, batch: int = BATCH, callback: Callback | None = None) -> list[TensorDirection]:
     """The first ``components`` principal directions of h over ``n_samples`` seeded samples."""
     if components < 1:
         raise HSpaceError(f"ask for at least one component, got {components}")
