@@ -7,9 +7,10 @@ SDEdit CelebA-HQ configuration.
 
   1. the iteration through the engine's own ``train_clip_direction`` (one image, DDIM-inverted with
      2 steps before training starts; the time per training step is read from its progress callback);
-  2. where the time goes: the same training step re-written here with a timer around each phase,
-     on the first --phase-steps steps (the two totals are printed side by side as a check that the
-     re-written step still costs what the engine's does);
+  2. where the time goes: ``train_clip_direction`` again, on the top --phase-steps steps of the
+     interval, with timers wrapped around the engine's own pieces (the unedited reference walk, the
+     UNet's encoder and decoder, CLIP's image encoder, the backward pass, the SGD update); what is
+     left of the step time is reported as "other" (DeltaBlock, losses, the walk's arithmetic);
   3. with --iterations N > 1: N iterations through the engine twice, with the reference-trajectory
      cache (default) and without it (reference_cache_mib=0), the time per step of iterations >= 1
      side by side (the cache only serves from the second iteration on).
@@ -32,11 +33,55 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import hspace_core.discovery.clip as clip_training  # noqa: E402
 from hspace_core import asyrp_timesteps, load_model  # noqa: E402
-from hspace_core.directions.clip import (ClipModel, ClipTrainSettings, directional_clip_loss,  # noqa: E402
-                                         text_cosine, text_direction, train_clip_direction)
-from hspace_core.directions.deltablock import DDPMDeltaBlock  # noqa: E402
-from hspace_core.sampling import ddim_step, predict_x0  # noqa: E402
+from hspace_core.discovery.clip import ClipTrainSettings, TrainStep, train_clip_direction  # noqa: E402
+from hspace_core.discovery.clip_model import ClipModel  # noqa: E402
+
+
+def timed_phases(model, clip, x0, t_edit: int) -> tuple[dict[str, float], list[float]]:
+    """Run train_clip_direction with timers around the engine's pieces; (seconds per phase, update stamps)."""
+    spent: dict[str, float] = defaultdict(float)
+    inside: list[str] = []
+
+    def timer(name_of, fn):
+        def wrapped(*args, **kwargs):
+            name = name_of()
+            if name is None or inside:  # count each piece once, at its outermost call
+                return fn(*args, **kwargs)
+            inside.append(name)
+            tic = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - tic
+                inside.pop()
+        return wrapped
+
+    plain = clip_training.plain_predictor
+    unet, image_tower = model.unet, clip.model
+    patches = [(clip_training, "plain_predictor", lambda m: timer(lambda: "unedited reference trajectory", plain(m))),
+               (unet, "encode", timer(lambda: "encoder (edited trajectory)", unet.encode)),
+               (unet, "decode", timer(lambda: "decoder on h + dh (with graph)" if torch.is_grad_enabled()
+                                      else "decoder on h (direction term)", unet.decode)),
+               (image_tower, "encode_image", timer(lambda: "CLIP image encoder", image_tower.encode_image)),
+               (torch.Tensor, "backward", timer(lambda: "backward (CLIP + decoder + f)", torch.Tensor.backward)),
+               (torch.optim.SGD, "step", timer(lambda: "SGD update", torch.optim.SGD.step))]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    stamps: list[float] = []
+    try:
+        for obj, name, new in patches:
+            setattr(obj, name, new)
+        train_clip_direction(model, clip, "face", "smiling face", images=x0, inversion_steps=2,
+                             settings=ClipTrainSettings(t_edit=t_edit),
+                             callback=lambda s: stamps.append(time.perf_counter()) if isinstance(s, TrainStep) else None)
+    finally:
+        for obj, name, old in saved:
+            if obj is unet or obj is image_tower:
+                delattr(obj, name)  # back to the class's method
+            else:
+                setattr(obj, name, old)
+    return spent, stamps
 
 
 def main() -> None:
@@ -64,7 +109,7 @@ def main() -> None:
     start = time.perf_counter()
     train_clip_direction(model, clip, "face", "smiling face", images=x0, inversion_steps=2,
                          settings=ClipTrainSettings(t_edit=args.t_edit),
-                         callback=lambda step: stamps.append(time.perf_counter()))
+                         callback=lambda step: stamps.append(time.perf_counter()) if isinstance(step, TrainStep) else None)
     whole = time.perf_counter() - start
     per_step = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
     print(f"CLIP training iteration through train_clip_direction, CelebA-HQ 256 configuration, 1 image, "
@@ -72,63 +117,32 @@ def main() -> None:
           f"{per_step * len(stamps):.1f} s ({per_step:.1f} s per step; {whole:.1f} s with set-up and the "
           f"2-step inversion)")
 
-    torch.manual_seed(0)
-    f = DDPMDeltaBlock(512, 512)
-    opt = torch.optim.SGD(f.parameters(), lr=0.5)
-    text_dir = text_direction(clip, "face", "smiling face")
-    cos = text_cosine(clip, "face", "smiling face")
     grid = asyrp_timesteps(40)
-    ts = [t for t in grid.tolist() if t >= args.t_edit]
-    pairs = list(zip(reversed(ts), reversed([-1] + ts[:-1])))
-    if args.phase_steps:
-        pairs = pairs[:args.phase_steps]
-    x_e = x_o = torch.randn(1, 3, 256, 256)
-    with torch.no_grad():
-        src = clip.image_features(x0)
-    spent = defaultdict(float)
-
-    def timed(name, fn):
-        tic = time.perf_counter()
-        out = fn()
-        spent[name] += time.perf_counter() - tic
-        return out
-
-    total_tic = time.perf_counter()
-    for t, t_prev in pairs:
-        tt = torch.tensor([t])
-        a, a_prev = model.schedule.alpha_bar_at(t, like=x_e), model.schedule.alpha_bar_at(t_prev, like=x_e)
-        with torch.no_grad():
-            enc = timed("encoder (edited trajectory)", lambda: model.encode(x_e, tt))
-            eps = timed("decoder on h (direction term)", lambda: model.decode(enc, enc.h).eps)
-            enc_o = timed("unedited trajectory (encoder + decoder)", lambda: model.encode(x_o, tt))
-            eps_o = timed("unedited trajectory (encoder + decoder)", lambda: model.decode(enc_o, enc_o.h).eps)
-            p_o = predict_x0(x_o, eps_o, a)
-            x_o = ddim_step(p_o, eps_o, a, a_prev)
-        opt.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            dh = timed("DeltaBlock f(h, t)", lambda: f(enc.h, enc.emb))
-            eps_e = timed("decoder on h + dh (with graph)", lambda: model.decode(enc, enc.h + dh).eps)
-            p_e = predict_x0(x_e, eps_e, a)
-            feat = timed("CLIP image encoder (with graph)", lambda: clip.image_features(p_e))
-            loss = -torch.log((2 - directional_clip_loss(feat, src, text_dir)) / 2) + 3.0 * cos * (p_e - p_o).abs().mean()
-            timed("backward (CLIP + decoder + f)", loss.backward)
-        timed("SGD update", opt.step)
-        x_e = ddim_step(p_e.detach(), eps, a, a_prev)
-    total = time.perf_counter() - total_tic
-    print(f"where the time goes (training step re-written with timers, first {len(pairs)} steps): "
-          f"{total / len(pairs):.1f} s per step vs {per_step:.1f} s in the engine")
+    top = [t for t in grid.tolist() if t >= args.t_edit]
+    phase_t_edit = top[-args.phase_steps] if args.phase_steps and args.phase_steps < len(top) else args.t_edit
+    spent, phase_stamps = timed_phases(model, clip, x0, phase_t_edit)
+    n_phase = len(phase_stamps)
+    # the first update's stamp comes after its own work: the step time is the mean gap times the count
+    total = (phase_stamps[-1] - phase_stamps[0]) / (n_phase - 1) * n_phase
+    reference = spent.pop("unedited reference trajectory", 0.0)
+    total += reference  # the reference walk runs before the first update of each image
+    spent["unedited reference trajectory"] = reference
+    spent["other (DeltaBlock, losses, the walk's arithmetic)"] = max(0.0, total - sum(spent.values()))
+    print(f"where the time goes (train_clip_direction with timers on its pieces, the top {n_phase} steps, "
+          f"t >= {phase_t_edit}): {total / n_phase:.1f} s per step vs {per_step:.1f} s untimed")
     for name, spent_s in sorted(spent.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:42s} {spent_s / len(pairs):8.2f} s per step  {spent_s / total:6.1%}")
+        print(f"  {name:50s} {spent_s / n_phase:8.2f} s per step  {spent_s / total:6.1%}")
     report = {"engine_steps": len(stamps), "engine_s_per_step": per_step, "engine_whole_s": whole,
-              "phase_steps": len(pairs), "phase_s_per_step": total / len(pairs),
-              "phases_s_per_step": {k: v / len(pairs) for k, v in spent.items()}}
+              "phase_steps": n_phase, "phase_s_per_step": total / n_phase,
+              "phases_s_per_step": {k: v / n_phase for k, v in spent.items()}}
     if args.iterations > 1:
         later = {}
         for label, mib in (("cached", 2048), ("recomputed", 0)):
             ends = {}
             train_clip_direction(model, clip, "face", "smiling face", images=x0, inversion_steps=2,
                                  settings=ClipTrainSettings(t_edit=args.t_edit, n_iter=args.iterations),
-                                 callback=lambda step: ends.__setitem__(step.iteration, time.perf_counter()),
+                                 callback=lambda step: ends.__setitem__(step.iteration, time.perf_counter())
+                                 if isinstance(step, TrainStep) else None,
                                  reference_cache_mib=mib)
             later[label] = (ends[args.iterations - 1] - ends[0]) / ((args.iterations - 1) * len(stamps))
         print(f"iterations 2..{args.iterations}, per step: reference trajectory cached {later['cached']:.1f} s vs "

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from hspace_core.demo import claims  # noqa: E402
 from hspace_core.demo.pairs import PAIRS, attribute_sets  # noqa: E402
-from hspace_core.directions.pca import pca_directions  # noqa: E402
-from hspace_core.directions.supervised import classifier_normal  # noqa: E402
+from hspace_core.discovery.pca import pca_directions  # noqa: E402
+from hspace_core.discovery.supervised import classifier_normal  # noqa: E402
 
 SHOW = ("smile", "eye_size", "face_width", "skin_tone", "head_tilt", "hair_hue", "background_hue", "glasses", "hat")
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hspace_core import DirectionInfo, TensorDirection, edit, invert, load_model  # noqa: E402
-from hspace_core.sampling import asyrp_step  # noqa: E402
+from hspace_core.sampling import asyrp_predictor, generate, plain_predictor  # noqa: E402
 
 DEMO = ROOT / "hspace_core" / "data" / "demo_faces32.safetensors"
 
@@ -65,20 +65,24 @@ def step_costs(model, size: int, repeats: int) -> dict:
     d = _direction(model)
     x = torch.randn(1, 3, size, size)
     x4 = x.repeat(4, 1, 1, 1)
-    one, four = torch.ones(1, 1, 1, 1), torch.tensor([-1.0, 0.5, 1.0, 2.0]).view(4, 1, 1, 1)
+    four = torch.tensor([-1.0, 0.5, 1.0, 2.0])
+    step = [(500, 487)]  # one step of the engine's walk, inside the editing interval
+
+    def run(predict, x_t):
+        generate(predict, x_t, step, model.schedule)
 
     def plain():
-        asyrp_step(model, x, 500, 487, None, one, steps=40, editing=False)
+        run(plain_predictor(model), x)
 
     def edited():
-        asyrp_step(model, x, 500, 487, d, one, steps=40, editing=True)
+        run(asyrp_predictor(model, d, torch.ones(1), t_edit=0, steps=40), x)
 
     def sweep_batched():
-        asyrp_step(model, x4, 500, 487, d, four, steps=40, editing=True)
+        run(asyrp_predictor(model, d, four, t_edit=0, steps=40), x4)
 
     def sweep_separate():
         for j in range(4):
-            asyrp_step(model, x, 500, 487, d, four[j:j + 1], steps=40, editing=True)
+            run(asyrp_predictor(model, d, four[j:j + 1], t_edit=0, steps=40), x)
 
     with torch.inference_mode():
         for f in (plain, edited, sweep_batched, sweep_separate):

@@ -78,6 +78,23 @@ def test_deterministic_for_a_seed_and_seed_matters(model):
     assert torch.equal(inv.x_T, inv2.x_T)
 
 
+def test_below_t_edit_the_walk_is_plain_ddim(model):
+    """The edit acts only at t >= t_edit: from the state where the edited walk crosses t_edit, plain
+    DDIM over the remaining steps gives exactly the edited result (and editing every step differs)."""
+    inv = invert(model, images(2), steps=10)
+    d = direction_for(model)
+    seen = []
+    out = edit(model, inv, d, [1.0], t_edit=500, callback=seen.append).images[:, 0]
+    pairs = generation_steps(inv.timesteps)
+    k = sum(1 for t, _ in pairs if t >= 500)  # edited steps: 999 .. 555 on the 10-point grid
+    crossing = seen[k - 1].x_t  # the state after the last edited step, at t = pairs[k - 1][1] < 500
+    with torch.no_grad():
+        rest = generate(plain_predictor(model), crossing, pairs[k:], model.schedule)
+    assert torch.equal(rest, out)
+    everywhere = edit(model, inv, d, [1.0], t_edit=0).images[:, 0]
+    assert rel_err(everywhere, out) > 1e-5  # small: at low t the x0 term weighs little
+
+
 def test_one_asymmetric_step_moves_only_the_x0_term(model):
     """Asyrp's step: x0 from eps(h + s dh), the direction term from eps(h) of the same pass. Against the
     plain step the change is therefore exactly sqrt(a_prev) (P_t(eps~) - P_t(eps)) =
