@@ -39,15 +39,17 @@ from hspace_core.discovery.clip import ClipTrainSettings, TrainStep, train_clip_
 from hspace_core.discovery.clip_model import ClipModel  # noqa: E402
 
 
-def timed_phases(model, clip, x0, t_edit: int) -> tuple[dict[str, float], list[float]]:
-    """Run train_clip_direction with timers around the engine's pieces; (seconds per phase, update stamps)."""
+def timed_phases(model, clip, x0, t_edit: int) -> tuple[dict[str, float], float]:
+    """Run train_clip_direction with timers around the engine's pieces, from the start of training
+    (the first reference walk) to the last update; (seconds per phase, seconds in all)."""
     spent: dict[str, float] = defaultdict(float)
     inside: list[str] = []
+    start: list[float] = []
 
     def timer(name_of, fn):
         def wrapped(*args, **kwargs):
             name = name_of()
-            if name is None or inside:  # count each piece once, at its outermost call
+            if name is None or inside or not start:  # once per piece, at its outermost call, while training
                 return fn(*args, **kwargs)
             inside.append(name)
             tic = time.perf_counter()
@@ -60,7 +62,12 @@ def timed_phases(model, clip, x0, t_edit: int) -> tuple[dict[str, float], list[f
 
     plain = clip_training.plain_predictor
     unet, image_tower = model.unet, clip.model
-    patches = [(clip_training, "plain_predictor", lambda m: timer(lambda: "unedited reference trajectory", plain(m))),
+
+    def reference_walk(m):  # the first reference walk starts the training proper (after the inversion)
+        start.append(start[0] if start else time.perf_counter())
+        return timer(lambda: "unedited reference trajectory", plain(m))
+
+    patches = [(clip_training, "plain_predictor", reference_walk),
                (unet, "encode", timer(lambda: "encoder (edited trajectory)", unet.encode)),
                (unet, "decode", timer(lambda: "decoder on h + dh (with graph)" if torch.is_grad_enabled()
                                       else "decoder on h (direction term)", unet.decode)),
@@ -81,7 +88,7 @@ def timed_phases(model, clip, x0, t_edit: int) -> tuple[dict[str, float], list[f
                 delattr(obj, name)  # back to the class's method
             else:
                 setattr(obj, name, old)
-    return spent, stamps
+    return spent, stamps[-1] - start[0]
 
 
 def main() -> None:
@@ -120,14 +127,9 @@ def main() -> None:
     grid = asyrp_timesteps(40)
     top = [t for t in grid.tolist() if t >= args.t_edit]
     phase_t_edit = top[-args.phase_steps] if args.phase_steps and args.phase_steps < len(top) else args.t_edit
-    spent, phase_stamps = timed_phases(model, clip, x0, phase_t_edit)
-    n_phase = len(phase_stamps)
-    # the first update's stamp comes after its own work: the step time is the mean gap times the count
-    total = (phase_stamps[-1] - phase_stamps[0]) / (n_phase - 1) * n_phase
-    reference = spent.pop("unedited reference trajectory", 0.0)
-    total += reference  # the reference walk runs before the first update of each image
-    spent["unedited reference trajectory"] = reference
-    spent["other (DeltaBlock, losses, the walk's arithmetic)"] = max(0.0, total - sum(spent.values()))
+    spent, total = timed_phases(model, clip, x0, phase_t_edit)
+    n_phase = sum(1 for t in top if t >= phase_t_edit)
+    spent["other (DeltaBlock, losses, the walk's arithmetic)"] = total - sum(spent.values())
     print(f"where the time goes (train_clip_direction with timers on its pieces, the top {n_phase} steps, "
           f"t >= {phase_t_edit}): {total / n_phase:.1f} s per step vs {per_step:.1f} s untimed")
     for name, spent_s in sorted(spent.items(), key=lambda kv: -kv[1]):
