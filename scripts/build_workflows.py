@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,12 @@ CORE = {
 }
 
 L = "link"
+# UI layout (graph units): LiteGraph's title, slot and widget heights; columns of nodes by depth
+NODE_TITLE, SLOT, WIDGET = 30, 22, 24
+IMAGE_PREVIEW = 220  # LoadImage shows its picture under its widgets
+NODE_WIDTH, COLUMN, GAP, MARGIN = 300, 340, 50, 40  # a title bar (30) is drawn above each node
+# the canvas area a 1280 x 800 browser window leaves free (px), and where it starts
+VIEW, VIEW_ORIGIN = (1150, 620), (70, 110)
 
 
 def workflows(t_edit: int) -> dict:
@@ -166,7 +173,7 @@ def to_api(desc: dict) -> dict:
     return prompt
 
 
-def to_ui(desc: dict) -> dict:
+def to_ui(name: str, desc: dict) -> dict:
     nodes, links = [], []
     link_id = 0
     out_links: dict[tuple[str, int], list[int]] = {}
@@ -209,23 +216,34 @@ def to_ui(desc: dict) -> dict:
             if kind == "INT" and (opts.get("control_after_generate") or name in SEED_INPUTS):
                 widgets_values.append("fixed")
         col = level(node_id)
-        row = columns.get(col, 0)
-        columns[col] = row + 1
+        # the frontend sizes a node to its slots and widgets; lay the column out with that height
+        height = NODE_TITLE + SLOT * max(len(sockets), len(outputs)) + WIDGET * (len(widgets) + (
+            1 if any(k == "INT" and (o.get("control_after_generate") or n in SEED_INPUTS) for n, k, o in widgets)
+            else 0)) + 16 + (IMAGE_PREVIEW if class_type == "LoadImage" else 0)
+        top = columns.get(col, MARGIN)
+        columns[col] = top + height + GAP
         properties = {"Node name for S&R": class_type}
         if class_type not in CORE:
             properties.update({"cnr_id": PACK, "ver": VERSION})
         if class_type == "HSpaceDirectionFromText":
             properties["models"] = [{"name": CLIP_FILE, "url": CLIP_URL, "directory": "text_encoders"}]
         nodes.append({
-            "id": int(node_id), "type": class_type, "pos": [40 + 360 * col, 40 + 300 * row], "size": [320, 260],
+            "id": int(node_id), "type": class_type, "pos": [MARGIN + COLUMN * col, top], "size": [NODE_WIDTH, height],
             "flags": {}, "order": i, "mode": 0, "inputs": inputs,
             "outputs": [{"name": n, "type": t, "links": out_links.get((node_id, k), []), "slot_index": k}
                         for k, (n, t) in enumerate(outputs)],
             "properties": properties, "widgets_values": widgets_values,
         })
-    return {"id": None, "revision": 0, "last_node_id": max(int(n) for n in order), "last_link_id": link_id,
+    width = max(n["pos"][0] + n["size"][0] for n in nodes) + MARGIN
+    height = max(n["pos"][1] + n["size"][1] for n in nodes) + MARGIN
+    # open the whole graph inside the canvas that a 1280 x 800 window leaves (left sidebar, top bars)
+    scale = round(min(1.0, VIEW[0] / width, VIEW[1] / height), 3)
+    offset = [round(VIEW_ORIGIN[0] / scale), round(VIEW_ORIGIN[1] / scale)]
+    # the frontend's schema wants a string id; a name-based uuid keeps the file stable across rebuilds
+    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{PACK}/{name}")), "revision": 0,
+            "last_node_id": max(int(n) for n in order), "last_link_id": link_id,
             "nodes": nodes, "links": links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "info": {"title": desc["title"]}}, "version": 0.4}
+            "extra": {"ds": {"scale": scale, "offset": offset}, "info": {"title": desc["title"]}}, "version": 0.4}
 
 
 def thumbnail(name: str, prompt: dict, out: Path) -> None:
@@ -256,7 +274,7 @@ def main() -> None:
     from tests.pack.fixtures import with_tiny_clip
 
     for name, desc in descs.items():
-        ui, api = to_ui(desc), to_api(desc)
+        ui, api = to_ui(name, desc), to_api(desc)
         if name == "direction_from_text":
             api = with_tiny_clip(api)
         (ROOT / "example_workflows" / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
