@@ -95,8 +95,13 @@ def test_example_workflow_twin_runs_in_comfyuis_executor(comfy, path):
 # ------------------------------------------------------------------ progress, interruption, memory
 
 def test_progress_reaches_comfyuis_hook_every_step_with_previews(comfy):
-    run = comfy.run(edit_prompt(seed=101, prefix="hspace/progress"))
+    prompt = edit_prompt(seed=101, prefix="hspace/progress")
+    prompt["7"] = {"class_type": "PreviewImage", "inputs": {"images": ["3", 1]}}  # the reconstruction
+    run = comfy.run(prompt)
     assert run.status == "success", run.error()
+    shown = run.outputs()["7"]["images"]
+    assert shown and all(im["type"] == "temp" and (comfy.base / "temp" / im["subfolder"] / im["filename"]).exists()
+                         for im in shown)
     for node, total in (("3", 9 + 10), ("5", 10)):  # invert: 9 inversion + 10 reconstruction steps; edit: 10
         values = [m["value"] for m in run.events("progress") if m.get("node") == node]
         assert values == list(range(1, total + 1)), (node, values)
