@@ -5,7 +5,6 @@ and 20 steps so they stay fast in CI.
 """
 
 import pytest
-import torch
 
 from hspace_core import EditInterval, load_direction
 from hspace_core.demo import claims

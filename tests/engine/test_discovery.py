@@ -1,14 +1,12 @@
 """Direction discovery recovers known answers on synthetic cases (issue: direction discovery)."""
 
-import json
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from hspace_core import DirectionInfo, HSpaceError, TensorDirection, edit, load_direction, save_direction
-from hspace_core.discovery.pca import pca_direction, pca_directions, principal_components
+from hspace_core import DirectionInfo, HSpaceError, TensorDirection
 from hspace_core.directions.project import project_off
+from hspace_core.discovery.pca import pca_direction, pca_directions, principal_components
 from hspace_core.discovery.supervised import _logistic_normal, classifier_normal, mean_difference
 from hspace_core.model import Family, HSpaceModel
 from hspace_core.schedule import asyrp_timesteps, linear_schedule
