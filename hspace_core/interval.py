@@ -228,5 +228,5 @@ def choose_interval(source: str, model: HSpaceModel | None = None, *, t_edit: in
         raise HSpaceError(f"unknown interval source {source!r}; use one of {', '.join(INTERVAL_SOURCES)}")
     if t_boost is None:
         return interval
-    source_note = "" if source == "explicit" else f"{interval.source}, t_boost given"
-    return EditInterval(interval.t_edit, int(t_boost), source_note or interval.source)
+    note = interval.source if source == "explicit" else f"{interval.source}, t_boost given"
+    return EditInterval(interval.t_edit, int(t_boost), note)
