@@ -45,7 +45,7 @@ LAYERS = [
     {"loading", "images"},
     {"directions"},  # direction values: base, deltablock, io, project
     {"sampling"},
-    {"variants"},
+    {"variants", "host"},
     {"interval"},
     {"inversion"},
     {"editing"},

@@ -1,0 +1,90 @@
+"""Directions for a host model (SD1.x / SDXL) from h recorded by the host.
+
+The host records (t, h) pairs along its own walks ([N, C, H, W] per call, t the rows' timestep);
+``by_timestep`` groups them on integer timesteps. From there:
+  * a prompt pair: mean over rows and seeds of h(target prompt) - h(source prompt), both read at the
+    same x_t along the source prompt's trajectories, per timestep;
+  * two latent sets: mean h of set A minus mean h of set B along their inversions, per timestep;
+  * PCA: per-timestep principal component of h over N trajectories, scaled to its standard deviation,
+    its sign kept consistent along the trajectory (as ``pca.pca_directions``).
+``spatial`` "average" keeps a [C, 1, 1] channel vector (applies at any resolution); "keep" the
+[C, H, W] grid (resized to other resolutions when applied). Strength 1 is one full difference
+(``strength_unit`` "mean_difference") or one standard deviation ("std"), added at every edited step.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from ..directions.base import DirectionInfo, TensorDirection
+from ..errors import HSpaceError
+from ..host import HOST_FAMILIES
+from .pca import principal_components
+
+SPATIAL = ("average", "keep")
+
+
+def by_timestep(records: Iterable[tuple[float, torch.Tensor]]) -> dict[int, torch.Tensor]:
+    """(t, h [N, C, H, W]) records -> {round(t): all rows at that t, [sum N, C, H, W]} (float32, CPU)."""
+    out: dict[int, list[torch.Tensor]] = {}
+    for t, h in records:
+        out.setdefault(int(round(float(t))), []).append(h.detach().float().cpu())
+    return {t: torch.cat(hs) for t, hs in sorted(out.items())}
+
+
+def _reduce(h: torch.Tensor, spatial: str) -> torch.Tensor:
+    if spatial not in SPATIAL:
+        raise HSpaceError(f"spatial must be one of {SPATIAL}, got {spatial!r}")
+    return h.mean(dim=(-2, -1), keepdim=True) if spatial == "average" else h
+
+
+def _info(family: str, values: torch.Tensor, name: str, unit: str, provenance: dict, t_edit: int | None):
+    if family not in HOST_FAMILIES:
+        raise HSpaceError(f"host directions are for {HOST_FAMILIES}, not {family!r}")
+    return DirectionInfo(h_shape=tuple(int(x) for x in values.shape[1:]), family=family, strength_unit=unit,
+                         name=name, provenance=provenance, t_edit=t_edit)
+
+
+def difference_direction(target: dict[int, torch.Tensor], source: dict[int, torch.Tensor], *, family: str,
+                         spatial: str = "average", name: str = "", provenance: dict | None = None,
+                         t_edit: int | None = None) -> TensorDirection:
+    """Per timestep mean(target rows) - mean(source rows) (both ``by_timestep`` records), as a
+    per-timestep direction on the timesteps both hold."""
+    common = sorted(set(target) & set(source))
+    if not common:
+        raise HSpaceError("the two recordings share no timestep; record both along the same sigmas")
+    values = torch.stack([_reduce(target[t], spatial).mean(0) - _reduce(source[t], spatial).mean(0) for t in common])
+    return TensorDirection(values, torch.tensor(common, dtype=torch.int64),
+                           _info(family, values, name, "mean_difference", provenance or {}, t_edit))
+
+
+def pca_host_direction(recorded: dict[int, torch.Tensor], component: int, *, family: str,
+                       spatial: str = "average", name: str = "", provenance: dict | None = None,
+                       t_edit: int | None = None) -> TensorDirection:
+    """Principal component ``component`` (0-based) of h per timestep over the recorded rows, scaled to
+    its standard deviation; the sign is fixed at the highest t (largest coordinate positive) and kept
+    along the trajectory by continuity."""
+    ts = sorted(recorded, reverse=True)
+    if not ts:
+        raise HSpaceError("nothing was recorded")
+    n = recorded[ts[0]].shape[0]
+    if n <= component + 1:
+        raise HSpaceError(f"PCA of {n} trajectories gives at most {n - 1} components; component {component} "
+                          f"needs more than {component + 1} seeds")
+    values, prev = {}, None
+    for t in ts:
+        h = _reduce(recorded[t], spatial)
+        axes, std = principal_components(h.flatten(1), component + 1)
+        v = axes[component]
+        if prev is None:
+            v = v * torch.sign(v[v.abs().argmax()])
+        elif torch.dot(v, prev) < 0:
+            v = -v
+        prev = v
+        values[t] = (v * std[component]).view(h.shape[1:])
+    asc = sorted(values)
+    stacked = torch.stack([values[t] for t in asc])
+    return TensorDirection(stacked, torch.tensor(asc, dtype=torch.int64),
+                           _info(family, stacked, name, "std", provenance or {}, t_edit))
