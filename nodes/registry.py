@@ -5,6 +5,8 @@ from .discovery import DirectionFromImages, DirectionFromText, DirectionPCA
 from .editing import AsyrpSampler, DDIMInvert
 from .loaders import LoadDirection, LoadUnconditionalDDPM, SaveDirection
 from .mixer import DirectionMixer
+from .sd import (ApplyHSpaceDirection, AsyrpSamplerSD, DirectionFromLatentSets, DirectionFromPrompts, DirectionPCASD,
+                 InvertLatent)
 
 NODE_CLASS_MAPPINGS = {
     "HSpaceLoadUnconditionalDDPM": LoadUnconditionalDDPM,
@@ -18,6 +20,12 @@ NODE_CLASS_MAPPINGS = {
     "HSpaceSaveDirection": SaveDirection,
     "HSpaceImageStrip": ImageStrip,
     "HSpaceProceduralFaces": ProceduralFaces,
+    "HSpaceApplyDirection": ApplyHSpaceDirection,
+    "HSpaceAsyrpSamplerSD": AsyrpSamplerSD,
+    "HSpaceInvertLatent": InvertLatent,
+    "HSpaceDirectionFromPrompts": DirectionFromPrompts,
+    "HSpaceDirectionFromLatentSets": DirectionFromLatentSets,
+    "HSpaceDirectionPCASD": DirectionPCASD,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -32,4 +40,10 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HSpaceSaveDirection": "Save H-Space Direction",
     "HSpaceImageStrip": "Image Strip (h-space)",
     "HSpaceProceduralFaces": "Procedural Faces (h-space demo)",
+    "HSpaceApplyDirection": "Apply H-Space Direction (SD MODEL)",
+    "HSpaceAsyrpSamplerSD": "Asyrp Sampler (SD, SAMPLER)",
+    "HSpaceInvertLatent": "DDIM Invert Latent (SD)",
+    "HSpaceDirectionFromPrompts": "H-Space Direction from Prompts (SD)",
+    "HSpaceDirectionFromLatentSets": "H-Space Direction from Latent Sets (SD)",
+    "HSpaceDirectionPCASD": "H-Space PCA Direction (SD)",
 }

@@ -38,7 +38,7 @@ def host_family(model) -> tuple[str, int]:
 
     base = model.model
     name = type(base.model_config).__name__
-    if isinstance(base.model_sampling, comfy.model_sampling.CONST):
+    if isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST):
         raise HSpaceError(f"{name} is a flow-matching model (CONST sampling, as SD3 and Flux): the Asyrp step here "
                           "is for eps / v-prediction diffusion models (SD1.x, SDXL)")
     unet = base.diffusion_model
@@ -70,6 +70,9 @@ class HSpacePatch:
     def __call__(self, h, hsp, transformer_options):
         if transformer_options.get("block") != H_BLOCK:
             return h, hsp
+        if "sigmas" not in transformer_options:
+            raise HSpaceError("the h-space patch was called without the step's sigmas (transformer_options['sigmas']); "
+                              "run the model through a ComfyUI sampler")
         t = _timesteps(self.model_sampling, transformer_options["sigmas"])
         h = shift_h(h, [self.shift], t, transformer_options["cond_or_uncond"],
                     edit_scales=transformer_options.get(EDIT_KEY))
@@ -92,7 +95,7 @@ class HRecorder:
             t = _timesteps(self.model_sampling, transformer_options["sigmas"])
             n = h.shape[0] // len(chunks)
             for j, c in enumerate(chunks):
-                self.records[c].append((float(t[j * n]), h[j * n:(j + 1) * n].detach().float().cpu()))
+                self.records[c].append((float(t[(j * n) % len(t)]), h[j * n:(j + 1) * n].detach().float().cpu()))
         return h, hsp
 
     def to(self, device):

@@ -81,7 +81,7 @@ def tiny_model(kind: str = "sd15", seed: int = 0, out_scale: float = 0.1):
     init_weights(model.diffusion_model, seed)
     with torch.no_grad():  # a tame eps (~0.1): a smooth denoiser, as a trained one is along its trajectories
         model.diffusion_model.out[-1].weight.mul_(out_scale)
-    model.diffusion_model.eval()
+    model.diffusion_model.eval().requires_grad_(False)
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                            offload_device=mm.unet_offload_device())
 

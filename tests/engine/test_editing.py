@@ -292,3 +292,31 @@ def test_cli_edit_bad_input_writes_nothing(tmp_path, extra, match):
     assert r.returncode == 2 and last.startswith("error:"), r.stderr
     assert re.search(match, last), last
     assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_two_call_sigma_walk_equals_the_vp_asyrp_walk(model):
+    """The host path (D and D_edit from two denoiser calls, stepped in k-diffusion coordinates) gives the
+    pixel path's numbers (one encoder pass, ``generate``): same maths, one walk."""
+    from hspace_core.sampling import predict_x0, two_call_predictor, vp_steps, walk
+
+    d = direction_for(model)
+    grid = asyrp_timesteps(8, 999)
+    x_T = torch.randn(2, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(3))
+    s = torch.tensor([1.0, -0.5])
+    vp = generate(asyrp_predictor(model, d, s, t_edit=400, steps=8), x_T, generation_steps(grid), model.schedule)
+
+    def denoise(x, step, edit_call):  # D(x) in k-diffusion coordinates, as a host's model gives it
+        t = int(step.t)
+        a = model.schedule.alpha_bar_at(t, like=x)
+        x_t = x * a.sqrt()
+        tt = torch.full((x.shape[0],), t)
+        enc = model.encode(x_t, tt)
+        h = enc.h + s.view(-1, 1, 1, 1) * d.delta(enc.h, tt, enc.emb, 8) if edit_call else enc.h
+        return predict_x0(x_t, model.decode(enc, h).eps, a)
+
+    steps = vp_steps(generation_steps(grid), model.schedule)
+    x = walk(two_call_predictor(denoise, t_edit=400), x_T * (1 + steps[0].sigma ** 2) ** 0.5, steps)
+    assert steps[-1].sigma_next == 0
+    assert rel_err(x, vp) < 1e-5
+    plain = generate(plain_predictor(model), x_T, generation_steps(grid), model.schedule)
+    assert rel_err(vp, plain) > 1e-2  # the edit is there
