@@ -35,12 +35,37 @@ SEED_INPUTS = ("seed", "noise_seed")
 CORE = {
     "LoadImage": ([("image", "COMBO"), ("upload", "UPLOAD")], [], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
     "SaveImage": ([("filename_prefix", "STRING")], [("images", "IMAGE")], []),
+    "CheckpointLoaderSimple": ([("ckpt_name", "COMBO")], [], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
+    "CLIPTextEncode": ([("text", "STRING")], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")]),
+    "EmptyLatentImage": ([("width", "INT"), ("height", "INT"), ("batch_size", "INT")], [], [("LATENT", "LATENT")]),
+    "BasicScheduler": ([("scheduler", "COMBO"), ("steps", "INT"), ("denoise", "FLOAT")], [("model", "MODEL")],
+                       [("SIGMAS", "SIGMAS")]),
+    "SamplerCustom": ([("add_noise", "BOOLEAN"), ("noise_seed", "INT"), ("cfg", "FLOAT")],
+                      [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                       ("sampler", "SAMPLER"), ("sigmas", "SIGMAS"), ("latent_image", "LATENT")],
+                      [("output", "LATENT"), ("denoised_output", "LATENT")]),
+    "KSampler": ([("seed", "INT"), ("steps", "INT"), ("cfg", "FLOAT"), ("sampler_name", "COMBO"), ("scheduler", "COMBO"),
+                  ("denoise", "FLOAT")], [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                                          ("latent_image", "LATENT")], [("LATENT", "LATENT")]),
+    "VAEDecode": ([], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")]),
+    "VAEEncode": ([], [("pixels", "IMAGE"), ("vae", "VAE")], [("LATENT", "LATENT")]),
+    "ImageScale": ([("upscale_method", "COMBO"), ("width", "INT"), ("height", "INT"), ("crop", "COMBO")],
+                   [("image", "IMAGE")], [("IMAGE", "IMAGE")]),
 }
+# the standard checkpoints the SD workflows name, where ComfyUI's missing-models dialog sends users
+CHECKPOINTS = {
+    "v1-5-pruned-emaonly.safetensors":
+        "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly.safetensors",
+    "sd_xl_base_1.0.safetensors":
+        "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+}
+SD15, SDXL = list(CHECKPOINTS)
 
 L = "link"
 # UI layout (graph units): LiteGraph's title, slot and widget heights; columns of nodes by depth
 NODE_TITLE, SLOT, WIDGET = 30, 22, 24
 IMAGE_PREVIEW = 220  # LoadImage shows its picture under its widgets
+MULTILINE = 80  # CLIPTextEncode's text box is taller than a widget row
 NODE_WIDTH, COLUMN, GAP, MARGIN = 300, 340, 50, 40  # a title bar (30) is drawn above each node
 # the canvas area a 1280 x 800 browser window leaves free (px), and where it starts
 VIEW, VIEW_ORIGIN = (1150, 620), (70, 110)
@@ -138,6 +163,88 @@ def workflows(t_edit: int) -> dict:
                       "5": sampler(strengths="-2, -1, 0, 1, 2", model=("1", 0), direction=("3", 0), seed=3,
                                    clip_x0=SAMPLE_CLIP_X0, t_boost=999),
                       "6": strip("4", 5), "7": save("6", "hspace/pc0"), "8": strip("5", 5), "9": save("8", "hspace/pc1")}},
+        **sd_workflows(),
+    }
+
+
+def sd_workflows() -> dict:
+    """SD1.5 / SDXL: the pack's nodes inside ComfyUI's own graphs (checkpoint, prompts, SamplerCustom)."""
+    def ckpt(name):
+        return ("CheckpointLoaderSimple", {"ckpt_name": name})
+
+    def text(t):
+        return ("CLIPTextEncode", {"text": t, "clip": ("1", 1)})
+
+    def scheduler(steps):
+        return ("BasicScheduler", {"model": ("1", 0), "scheduler": "normal", "steps": steps, "denoise": 1.0})
+
+    def prompts_direction(source, target, sigmas, size, name):
+        return ("HSpaceDirectionFromPrompts", {"model": ("1", 0), "source": (source, 0), "target": (target, 0),
+                                               "sigmas": (sigmas, 0), "seeds": 4, "seed": 0, "width": size,
+                                               "height": size, "spatial": "average", "name": name})
+
+    def apply(direction, t_edit, mode="asymmetric", branch="both", strength=1.0):
+        return ("HSpaceApplyDirection", {"model": ("1", 0), "direction": (direction, 0), "strength": strength,
+                                         "t_edit": t_edit, "t_end": 999, "branch": branch, "mode": mode})
+
+    def decode_save(latent, prefix, slot=0):
+        return [("VAEDecode", {"samples": (latent, slot), "vae": ("1", 2)}), ("SaveImage", {"images": (None, 0),
+                                                                                          "filename_prefix": prefix})]
+
+    def chain(first: int, nodes: list) -> dict:
+        """Consecutive ids from ``first``; a (None, k) link points at the node just before."""
+        out = {}
+        for i, (cls, values) in enumerate(nodes):
+            values = {k: (str(first + i - 1), v[1]) if isinstance(v, tuple) and v[0] is None else v
+                      for k, v in values.items()}
+            out[str(first + i)] = (cls, values)
+        return out
+
+    face, smiling = "a photo of a person's face, natural light", "a photo of a person's smiling face, natural light"
+    return {
+        "sd15_prompt_pair_sweep": {
+            "title": "SD1.5: a direction from a prompt pair, swept over five strengths in one batch (Asyrp sampler)",
+            "nodes": {"1": ckpt(SD15), "2": text(face), "3": text(smiling), "4": text("blurry, lowres, watermark"),
+                      "5": scheduler(30), "6": prompts_direction("2", "3", "5", 512, "smile (sd1.5)"),
+                      "7": ("HSpaceSaveDirection", {"direction": ("6", 0), "filename_prefix": "hspace/sd15_smile"}),
+                      "8": apply("6", 500),
+                      "9": ("HSpaceAsyrpSamplerSD", {"strengths": "-1, -0.5, 0, 0.5, 1", "eta": 0.0, "t_boost": 0}),
+                      "10": ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                      "11": ("SamplerCustom", {"model": ("8", 0), "add_noise": True, "noise_seed": 42, "cfg": 7.0,
+                                               "positive": ("2", 0), "negative": ("4", 0), "sampler": ("9", 0),
+                                               "sigmas": ("5", 0), "latent_image": ("10", 0)}),
+                      **chain(12, decode_save("11", "hspace/sd15_sweep"))}},
+        "sdxl_symmetric_edit": {
+            "title": "SDXL: a prompt-pair direction on the cond branch, symmetric, with the stock KSampler (before / after)",
+            "nodes": {"1": ckpt(SDXL), "2": text("a photo of a wooden house by a lake"),
+                      "3": text("a photo of a wooden house by a lake in winter, snow"), "4": text("blurry, lowres"),
+                      "5": scheduler(25), "6": prompts_direction("2", "3", "5", 1024, "winter (sdxl)"),
+                      "7": apply("6", 600, mode="symmetric", branch="cond"),
+                      "8": ("EmptyLatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
+                      "9": ("KSampler", {"model": ("1", 0), "seed": 7, "steps": 25, "cfg": 6.0, "sampler_name": "euler",
+                                         "scheduler": "normal", "denoise": 1.0, "positive": ("2", 0),
+                                         "negative": ("4", 0), "latent_image": ("8", 0)}),
+                      "10": ("KSampler", {"model": ("7", 0), "seed": 7, "steps": 25, "cfg": 6.0, "sampler_name": "euler",
+                                          "scheduler": "normal", "denoise": 1.0, "positive": ("2", 0),
+                                          "negative": ("4", 0), "latent_image": ("8", 0)}),
+                      **chain(11, decode_save("9", "hspace/sdxl_before")),
+                      **chain(13, decode_save("10", "hspace/sdxl_after"))}},
+        "sd15_edit_real_image": {
+            "title": "SD1.5: edit a real photo (VAE encode, DDIM inversion, Asyrp sampler at strengths 0 and 1)",
+            "nodes": {"1": ckpt(SD15), "2": text(face), "3": text(smiling), "4": text("blurry, lowres"),
+                      "5": scheduler(50), "6": prompts_direction("2", "3", "5", 512, "smile (sd1.5)"),
+                      "7": apply("6", 500),
+                      "8": ("LoadImage", {"image": FACE_IMAGE, "upload": "image"}),
+                      "9": ("ImageScale", {"image": ("8", 0), "upscale_method": "lanczos", "width": 512, "height": 512,
+                                           "crop": "center"}),
+                      "10": ("VAEEncode", {"pixels": ("9", 0), "vae": ("1", 2)}),
+                      "11": ("HSpaceInvertLatent", {"model": ("1", 0), "positive": ("2", 0), "latent": ("10", 0),
+                                                    "sigmas": ("5", 0), "check_reconstruction": True}),
+                      "12": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 1", "eta": 0.0, "t_boost": 0}),
+                      "13": ("SamplerCustom", {"model": ("7", 0), "add_noise": False, "noise_seed": 0, "cfg": 1.0,
+                                               "positive": ("2", 0), "negative": ("4", 0), "sampler": ("12", 0),
+                                               "sigmas": ("5", 0), "latent_image": ("11", 0)}),
+                      **chain(14, decode_save("13", "hspace/sd15_real_edit"))}},
     }
 
 
@@ -219,7 +326,8 @@ def to_ui(name: str, desc: dict) -> dict:
         # the frontend sizes a node to its slots and widgets; lay the column out with that height
         height = NODE_TITLE + SLOT * max(len(sockets), len(outputs)) + WIDGET * (len(widgets) + (
             1 if any(k == "INT" and (o.get("control_after_generate") or n in SEED_INPUTS) for n, k, o in widgets)
-            else 0)) + 16 + (IMAGE_PREVIEW if class_type == "LoadImage" else 0)
+            else 0)) + 16 + (IMAGE_PREVIEW if class_type == "LoadImage" else 0) + (
+            MULTILINE if class_type == "CLIPTextEncode" else 0)
         top = columns.get(col, MARGIN)
         columns[col] = top + height + GAP
         properties = {"Node name for S&R": class_type}
@@ -227,6 +335,9 @@ def to_ui(name: str, desc: dict) -> dict:
             properties.update({"cnr_id": PACK, "ver": VERSION})
         if class_type == "HSpaceDirectionFromText":
             properties["models"] = [{"name": CLIP_FILE, "url": CLIP_URL, "directory": "text_encoders"}]
+        if class_type == "CheckpointLoaderSimple":
+            name_ = values["ckpt_name"]
+            properties["models"] = [{"name": name_, "url": CHECKPOINTS[name_], "directory": "checkpoints"}]
         nodes.append({
             "id": int(node_id), "type": class_type, "pos": [MARGIN + COLUMN * col, top], "size": [NODE_WIDTH, height],
             "flags": {}, "order": i, "mode": 0, "inputs": inputs,
@@ -279,7 +390,8 @@ def main() -> None:
             api = with_tiny_clip(api)
         (ROOT / "example_workflows" / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
         (ROOT / "tests" / "pack" / "workflows" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
-        if not args.no_thumbnails:
+        uses_sd = any(n[0] == "CheckpointLoaderSimple" for n in desc["nodes"].values())
+        if not args.no_thumbnails and not uses_sd:  # SD graphs: scripts/graph_thumbnails.py (no weights here)
             thumbnail(name, api, ROOT / "example_workflows" / f"{name}.jpg")
         print(f"wrote {name}")
 

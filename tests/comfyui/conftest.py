@@ -20,14 +20,17 @@ def comfy_or_skip():
 
 @pytest.fixture(scope="session")
 def comfy(tmp_path_factory):
-    """A started ComfyUI with the pack in custom_nodes, the test image in input/ and a tiny CLIP in
-    models/text_encoders/ (the text workflow's twin uses it)."""
+    """A started ComfyUI with the pack in custom_nodes (and the test-only tiny SD checkpoint node), the
+    test image in input/ and a tiny CLIP in models/text_encoders/ (the text workflow's twin uses it)."""
     from tests.pack.fixtures import make_models_dir
 
     root, _ = comfy_or_skip()
     base = tmp_path_factory.mktemp("comfyui")
     server = ComfyServer(root, base)
     server.prepare()
+    # the test-only pack whose node stands in for CheckpointLoaderSimple in the SD workflows' twins
+    (base / "custom_nodes" / "hspace_test_models").symlink_to(ROOT / "tests" / "comfyui" / "tiny_models_pack",
+                                                              target_is_directory=True)
     shutil.copy(ROOT / "tests" / "pack" / "input" / "hspace_face.png", base / "input" / "hspace_face.png")
     clip = make_models_dir(base / "staging")
     (base / "models" / "text_encoders").mkdir(parents=True, exist_ok=True)
