@@ -1,0 +1,163 @@
+"""Costs of the Asyrp sampler on ComfyUI's own SD1.5 model class, side by side in one run.
+
+  1. one step through ComfyUI's CFGGuider (cfg 7, cond + uncond in one batch): stock euler vs the Asyrp
+     sampler outside its edit interval (target 1.0x: one call) and inside it (target <= 2.05x: two calls,
+     without and with the h shift);
+  2. a k = 4 strength sweep in one batch vs the same 4 strengths run one after another (whole 10-step
+     samples, tiny configuration).
+
+Models: the real SD1.5 UNet configuration (859.5 M parameters, random weights, 512 px = latent 64x64,
+batch 1) and the tiny test configuration (5.8 M, 256 px = latent 32x32: at 64x64 its full-resolution
+self-attention over 4096 tokens makes a CPU call 3 s, the real configuration's regime). Timings are medians of --repeats
+interleaved runs. Needs a ComfyUI (found as the tests find it).
+
+    python bench/sd_steps.py [--repeats 5] [--real-repeats 2] [--threads 2] [--skip-real]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hspace_core import DirectionInfo, TensorDirection  # noqa: E402
+from tests.comfyui.tiny_sd import comfy_available, comfy_modules  # noqa: E402
+
+SD15_REAL = dict(image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
+                 channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], transformer_depth_middle=1,
+                 transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], use_spatial_transformer=True,
+                 legacy=False, context_dim=768, num_heads=8, use_linear_in_transformer=False, adm_in_channels=None,
+                 use_temporal_attention=False, use_temporal_resblock=False)
+
+
+def build(config: dict):
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models as sm
+
+    from tests.comfyui.tiny_models_pack.tiny_models import init_weights
+
+    model = sm.SD15(dict(config)).get_model({}, device="cpu")
+    init_weights(model.diffusion_model, 0)
+    model.diffusion_model.out[-1].weight.mul_(0.1)
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                           offload_device=mm.unet_offload_device())
+
+
+def conds(context: int):
+    g = torch.Generator().manual_seed(0)
+    return ([[torch.randn(1, 77, context, generator=g), {}]], [[torch.randn(1, 77, context, generator=g), {}]])
+
+
+def timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def step_costs(patcher, context: int, repeats: int, size: int) -> dict:
+    import comfy.samplers
+
+    import nodes.sd as sd
+
+    channels = patcher.model.model_config.unet_config["model_channels"] * 4
+    d = TensorDirection(torch.randn(channels, 1, 1), None, DirectionInfo((channels, 1, 1), family="sd1", name="b"))
+    inside = sd.ApplyHSpaceDirection().apply(patcher, d, 1.0, 0, 999, "both", "asymmetric")[0]
+    outside = sd.ApplyHSpaceDirection().apply(patcher, d, 1.0, 999, 999, "both", "asymmetric")[0]
+    sigmas = comfy.samplers.KSampler(patcher, steps=20, device="cpu", sampler="euler", scheduler="normal").sigmas[5:7]
+    pos, neg = conds(context)
+    noise = torch.randn(1, 4, size, size, generator=torch.Generator().manual_seed(1))
+    latent = torch.zeros_like(noise)
+
+    def one(model, sampler):
+        guider = comfy.samplers.CFGGuider(model)
+        guider.set_conds(pos, neg)
+        guider.set_cfg(7.0)
+        return lambda: guider.sample(noise, latent, sampler, sigmas, seed=0)
+
+    runs = {"plain (stock euler)": one(patcher, comfy.samplers.sampler_object("euler")),
+            "Asyrp, outside the interval": one(outside, comfy.samplers.KSAMPLER(sd.sample_asyrp)),
+            "Asyrp, inside the interval": one(inside, comfy.samplers.KSAMPLER(sd.sample_asyrp))}
+    for fn in runs.values():
+        fn()  # warm up
+    times = {k: [] for k in runs}
+    for _ in range(repeats):
+        for k, fn in runs.items():
+            times[k] += timed(fn, 1)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def sweep_costs(patcher, repeats: int) -> tuple[float, float]:
+    import comfy.samplers
+
+    import nodes.sd as sd
+
+    d = TensorDirection(torch.randn(128, 1, 1), None, DirectionInfo((128, 1, 1), family="sd1", name="b"))
+    m = sd.ApplyHSpaceDirection().apply(patcher, d, 1.0, 500, 999, "both", "asymmetric")[0]
+    sigmas = comfy.samplers.KSampler(m, steps=10, device="cpu", sampler="euler", scheduler="normal").sigmas
+    pos, neg = conds(64)
+    noise = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+    strengths = (-1.0, 0.0, 1.0, 2.0)
+
+    def run(values):
+        guider = comfy.samplers.CFGGuider(m)
+        guider.set_conds(pos, neg)
+        guider.set_cfg(7.0)
+        sampler = comfy.samplers.KSAMPLER(sd.sample_asyrp, extra_options={"strengths": values})
+        return guider.sample(noise, torch.zeros_like(noise), sampler, sigmas, seed=0)
+
+    batch, separate = [], []
+    run(strengths)
+    for _ in range(repeats):
+        batch += timed(lambda: run(strengths), 1)
+        separate += timed(lambda: [run((s,)) for s in strengths], 1)
+    return statistics.median(batch), statistics.median(separate)
+
+
+def report(name: str, costs: dict) -> None:
+    plain = costs["plain (stock euler)"]
+    print(f"\n{name}: one CFG step (median)")
+    for k, v in costs.items():
+        print(f"  {k:32s} {v * 1000:9.1f} ms   {v / plain:5.2f}x", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--real-repeats", type=int, default=2)
+    ap.add_argument("--skip-real", action="store_true")
+    args = ap.parse_args()
+    why = comfy_available()
+    if why:
+        sys.exit(f"needs ComfyUI: {why}")
+    torch.set_num_threads(args.threads)
+    comfy_modules()
+    from tests.comfyui.tiny_models_pack.tiny_models import SD15_TINY
+
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.repeats} repeats")
+    with torch.inference_mode():
+        tiny = build(SD15_TINY)
+        report("tiny SD1.5 configuration (5.8 M), latent 32x32", step_costs(tiny, 64, args.repeats, 32))
+        batch, separate = sweep_costs(tiny, args.repeats)
+        print(f"\ntiny configuration, latent 32x32, 10-step samples: k = 4 sweep in one batch {batch:.2f} s, "
+              f"4 runs {separate:.2f} s: {batch / separate:.2f}x")
+        if not args.skip_real:
+            real = build(SD15_REAL)
+            params = sum(p.numel() for p in real.model.diffusion_model.parameters()) / 1e6
+            report(f"real SD1.5 configuration ({params:.1f} M, random weights), latent 64x64",
+                   step_costs(real, 768, args.real_repeats, 64))
+
+
+if __name__ == "__main__":
+    main()
