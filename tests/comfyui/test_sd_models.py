@@ -382,3 +382,16 @@ def test_bad_input_is_a_clear_error(comfy, model, kind):
         run(comfy, flow, asyrp(comfy), sigmas(comfy, model, 3), kind)
     with pytest.raises(HSpaceError, match="a sweep of 3 strengths"):
         run(comfy, model, asyrp(comfy, (0.0, 1.0, 2.0)), sigmas(comfy, model, 3), kind, batch=2)
+
+
+def test_eta_below_t_boost_is_seeded_noise(comfy, model, kind):
+    """Quality boosting: eta > 0 at t < t_boost draws ComfyUI's seeded noise (same seed, same image);
+    with t_boost 0 eta does nothing."""
+    sig = sigmas(comfy, model, 6)
+    m = applied(model, random_direction(kind), t_edit=500)
+    plain = run(comfy, m, asyrp(comfy, (1.0,)), sig, kind)
+    boosted = run(comfy, m, asyrp(comfy, (1.0,), eta=1.0, t_boost=400), sig, kind)
+    again = run(comfy, m, asyrp(comfy, (1.0,), eta=1.0, t_boost=400), sig, kind)
+    unboosted = run(comfy, m, asyrp(comfy, (1.0,), eta=1.0, t_boost=0), sig, kind)
+    assert torch.equal(boosted, again) and torch.equal(unboosted, plain)
+    assert (boosted - plain).abs().max() > 1e-2
