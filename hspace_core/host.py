@@ -97,7 +97,9 @@ def shift_h(h: torch.Tensor, shifts: Sequence[HostShift], t: torch.Tensor, chunk
     ``sigmas``), the same in every chunk; chunks: cond (0) / uncond (1) per chunk of R / len(chunks)
     rows; edit_scales: [B] per-row strengths of the Asyrp sampler's edit call (a sweep), None in a plain
     call. A shift acts on row r of chunk j when its mode acts in this call, its interval holds t[r] and
-    its branch takes chunk j; the row's shift is strength * edit_scales[r mod B] * dh(t[r]).
+    its branch takes chunk j; the row's shift is strength * edit_scales[r mod B] * dh(t[r]) for an
+    asymmetric shift, strength * dh(t[r]) for a symmetric one (it acts in both calls, so a sweep cannot
+    scale it consistently).
     """
     edit_call = edit_scales is not None
     acting = [s for s in shifts if s.acts(edit_call)]
@@ -112,14 +114,16 @@ def shift_h(h: torch.Tensor, shifts: Sequence[HostShift], t: torch.Tensor, chunk
         if rows % len(t):
             raise HSpaceError(f"{len(t)} timesteps do not fit the {rows} rows of h")
         t = t.repeat(rows // len(t))
-    scale = torch.ones(rows, dtype=h.dtype, device=h.device)
+    ones = torch.ones(rows, dtype=h.dtype, device=h.device)
+    sweep = ones
     if edit_call:
         scales = edit_scales.to(device=h.device, dtype=h.dtype).flatten()
         if per_chunk % len(scales):
             raise HSpaceError(f"{len(scales)} strengths do not divide the {per_chunk} rows of the batch")
-        scale = scales.repeat(rows // len(scales))
+        sweep = scales.repeat(rows // len(scales))
     out = h
     for s in acting:
+        scale = sweep if s.mode == "asymmetric" else ones
         keep = torch.tensor([s.branch == "both" or (s.branch == "cond") == (c == 0) for c in chunks],
                             device=h.device).repeat_interleave(per_chunk)
         inside = (t >= s.t_edit) & (t <= s.t_end)

@@ -166,10 +166,13 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
         args = {**extra_args, "model_options": edit_options if edit else options}
         return model(x, step.sigma * s_in, **args)
 
+    if not shifts and bool((strengths != 0).any()):
+        raise HSpaceError("the Asyrp Sampler (SD) found no asymmetric h-space direction on this MODEL: connect "
+                          "Apply H-Space Direction (mode asymmetric) to the model that SamplerCustom samples with")
     if shifts and bool((strengths != 0).any()):
         predict = two_call_predictor(denoise, t_edit=min(s.t_edit for s in shifts),
                                      t_end=max(s.t_end for s in shifts))
-    else:  # nothing to edit: the plain walk, one call per step
+    else:  # strength 0 everywhere: the plain walk, one call per step
         predict = two_call_predictor(denoise, t_edit=math.inf)
     noise = None
     if eta:
@@ -238,8 +241,8 @@ def regenerate(model, positive, noised: torch.Tensor, sigmas: torch.Tensor):
     """Plain deterministic walk from the inverted latent down ``sigmas`` (strength 0), cfg 1."""
     import comfy.samplers
 
-    return _guide(model, positive, positive, 1.0, comfy.samplers.KSAMPLER(sample_asyrp), sigmas, noised,
-                  torch.zeros_like(noised))
+    return _guide(model, positive, positive, 1.0, comfy.samplers.KSAMPLER(sample_asyrp, extra_options={"strengths": (0.0,)}),
+                  sigmas, noised, torch.zeros_like(noised))
 
 
 def _descending(sigmas: torch.Tensor) -> torch.Tensor:
@@ -286,18 +289,19 @@ class ApplyHSpaceDirection:
     CATEGORY = SD_CATEGORY
     FUNCTION = "apply"
     RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("a copy of the model with the direction patched into h",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL",),
+            "model": ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"}),
             "direction": (DIRECTION, {"tooltip": "a direction made on this family of model (sd1 / sdxl)"}),
             "strength": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.05,
                                    "tooltip": "1 = the full difference the direction was made from (prompt pair, "
                                               "latent sets) or one standard deviation (PCA)"}),
             "t_edit": ("INT", {"default": 500, "min": 0, "max": 999,
                                "tooltip": "edit at model timesteps t >= t_edit (999 = pure noise)"}),
-            "t_end": ("INT", {"default": 999, "min": 0, "max": 999}),
+            "t_end": ("INT", {"default": 999, "min": 0, "max": 999, "tooltip": "edit at t <= t_end"}),
             "branch": (list(BRANCHES), {"tooltip": "which CFG branch gets the shift: both, the prompt's (cond) or "
                                                    "the negative's (uncond)"}),
             "mode": (list(MODES), {"tooltip": "asymmetric: with the Asyrp Sampler (SD) only; symmetric: any sampler"}),
@@ -320,15 +324,16 @@ class AsyrpSamplerSD:
     CATEGORY = SD_CATEGORY
     FUNCTION = "get_sampler"
     RETURN_TYPES = ("SAMPLER",)
+    OUTPUT_TOOLTIPS = ("for SamplerCustom / SamplerCustomAdvanced",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "strengths": ("STRING", {"default": "1.0", "tooltip": "multipliers of the directions' strengths; "
-                                                                  "e.g. -1, -0.5, 0, 0.5, 1 for a sweep"}),
+            "strengths": ("STRING", {"default": "1.0", "tooltip": "multipliers of the asymmetric directions' "
+                                                                  "strengths; e.g. -1, -0.5, 0, 0.5, 1 for a sweep"}),
             "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
                               "tooltip": "stochasticity at t < t_boost (quality boosting)"}),
-            "t_boost": ("INT", {"default": 0, "min": 0, "max": 999}),
+            "t_boost": ("INT", {"default": 0, "min": 0, "max": 999, "tooltip": "eta applies at t < t_boost (0: never)"}),
         }}
 
     def get_sampler(self, strengths, eta, t_boost):
@@ -349,14 +354,16 @@ class InvertLatent:
     FUNCTION = "invert"
     RETURN_TYPES = ("LATENT", "STRING")
     RETURN_NAMES = ("noised_latent", "report")
+    OUTPUT_TOOLTIPS = ("the latent at the largest sigma: sample it with add_noise off and the same sigmas",
+                       "the strength-0 reconstruction error")
     OUTPUT_NODE = True
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL",),
+            "model": ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"}),
             "positive": ("CONDITIONING", {"tooltip": "a prompt describing the image (or an empty prompt)"}),
-            "latent": ("LATENT",),
+            "latent": ("LATENT", {"tooltip": "the clean latent(s) to invert, e.g. from VAE Encode"}),
             "sigmas": ("SIGMAS", {"tooltip": "the same sigmas the edit samples with (e.g. BasicScheduler)"}),
             "check_reconstruction": ("BOOLEAN", {"default": True, "tooltip": "regenerate at strength 0 and report "
                                                                              "the error (one more sampling pass)"}),
@@ -383,21 +390,22 @@ class DirectionFromPrompts:
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"
     RETURN_TYPES = (DIRECTION,)
+    OUTPUT_TOOLTIPS = ("a direction for this model family (Apply H-Space Direction, Save, Mixer)",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL",),
+            "model": ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"}),
             "source": ("CONDITIONING", {"tooltip": "e.g. 'a photo of a face'"}),
             "target": ("CONDITIONING", {"tooltip": "e.g. 'a photo of a smiling face'"}),
-            "sigmas": ("SIGMAS",),
-            "seeds": ("INT", {"default": 4, "min": 1, "max": 256}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1}),
-            "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8}),
-            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8}),
+            "sigmas": ("SIGMAS", {"tooltip": "the sampling sigmas (e.g. BasicScheduler); h is recorded at each"}),
+            "seeds": ("INT", {"default": 4, "min": 1, "max": 256, "tooltip": "trajectories to average over"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the trajectories' noise"}),
+            "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "image width (px) of the trajectories"}),
+            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "image height (px) of the trajectories"}),
             "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid "
                                                    "(resized to other resolutions)"}),
-            "name": ("STRING", {"default": "prompt pair"}),
+            "name": ("STRING", {"default": "prompt pair", "tooltip": "a label stored in the direction file"}),
         }}
 
     def make(self, model, source, target, sigmas, seeds, seed, width, height, spatial, name):
@@ -417,17 +425,18 @@ class DirectionFromLatentSets:
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"
     RETURN_TYPES = (DIRECTION,)
+    OUTPUT_TOOLTIPS = ("a direction for this model family (Apply H-Space Direction, Save, Mixer)",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL",),
-            "positive": ("CONDITIONING",),
+            "model": ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"}),
+            "positive": ("CONDITIONING", {"tooltip": "the prompt the images are inverted / sampled with"}),
             "latents_with": ("LATENT", {"tooltip": "set A: images with the attribute"}),
             "latents_without": ("LATENT", {"tooltip": "set B: images without it"}),
-            "sigmas": ("SIGMAS",),
-            "spatial": (list(SPATIAL),),
-            "name": ("STRING", {"default": "latent sets"}),
+            "sigmas": ("SIGMAS", {"tooltip": "the sampling sigmas (e.g. BasicScheduler); h is recorded at each"}),
+            "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid"}),
+            "name": ("STRING", {"default": "latent sets", "tooltip": "a label stored in the direction file"}),
         }}
 
     def make(self, model, positive, latents_with, latents_without, sigmas, spatial, name):
@@ -451,20 +460,21 @@ class DirectionPCASD:
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"
     RETURN_TYPES = (DIRECTION,)
+    OUTPUT_TOOLTIPS = ("a direction for this model family (Apply H-Space Direction, Save, Mixer)",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL",),
-            "positive": ("CONDITIONING",),
-            "sigmas": ("SIGMAS",),
-            "seeds": ("INT", {"default": 8, "min": 3, "max": 512}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1}),
-            "component": ("INT", {"default": 0, "min": 0, "max": 64}),
-            "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8}),
-            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8}),
-            "spatial": (list(SPATIAL),),
-            "name": ("STRING", {"default": "PCA"}),
+            "model": ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"}),
+            "positive": ("CONDITIONING", {"tooltip": "the prompt the images are inverted / sampled with"}),
+            "sigmas": ("SIGMAS", {"tooltip": "the sampling sigmas (e.g. BasicScheduler); h is recorded at each"}),
+            "seeds": ("INT", {"default": 8, "min": 3, "max": 512, "tooltip": "trajectories to take the PCA over"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the trajectories' noise"}),
+            "component": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "0 = the largest-variance axis"}),
+            "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "image width (px) of the trajectories"}),
+            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "image height (px) of the trajectories"}),
+            "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid"}),
+            "name": ("STRING", {"default": "PCA", "tooltip": "a label stored in the direction file"}),
         }}
 
     def make(self, model, positive, sigmas, seeds, seed, component, width, height, spatial, name):

@@ -395,3 +395,20 @@ def test_eta_below_t_boost_is_seeded_noise(comfy, model, kind):
     unboosted = run(comfy, m, asyrp(comfy, (1.0,), eta=1.0, t_boost=0), sig, kind)
     assert torch.equal(boosted, again) and torch.equal(unboosted, plain)
     assert (boosted - plain).abs().max() > 1e-2
+
+
+def test_the_sweep_scales_asymmetric_shifts_and_leaves_symmetric_ones(comfy, model, kind):
+    from nodes.sd import EDIT_KEY, HSpacePatch
+
+    from hspace_core.host import HostShift
+
+    d = random_direction(kind)
+    ms = model.get_model_object("model_sampling")
+    h = torch.zeros(4, 128, 2, 2)
+    options = {"block": ("output", 0), "sigmas": torch.tensor([3.0, 3.0]), "cond_or_uncond": [0, 1],
+               EDIT_KEY: torch.tensor([2.0, -1.0])}
+    for mode, want in (("asymmetric", [2.0, -1.0, 2.0, -1.0]), ("symmetric", [1.0, 1.0, 1.0, 1.0])):
+        out, _ = HSpacePatch(HostShift(d, 0.5, 0.0, mode=mode), ms)(h, None, options)
+        assert torch.allclose(out, 0.5 * torch.tensor(want).view(-1, 1, 1, 1) * d.values), mode
+    with pytest.raises(HSpaceError, match="no asymmetric h-space direction"):
+        run(comfy, model, asyrp(comfy, (1.0,)), sigmas(comfy, model, 3), kind)
