@@ -261,3 +261,47 @@ def test_missing_clip_weights_say_where_to_put_them(comfy):
     finally:
         for f in hidden.glob("*"):
             f.rename(folder / f.name)
+
+
+def test_the_sd_sampler_runs_in_sampler_custom_advanced(comfy):
+    """The Asyrp SAMPLER in SamplerCustomAdvanced (RandomNoise, CFGGuider), on the tiny SD1.5 checkpoint:
+    a sweep of three strengths gives three different images, the middle one (strength 0) the plain one."""
+    prompt = {
+        "1": {"class_type": "HSpaceTestTinySDCheckpoint", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a face", "clip": ["1", 1]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a smiling face", "clip": ["1", 1]}},
+        "4": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "normal", "steps": 4,
+                                                          "denoise": 1.0}},
+        "5": {"class_type": "HSpaceDirectionFromPrompts",
+              "inputs": {"model": ["1", 0], "source": ["2", 0], "target": ["3", 0], "sigmas": ["4", 0], "seeds": 2,
+                         "seed": 0, "width": 64, "height": 64, "spatial": "average", "name": "smile"}},
+        "6": {"class_type": "HSpaceApplyDirection",
+              "inputs": {"model": ["1", 0], "direction": ["5", 0], "strength": 50.0, "t_edit": 0, "t_end": 999,
+                         "branch": "both", "mode": "asymmetric"}},
+        "7": {"class_type": "CFGGuider", "inputs": {"model": ["6", 0], "positive": ["2", 0], "negative": ["3", 0],
+                                                    "cfg": 3.0}},
+        "8": {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}},
+        "9": {"class_type": "HSpaceAsyrpSamplerSD", "inputs": {"strengths": "-1, 0, 1", "eta": 0.0, "t_boost": 0}},
+        "10": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "11": {"class_type": "SamplerCustomAdvanced",
+               "inputs": {"noise": ["8", 0], "guider": ["7", 0], "sampler": ["9", 0], "sigmas": ["4", 0],
+                          "latent_image": ["10", 0]}},
+        "12": {"class_type": "VAEDecode", "inputs": {"samples": ["11", 0], "vae": ["1", 2]}},
+        "13": {"class_type": "SaveImage", "inputs": {"images": ["12", 0], "filename_prefix": "hspace/advanced"}},
+        "14": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": 5, "steps": 4, "cfg": 3.0,
+                                                    "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+                                                    "positive": ["2", 0], "negative": ["3", 0],
+                                                    "latent_image": ["10", 0]}},
+        "15": {"class_type": "VAEDecode", "inputs": {"samples": ["14", 0], "vae": ["1", 2]}},
+        "16": {"class_type": "SaveImage", "inputs": {"images": ["15", 0], "filename_prefix": "hspace/advanced_plain"}},
+    }
+    run = comfy.run(prompt)
+    assert run.status == "success", run.error()
+    import numpy as np
+    from PIL import Image
+
+    swept = [np.asarray(Image.open(f), dtype=np.int16) for f in saved_files(comfy, run, "13")]
+    plain = [np.asarray(Image.open(f), dtype=np.int16) for f in saved_files(comfy, run, "16")]
+    assert len(swept) == 3 and len(plain) == 1
+    assert np.abs(swept[1] - plain[0]).max() <= 1  # strength 0: ComfyUI's own euler, up to 8-bit rounding
+    assert np.abs(swept[0] - swept[1]).max() > 2 and np.abs(swept[2] - swept[1]).max() > 2
