@@ -239,6 +239,23 @@ def _cmd_train_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_tiny_clip(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .demo.clip_world import ClipTrainSettings, evaluate, load_tiny_clip, train_tiny_clip
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    train_tiny_clip(out, ClipTrainSettings(steps=args.steps, batch=args.batch, seed=args.seed),
+                    log=lambda m: print(m, file=sys.stderr, flush=True))
+    report = evaluate(load_tiny_clip(out))
+    (out / "zero_shot.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hspace_core",
                                 description="h-space (Asyrp) editing of unconditional pixel DDPMs")
@@ -365,6 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--threads", type=int, default=2)
     pr.set_defaults(func=_cmd_train_probe)
+
+    tc = sub.add_parser("train-tiny-clip", help="train the demo world's tiny CLIP on procedural faces and captions")
+    tc.add_argument("--out", default="hspace_core/data/tiny_clip", help="open_clip folder to write")
+    tc.add_argument("--steps", type=int, default=2000)
+    tc.add_argument("--batch", type=int, default=256)
+    tc.add_argument("--seed", type=int, default=0)
+    tc.add_argument("--threads", type=int, default=2)
+    tc.set_defaults(func=_cmd_train_tiny_clip)
     return p
 
 
