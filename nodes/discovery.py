@@ -6,6 +6,7 @@ from pathlib import Path
 
 from hspace_core import HSpaceError
 from hspace_core.discovery.clip import ClipTrainSettings, train_clip_direction
+from hspace_core.demo.clip_world import EMBEDDED as TINY_CLIP_DIR
 from hspace_core.discovery.clip_model import DEFAULT_ARCH, load_clip
 from hspace_core.discovery.pca import pca_direction
 from hspace_core.discovery.supervised import classifier_normal, mean_difference
@@ -19,14 +20,24 @@ NO_CLIP = "(no CLIP weights found)"
 CLIP_EXTENSIONS = {".safetensors", ".bin", ".pt", ".pth"}
 
 
+EMBEDDED_CLIP = "tiny_clip (embedded, demo world)"
+
+
+def _embedded_clip() -> list[str]:
+    return [EMBEDDED_CLIP] if (TINY_CLIP_DIR / "open_clip_model.safetensors").exists() else []
+
+
 def clip_choices() -> list[str]:
-    return bridge.list_files(bridge.CLIP_FOLDER, CLIP_EXTENSIONS) or [NO_CLIP]
+    """The embedded tiny CLIP of the demo world first (for the demo model), then the clip folder's files."""
+    return (_embedded_clip() + bridge.list_files(bridge.CLIP_FOLDER, CLIP_EXTENSIONS)) or [NO_CLIP]
 
 
 def clip_path(name: str) -> Path:
     folders = ", ".join(str(p) for p in bridge.folder_paths_for(bridge.CLIP_FOLDER))
     hint = (f"put open_clip weights into ComfyUI's clip folder ({folders}), e.g. open_clip_model.safetensors of "
             "the Hugging Face repository timm/vit_base_patch16_clip_224.openai for ViT-B-16 (the official Asyrp CLIP)")
+    if name == EMBEDDED_CLIP:
+        return TINY_CLIP_DIR  # an open_clip folder: its config names the architecture
     if name == NO_CLIP:
         raise HSpaceError(f"no CLIP weights: {hint}")
     try:
@@ -52,10 +63,12 @@ class DirectionFromText:
                 "model": (MODEL, {"tooltip": "the DDPM the direction is for"}),
                 "source_text": ("STRING", {"default": "face", "tooltip": "what the images are now, e.g. 'face'"}),
                 "target_text": ("STRING", {"default": "smiling face", "tooltip": "what they should become"}),
-                "clip_name": (clip_choices(), {"tooltip": "open_clip weights in ComfyUI's clip folder "
+                "clip_name": (clip_choices(), {"tooltip": "the demo world's embedded tiny CLIP (for the embedded demo "
+                                                          "model), or open_clip weights in ComfyUI's clip folder "
                                                           "(models/text_encoders); nothing is downloaded"}),
                 "clip_arch": ("STRING", {"default": DEFAULT_ARCH, "tooltip": "open_clip architecture of the weights, "
-                                                                         "or a model-config .json in the clip folder"}),
+                                                                         "or a model-config .json in the clip folder "
+                                                                         "(a folder's own config wins)"}),
                 "kind": (["deltablock", "global"], {"tooltip": "deltablock: Asyrp's f_t(h, t); global: one delta_h "
                                                                "per step"}),
                 "samples": ("INT", {"default": 8, "min": 1, "max": 1000,

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hspace_core.demo.demo import DEMO_T_EDIT, SAMPLE_CLIP_X0  # noqa: E402
+from nodes.discovery import EMBEDDED_CLIP  # noqa: E402
 from nodes.loaders import EMBEDDED_DEMO  # noqa: E402
 from nodes.registry import NODE_CLASS_MAPPINGS  # noqa: E402
 
@@ -142,10 +143,10 @@ def workflows(t_edit: int) -> dict:
                                                           "size_policy": "resize_crop"}),
                       **save_and_apply(5, "4", "hspace/found_width", "-10, 0, 10", 9, "hspace/found")}},
         "direction_from_text": {
-            "title": "Train a direction from text with CLIP (Asyrp); needs open_clip ViT-B-16 weights",
+            "title": "Train a direction from text with CLIP (Asyrp), on the demo world's embedded tiny CLIP",
             "nodes": {"1": model,
                       "2": ("HSpaceDirectionFromText", {"model": ("1", 0), "source_text": "face",
-                                                        "target_text": "smiling face", "clip_name": CLIP_FILE,
+                                                        "target_text": "smiling face", "clip_name": EMBEDDED_CLIP,
                                                         "clip_arch": "ViT-B-16-quickgelu", "kind": "deltablock",
                                                         "samples": 4, "steps": 40, "t_edit": t_edit, "lr": 0.5,
                                                         "iterations": 1, "clip_weight": 1.0, "l1_weight": 3.0,
@@ -333,7 +334,7 @@ def to_ui(name: str, desc: dict) -> dict:
         properties = {"Node name for S&R": class_type}
         if class_type not in CORE:
             properties.update({"cnr_id": PACK, "ver": VERSION})
-        if class_type == "HSpaceDirectionFromText":
+        if class_type == "HSpaceDirectionFromText" and values.get("clip_name") == CLIP_FILE:
             properties["models"] = [{"name": CLIP_FILE, "url": CLIP_URL, "directory": "text_encoders"}]
         if class_type == "CheckpointLoaderSimple":
             name_ = values["ckpt_name"]
@@ -382,12 +383,8 @@ def main() -> None:
 
     torch.set_num_threads(2)
     descs = workflows(DEMO_T_EDIT)
-    from tests.pack.fixtures import with_tiny_clip
-
     for name, desc in descs.items():
         ui, api = to_ui(name, desc), to_api(desc)
-        if name == "direction_from_text":
-            api = with_tiny_clip(api)
         (ROOT / "example_workflows" / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
         (ROOT / "tests" / "pack" / "workflows" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
         uses_sd = any(n[0] == "CheckpointLoaderSimple" for n in desc["nodes"].values())

@@ -235,7 +235,11 @@ def test_a_missing_checkpoint_is_refused_at_queue_time_naming_the_node(comfy):
     assert any(err["type"] == "value_not_in_list" and "missing.ckpt" in err["details"] for err in errors["errors"])
 
 
-def test_missing_clip_weights_say_where_to_put_them(comfy):
+def test_an_empty_clip_folder_still_offers_the_embedded_tiny_clip(comfy):
+    """With no CLIP weights in models/text_encoders the text node offers the demo world's embedded tiny
+    CLIP (and trains with it); a file that is not there is refused at queue time, naming the node."""
+    from nodes.discovery import EMBEDDED_CLIP
+
     folder = comfy.base / "models" / "text_encoders"
     hidden = comfy.base / "hidden_clip"
     hidden.mkdir(exist_ok=True)
@@ -245,19 +249,27 @@ def test_missing_clip_weights_say_where_to_put_them(comfy):
         time.sleep(1.1)  # the folder listing is cached by the directory's mtime
         info = comfy.get("/object_info/HSpaceDirectionFromText")
         choices = info["HSpaceDirectionFromText"]["input"]["required"]["clip_name"][0]
-        assert choices == ["(no CLIP weights found)"]
-        prompt = {"1": demo_model(),
-                  "2": {"class_type": "HSpaceDirectionFromText", "inputs": {
-                      "model": ["1", 0], "source_text": "face", "target_text": "smiling face",
-                      "clip_name": choices[0], "clip_arch": "ViT-B-16-quickgelu", "kind": "deltablock", "samples": 1,
-                      "steps": 10, "t_edit": 400, "lr": 0.5, "iterations": 1, "clip_weight": 1.0, "l1_weight": 3.0,
-                      "seed": 0}},
-                  "3": {"class_type": "HSpaceSaveDirection", "inputs": {"direction": ["2", 0],
-                                                                        "filename_prefix": "hspace/no_clip"}}}
-        run = comfy.run(prompt)
-        err = run.error()
-        assert err is not None and err["node_id"] == "2" and err["node_type"] == "HSpaceDirectionFromText"
-        assert "no CLIP weights" in err["exception_message"] and "text_encoders" in err["exception_message"]
+        assert choices == [EMBEDDED_CLIP]
+
+        def prompt(clip_name):
+            return {"1": demo_model(),
+                    "2": {"class_type": "HSpaceDirectionFromText", "inputs": {
+                        "model": ["1", 0], "source_text": "face", "target_text": "smiling face",
+                        "clip_name": clip_name, "clip_arch": "ViT-B-16-quickgelu", "kind": "global", "samples": 1,
+                        "steps": 10, "t_edit": 400, "lr": 0.5, "iterations": 1, "clip_weight": 1.0,
+                        "l1_weight": 3.0, "seed": 0}},
+                    "3": {"class_type": "HSpaceSaveDirection", "inputs": {"direction": ["2", 0],
+                                                                          "filename_prefix": "hspace/tiny_clip"}}}
+
+        run = comfy.run(prompt(EMBEDDED_CLIP))
+        assert run.status == "success", run.error()
+        assert list((comfy.base / "models" / "hspace_directions").glob("hspace/tiny_clip_*.safetensors"))
+        with pytest.raises(PromptRejected) as e:
+            comfy.run(prompt("open_clip_model.safetensors"))
+        errors = e.value.args[0]["node_errors"]["2"]
+        assert errors["class_type"] == "HSpaceDirectionFromText"
+        assert any(err["type"] == "value_not_in_list" and "open_clip_model.safetensors" in err["details"]
+                   for err in errors["errors"])
     finally:
         for f in hidden.glob("*"):
             f.rename(folder / f.name)

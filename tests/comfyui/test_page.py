@@ -20,8 +20,7 @@ from tests.comfyui.harness import PACK_NAME, ROOT
 WORKFLOWS = sorted(p.stem for p in (ROOT / "example_workflows").glob("*.json"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # workflows whose nodes name weights to download (properties.models): the page lists them as missing
-NAMED_MODELS = {"direction_from_text": "open_clip_model.safetensors",
-                "sd15_prompt_pair_sweep": "v1-5-pruned-emaonly.safetensors",
+NAMED_MODELS = {"sd15_prompt_pair_sweep": "v1-5-pruned-emaonly.safetensors",
                 "sd15_edit_real_image": "v1-5-pruned-emaonly.safetensors",
                 "sdxl_symmetric_edit": "sd_xl_base_1.0.safetensors"}
 

@@ -29,14 +29,3 @@ def make_models_dir(root: Path) -> Path:
     net = open_clip.create_model(Path(TINY_CLIP_ARCH).stem, pretrained=None)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(root / "clip" / TINY_CLIP_WEIGHTS))
     return root
-
-
-def with_tiny_clip(prompt: dict) -> dict:
-    """The API twin of the text workflow runs with the tiny CLIP instead of ViT-B-16."""
-    out = json.loads(json.dumps(prompt))
-    for node in out.values():
-        if node["class_type"] == "HSpaceDirectionFromText":
-            node["inputs"]["clip_name"] = TINY_CLIP_WEIGHTS
-            node["inputs"]["clip_arch"] = TINY_CLIP_ARCH
-            node["_meta"]["title"] += " (tiny random CLIP for tests; the example uses ViT-B-16)"
-    return out
