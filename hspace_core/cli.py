@@ -244,11 +244,11 @@ def _cmd_train_tiny_clip(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .demo.clip_world import ClipTrainSettings, evaluate, load_tiny_clip, train_tiny_clip
+    from .demo.clip_world import TinyClipSettings, evaluate, load_tiny_clip, train_tiny_clip
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    train_tiny_clip(out, ClipTrainSettings(steps=args.steps, batch=args.batch, seed=args.seed),
+    train_tiny_clip(out, TinyClipSettings(steps=args.steps, batch=args.batch, seed=args.seed),
                     log=lambda m: print(m, file=sys.stderr, flush=True))
     report = evaluate(load_tiny_clip(out))
     (out / "zero_shot.json").write_text(json.dumps(report, indent=2) + "\n")

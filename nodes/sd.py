@@ -241,8 +241,8 @@ def regenerate(model, positive, noised: torch.Tensor, sigmas: torch.Tensor):
     """Plain deterministic walk from the inverted latent down ``sigmas`` (strength 0), cfg 1."""
     import comfy.samplers
 
-    return _guide(model, positive, positive, 1.0, comfy.samplers.KSAMPLER(sample_asyrp, extra_options={"strengths": (0.0,)}),
-                  sigmas, noised, torch.zeros_like(noised))
+    plain = comfy.samplers.KSAMPLER(sample_asyrp, extra_options={"strengths": (0.0,)})
+    return _guide(model, positive, positive, 1.0, plain, sigmas, noised, torch.zeros_like(noised))
 
 
 def _descending(sigmas: torch.Tensor) -> torch.Tensor:
@@ -281,6 +281,14 @@ def record_trajectories(model, positive, sigmas: torch.Tensor, n: int, seed: int
 
 # ------------------------------------------------------------------ nodes
 
+MODEL_INPUT = ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"})
+SIGMAS_INPUT = ("SIGMAS", {"tooltip": "the sampling sigmas (e.g. BasicScheduler); h is recorded at each"})
+SEED_INPUT = ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the trajectories' noise"})
+WIDTH_INPUT = ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8,
+                       "tooltip": "image width (px) of the trajectories"})
+HEIGHT_INPUT = ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8,
+                        "tooltip": "image height (px) of the trajectories"})
+
 class ApplyHSpaceDirection:
     DESCRIPTION = ("Adds an h-space direction to the UNet's bottleneck (the middle block's output) of an SD1.x / SDXL "
                    "MODEL, for t_edit <= t <= t_end. Asymmetric (Asyrp): acts only in the edit call of the Asyrp "
@@ -294,7 +302,7 @@ class ApplyHSpaceDirection:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"}),
+            "model": MODEL_INPUT,
             "direction": (DIRECTION, {"tooltip": "a direction made on this family of model (sd1 / sdxl)"}),
             "strength": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.05,
                                    "tooltip": "1 = the full difference the direction was made from (prompt pair, "
@@ -361,7 +369,7 @@ class InvertLatent:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"}),
+            "model": MODEL_INPUT,
             "positive": ("CONDITIONING", {"tooltip": "a prompt describing the image (or an empty prompt)"}),
             "latent": ("LATENT", {"tooltip": "the clean latent(s) to invert, e.g. from VAE Encode"}),
             "sigmas": ("SIGMAS", {"tooltip": "the same sigmas the edit samples with (e.g. BasicScheduler)"}),
@@ -395,14 +403,14 @@ class DirectionFromPrompts:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"}),
+            "model": MODEL_INPUT,
             "source": ("CONDITIONING", {"tooltip": "e.g. 'a photo of a face'"}),
             "target": ("CONDITIONING", {"tooltip": "e.g. 'a photo of a smiling face'"}),
-            "sigmas": ("SIGMAS", {"tooltip": "the sampling sigmas (e.g. BasicScheduler); h is recorded at each"}),
+            "sigmas": SIGMAS_INPUT,
             "seeds": ("INT", {"default": 4, "min": 1, "max": 256, "tooltip": "trajectories to average over"}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the trajectories' noise"}),
-            "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "image width (px) of the trajectories"}),
-            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "image height (px) of the trajectories"}),
+            "seed": SEED_INPUT,
+            "width": WIDTH_INPUT,
+            "height": HEIGHT_INPUT,
             "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid "
                                                    "(resized to other resolutions)"}),
             "name": ("STRING", {"default": "prompt pair", "tooltip": "a label stored in the direction file"}),
@@ -430,11 +438,11 @@ class DirectionFromLatentSets:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"}),
+            "model": MODEL_INPUT,
             "positive": ("CONDITIONING", {"tooltip": "the prompt the images are inverted / sampled with"}),
             "latents_with": ("LATENT", {"tooltip": "set A: images with the attribute"}),
             "latents_without": ("LATENT", {"tooltip": "set B: images without it"}),
-            "sigmas": ("SIGMAS", {"tooltip": "the sampling sigmas (e.g. BasicScheduler); h is recorded at each"}),
+            "sigmas": SIGMAS_INPUT,
             "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid"}),
             "name": ("STRING", {"default": "latent sets", "tooltip": "a label stored in the direction file"}),
         }}
@@ -465,14 +473,14 @@ class DirectionPCASD:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"}),
+            "model": MODEL_INPUT,
             "positive": ("CONDITIONING", {"tooltip": "the prompt the images are inverted / sampled with"}),
-            "sigmas": ("SIGMAS", {"tooltip": "the sampling sigmas (e.g. BasicScheduler); h is recorded at each"}),
+            "sigmas": SIGMAS_INPUT,
             "seeds": ("INT", {"default": 8, "min": 3, "max": 512, "tooltip": "trajectories to take the PCA over"}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the trajectories' noise"}),
+            "seed": SEED_INPUT,
             "component": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "0 = the largest-variance axis"}),
-            "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "image width (px) of the trajectories"}),
-            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "image height (px) of the trajectories"}),
+            "width": WIDTH_INPUT,
+            "height": HEIGHT_INPUT,
             "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid"}),
             "name": ("STRING", {"default": "PCA", "tooltip": "a label stored in the direction file"}),
         }}

@@ -83,7 +83,7 @@ def caption(face: Face, rng: np.random.Generator) -> str:
 
 
 @dataclass(frozen=True)
-class ClipTrainSettings:
+class TinyClipSettings:
     steps: int = 2000
     batch: int = 256
     lr: float = 1e-3
@@ -94,7 +94,7 @@ class ClipTrainSettings:
     seed: int = 0
 
 
-def train_tiny_clip(out: Path, settings: ClipTrainSettings = ClipTrainSettings(), *, log=print) -> dict:
+def train_tiny_clip(out: Path, settings: TinyClipSettings = TinyClipSettings(), *, log=print) -> dict:
     """Train the tiny CLIP from scratch and write it to ``out`` (open_clip folder layout)."""
     t0 = time.time()
     faces = sample_faces(settings.dataset_size, settings.dataset_seed)

@@ -21,7 +21,7 @@ import torch
 from ..directions.base import DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..host import HOST_FAMILIES
-from .pca import principal_components
+from .pca import consistent_signs, principal_components
 
 SPATIAL = ("average", "keep")
 
@@ -73,17 +73,10 @@ def pca_host_direction(recorded: dict[int, torch.Tensor], component: int, *, fam
     if n <= component + 1:
         raise HSpaceError(f"PCA of {n} trajectories gives at most {n - 1} components; component {component} "
                           f"needs more than {component + 1} seeds")
-    values, prev = {}, None
-    for t in ts:
-        h = _reduce(recorded[t], spatial)
-        axes, std = principal_components(h.flatten(1), component + 1)
-        v = axes[component]
-        if prev is None:
-            v = v * torch.sign(v[v.abs().argmax()])
-        elif torch.dot(v, prev) < 0:
-            v = -v
-        prev = v
-        values[t] = (v * std[component]).view(h.shape[1:])
+    hs = [_reduce(recorded[t], spatial) for t in ts]
+    pcs = [principal_components(h.flatten(1), component + 1) for h in hs]
+    axes = consistent_signs([a[component] for a, _ in pcs])
+    values = {t: (v * std[component]).view(h.shape[1:]) for t, h, v, (_, std) in zip(ts, hs, axes, pcs)}
     asc = sorted(values)
     stacked = torch.stack([values[t] for t in asc])
     return TensorDirection(stacked, torch.tensor(asc, dtype=torch.int64),

@@ -34,6 +34,19 @@ def principal_components(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.T
     return axes.float(), std.float()
 
 
+def consistent_signs(axes: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Unit axes [D] along a trajectory with one orientation: the first with its largest coordinate
+    positive, each next one the sign closer to the one before."""
+    out: list[torch.Tensor] = []
+    for v in axes:
+        if not out:
+            v = v * torch.sign(v[v.abs().argmax()])
+        elif torch.dot(v, out[-1]) < 0:
+            v = -v
+        out.append(v)
+    return out
+
+
 def pca_directions(model: HSpaceModel, n_samples: int, components: int, *, steps: int = 40, t_edit: int = 500,
                    seed: int = 0, batch: int = BATCH, callback: Callback | None = None) -> list[TensorDirection]:
     """The first ``components`` principal directions of h over ``n_samples`` seeded samples."""
@@ -49,15 +62,8 @@ def pca_directions(model: HSpaceModel, n_samples: int, components: int, *, steps
     per_step = [principal_components(hs[s].flatten(1), components) for s in range(n_steps)]
     out = []
     for j in range(components):
-        vecs, prev = [], None
-        for axes, std in per_step:
-            v = axes[j]
-            if prev is None:
-                v = v * torch.sign(v[v.abs().argmax()])
-            elif torch.dot(v, prev) < 0:
-                v = -v
-            prev = v
-            vecs.append(v * std[j])
+        axes_j = consistent_signs([axes[j] for axes, _ in per_step])
+        vecs = [v * std[j] for v, (_, std) in zip(axes_j, per_step)]
         out.append(direction_from_steps(
             model, torch.stack(vecs).view(n_steps, *shape), grid, t_edit, strength_unit="std", name=f"pc{j}",
             provenance={"method": "pca", "component": j, "n_samples": n_samples, "seed": seed,

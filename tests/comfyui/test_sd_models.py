@@ -335,7 +335,7 @@ def test_a_latent_set_direction_recovers_a_planted_shift(comfy, kind):
         assert torch.allclose(d.at(t), v, atol=1e-4), t
 
 
-def test_pca_direction_is_the_largest_variance_axis(comfy, kind):
+def test_pca_direction_is_per_timestep_in_std_units(comfy, kind):
     model = tiny_model(kind)
     d, = sd().DirectionPCASD().make(model, conditioning(1, kind), sigmas(comfy, model, 3), 5, 0, 0, 64, 64,
                                     "average", "pca")
