@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", default="runs/demo", help="folder for checkpoints and logs (resumes from it)")
     t.add_argument("--steps", type=int, default=12000)
     t.add_argument("--batch", type=int, default=64)
-    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--export", default=None, help="write the EMA weights to this .safetensors when done")

@@ -33,6 +33,8 @@ TINY_CLIP = {
 # images reach the towers as (x + 1) / 2 normalised with open_clip's OpenAI statistics, the default that
 # ``load_clip`` applies when a config names none
 PREPROCESS = {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}
+# The captions read "a smiling face with glasses ..." (``caption``): text directions put the text after "a".
+TEXT_TEMPLATES = ("a {}",)
 EMBEDDED = Path(__file__).resolve().parents[1] / "data" / "tiny_clip"
 
 # attribute -> (prompt for the positive class, prompt for the negative class, ground truth or None to skip)
@@ -124,7 +126,7 @@ def train_tiny_clip(out: Path, settings: TinyClipSettings = TinyClipSettings(), 
             history.append({"step": step, "loss": round(value, 4), "lr": lr})
             log(f"step {step}/{settings.steps} loss {value:.4f} ({time.time() - t0:.0f} s)")
     model.eval()
-    save_clip(model, TINY_CLIP, out, preprocess=PREPROCESS)
+    save_clip(model, TINY_CLIP, out, preprocess=PREPROCESS, templates=list(TEXT_TEMPLATES))
     report = {"settings": asdict(settings), "seconds": round(time.time() - t0), "loss": history}
     (out / "train_log.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

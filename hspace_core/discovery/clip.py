@@ -13,7 +13,7 @@ with dI = normalize(E_I(P_e) - E_I(x0)) on L2-normalised image features and dT =
 templates of normalize(E_T(template(trg))) - normalize(E_T(template(src)))). Defaults are the
 released checkpoints' (SGD, lr 0.5, no momentum, 1 iteration, 40 steps) and the scripts' loss weights
 (clip 1.0, L1 3.0). CLIP comes from ``clip_model`` (local files only). Templates: open_clip's OpenAI ImageNet templates
-(80; the official code uses 79 of them). Both trajectories run through the engine's one walk: the
+(80; the official code uses 79 of them), or the CLIP's own (``ClipModel.templates``). Both trajectories run through the engine's one walk: the
 reference with the plain predictor, the edited one with a predictor that takes the SGD step.
 """
 
@@ -222,7 +222,7 @@ def _train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: st
             "clip_weights": Path(clip.weights).name, "text_cosine": cos, "training_data": source,
             "n_images": int(x_T.shape[0]), "kind": s.kind, "lr": s.lr, "n_iter": s.n_iter, "clip_w": s.clip_w,
             "l1_w": s.l1_w, "n_train_step": s.n_train_step, "t_edit": s.t_edit, "seed": s.seed,
-            "optimizer": "SGD", "templates": "open_clip OPENAI_IMAGENET_TEMPLATES"}
+            "optimizer": "SGD", "templates": list(clip.templates) if clip.templates else "open_clip OPENAI_IMAGENET_TEMPLATES"}
     label = name or trg
     if s.kind == "deltablock":
         info = DirectionInfo(h_shape=(model.h_shape[0], 1, 1), network_fingerprint=model.fingerprint,

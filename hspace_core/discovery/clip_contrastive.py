@@ -68,14 +68,18 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def save_clip(model: torch.nn.Module, config: dict, folder: Path, *, preprocess: dict | None = None) -> Path:
-    """Write the open_clip folder: weights as float16 safetensors and the config (with preprocess_cfg)."""
+def save_clip(model: torch.nn.Module, config: dict, folder: Path, *, preprocess: dict | None = None,
+              templates: list[str] | None = None) -> Path:
+    """Write the open_clip folder: weights as float16 safetensors and the config (with preprocess_cfg,
+    and the text templates of its captions when given, read back by ``load_clip``)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(sd, str(folder / WEIGHTS_FILE))
     body = {"model_cfg": config, "preprocess_cfg": preprocess or {}}
+    if templates:
+        body["hspace_text_templates"] = list(templates)
     (folder / CONFIG_FILE).write_text(json.dumps(body, indent=2) + "\n")
     return folder / WEIGHTS_FILE
 

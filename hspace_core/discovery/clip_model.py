@@ -35,6 +35,17 @@ class ClipModel:
     std: tuple[float, float, float]
     arch: str
     weights: str
+    # Prompt templates of text directions ("{}" is the text). None: open_clip's 80 OpenAI ImageNet
+    # templates, as the official code. A CLIP trained on other captions (the demo world's tiny CLIP
+    # never saw "a photo of") names its own in open_clip_config.json under "hspace_text_templates".
+    templates: tuple[str, ...] | None = None
+
+    def template_functions(self) -> list[Callable[[str], str]]:
+        import open_clip
+
+        if self.templates is None:
+            return list(open_clip.OPENAI_IMAGENET_TEMPLATES)
+        return [t.format for t in self.templates]
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, 3, H, W] in [-1, 1] (differentiable) -> L2-normalised features [N, D]."""
@@ -83,6 +94,7 @@ def load_clip(weights: str | Path, arch: str = DEFAULT_ARCH, *, device: str | to
     if not weights.exists():
         raise HSpaceError(f"CLIP weights not found at {weights}: {WEIGHT_HINT.format(arch=arch)}")
     config_file = None
+    templates = None
     if weights.is_dir():
         cands = [weights / n for n in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin",
                                        "model.safetensors", "pytorch_model.bin")]
@@ -96,6 +108,7 @@ def load_clip(weights: str | Path, arch: str = DEFAULT_ARCH, *, device: str | to
     tmpdir = None
     if config_file is not None or arch.endswith(".json"):
         cfg = json.loads(Path(config_file or arch).read_text())
+        templates = _templates(cfg.get("hspace_text_templates"), config_file or arch)
         cfg = cfg.get("model_cfg", cfg)
         tmpdir = tempfile.mkdtemp(prefix="hspace_clip_")
         name = f"hspace-{Path(config_file or arch).parent.name or 'local'}-{abs(hash(json.dumps(cfg, sort_keys=True)))}"
@@ -116,14 +129,20 @@ def load_clip(weights: str | Path, arch: str = DEFAULT_ARCH, *, device: str | to
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     return ClipModel(model, open_clip.get_tokenizer(name), size,
                      tuple(pre.get("mean", open_clip.OPENAI_DATASET_MEAN)),
-                     tuple(pre.get("std", open_clip.OPENAI_DATASET_STD)), arch, str(weights))
+                     tuple(pre.get("std", open_clip.OPENAI_DATASET_STD)), arch, str(weights), templates)
+
+
+def _templates(value, source) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(t, str) and "{}" in t for t in value):
+        raise HSpaceError(f"{source}: hspace_text_templates must be a non-empty list of strings with '{{}}'")
+    return tuple(value)
 
 
 def text_direction(clip: ClipModel, src: str, trg: str) -> torch.Tensor:
-    """dT: normalize(mean over templates of normalize(E_T(t(trg))) - normalize(E_T(t(src)))), [D]."""
-    import open_clip
-
-    templates = open_clip.OPENAI_IMAGENET_TEMPLATES
+    """dT: normalize(mean over the CLIP's templates of normalize(E_T(t(trg))) - normalize(E_T(t(src)))), [D]."""
+    templates = clip.template_functions()
     diff = clip.text_features([t(trg) for t in templates]) - clip.text_features([t(src) for t in templates])
     return F.normalize(diff.mean(0), dim=-1)
 

@@ -62,3 +62,26 @@ def test_the_embedded_tiny_clip_reads_the_attributes_zero_shot():
     assert set(result) == set(ZERO_SHOT)
     for name in ("smile", "glasses", "hat"):
         assert result[name]["accuracy"] >= 0.9, (name, result[name])
+
+
+def test_text_directions_of_the_tiny_clip_use_its_caption_template(tmp_path):
+    import json
+    import shutil
+
+    import torch.nn.functional as F
+
+    from hspace_core.discovery.clip_model import load_clip, text_direction
+    from hspace_core.errors import HSpaceError
+
+    clip = load_tiny_clip()
+    assert clip.templates == ("a {}",)
+    f = clip.text_features(["a smiling face", "a face"])
+    assert torch.allclose(text_direction(clip, "face", "smiling face"), F.normalize(f[0] - f[1], dim=-1), atol=1e-6)
+    # the templates come from the folder's config; a malformed entry is refused, not guessed
+    bad = tmp_path / "clip"
+    shutil.copytree(EMBEDDED, bad)
+    cfg = json.loads((bad / "open_clip_config.json").read_text())
+    cfg["hspace_text_templates"] = ["no placeholder"]
+    (bad / "open_clip_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(HSpaceError, match="hspace_text_templates"):
+        load_clip(bad)
