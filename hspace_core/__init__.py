@@ -15,7 +15,7 @@ from .directions.io import load_direction, save_direction
 from .editing import EditResult, edit
 from .errors import HSpaceError
 from .interval import EditInterval, choose_interval, measure_interval, table_interval
-from .inversion import Inversion, invert
+from .inversion import DDPMInversion, Inversion, invert, invert_ddpm
 from .loading import load_model
 from .model import Family, HSpaceModel, Prediction
 from .sampling import StepInfo
@@ -24,7 +24,8 @@ from .schedule import NoiseSchedule, asyrp_timesteps, cosine_schedule, linear_sc
 from .unets import Encoded
 
 __all__ = ["DeltaBlockDirection", "Direction", "DirectionInfo", "DirectionMix", "TensorDirection", "mix",
-           "load_direction", "save_direction", "EditResult", "Inversion", "edit", "invert", "HSpaceError",
+           "load_direction", "save_direction", "EditResult", "Inversion", "DDPMInversion", "edit", "invert",
+           "invert_ddpm", "HSpaceError",
            "EditInterval", "choose_interval", "measure_interval", "table_interval", "load_model", "Family", "HSpaceModel",
            "Prediction", "StepInfo", "Variant", "NoiseSchedule", "asyrp_timesteps", "cosine_schedule",
            "linear_schedule", "Encoded"]

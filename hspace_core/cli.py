@@ -194,11 +194,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .demo.demo import DEMO_STRENGTHS, run_demo
+    from .demo.demo import DEFAULT_ROWS, run_demo
 
     torch.set_num_threads(args.threads)
-    report = run_demo(Path(args.out), seed=args.seed, strengths=args.strength or DEMO_STRENGTHS,
-                      attributes=args.attribute or ("smile", "face_width"))
+    report = run_demo(Path(args.out), seed=args.seed, rows=args.row or DEFAULT_ROWS, find=args.find,
+                      progress=lambda line: print(line, file=sys.stderr, flush=True))
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     return 0
@@ -257,16 +257,20 @@ def _cmd_train_tiny_clip(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .demo.demo import DEFAULT_ROWS, DEMO_ROWS
+
     p = argparse.ArgumentParser(prog="python -m hspace_core",
                                 description="h-space (Asyrp) editing of unconditional pixel DDPMs")
     sub = p.add_subparsers(dest="command", required=True)
 
-    dm = sub.add_parser("demo", help="edit faces with h-space smile and face-width directions on the embedded demo model")
+    dm = sub.add_parser("demo", help="edit faces with the shipped h-space directions (supervised and text-trained) on the embedded demo model")
     dm.add_argument("--out", default="demo_strip.png")
     dm.add_argument("--seed", type=int, default=0)
-    dm.add_argument("--strength", type=float, action="append", help="strengths (repeat); default -10 -5 5 10")
-    dm.add_argument("--attribute", action="append", choices=["smile", "eye_size", "face_width", "glasses"],
-                    help="attributes to find directions for (repeat); default smile and face_width")
+    dm.add_argument("--row", action="append", choices=[r.name for r in DEMO_ROWS],
+                    help="directions to show (repeat); default " + " ".join(DEFAULT_ROWS))
+    dm.add_argument("--find", action="store_true",
+                    help="find the directions on the fly (controlled pairs, CLIP training) instead of loading "
+                         "the shipped ones (a few minutes)")
     dm.add_argument("--threads", type=int, default=2)
     dm.add_argument("--report", default=None, help="also write the readings and timings as JSON")
     dm.set_defaults(func=_cmd_demo)

@@ -1,4 +1,5 @@
-"""``invert``: real images to x_T by deterministic DDIM inversion (asyrp.md 2), as a value.
+"""Inversions of real images, as values: ``invert`` (deterministic DDIM inversion to x_T, asyrp.md 2)
+and ``invert_ddpm`` (edit-friendly DDPM inversion: noise maps that replay the image exactly).
 
 Validates everything before any work starts, runs under ``torch.inference_mode()`` and follows the
 model's device.
@@ -13,7 +14,8 @@ import torch
 from .errors import HSpaceError
 from .images import prepare_images
 from .model import HSpaceModel
-from .sampling import Callback, JobProgress, ddim_invert, ddim_sample
+from .sampling import (Callback, JobProgress, StepInfo, ancestral_sigmas, ddim_invert, ddim_sample, generation_steps,
+                       plain_predictor, sigma_step, vp_predictor, vp_steps)
 from .schedule import asyrp_timesteps
 
 
@@ -79,3 +81,97 @@ def invert(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None = Non
         rec = ddim_sample(model, x_T, grid, callback=job.part(steps)) if reconstruct else None
     return Inversion(x_T=x_T, x_0=x_0, timesteps=grid, fingerprint=model.fingerprint, preprocessing=report,
                      reconstruction=rec)
+
+
+# ------------------------------------------------------------------ edit-friendly DDPM inversion
+
+@dataclass(frozen=True, eq=False)
+class DDPMInversion:
+    """Edit-friendly DDPM inversion of a batch of images (Huberman-Spiegelglas, Kulikov and Michaeli,
+    CVPR 2024): noise maps that make stochastic sampling (eta = 1 at every step) reproduce the images.
+
+    x_0:        [N, 3, S, S] the images as the model saw them, in [-1, 1].
+    noise_maps: [n, N, 3, S, S] one per generation step of the grid, in generation order
+                (``generation_steps(timesteps)``): z_i of step i (t -> t_prev). The last step, to the
+                clean image, adds no noise (sigma_up = 0); its map is the residual x_0 - P_{t_min}(x),
+                added to the step's x0 as it is, so that regeneration ends exactly on x_0.
+    timesteps:  [n] ascending grid (``asyrp_timesteps(n, t_0)``).
+    seed:       of the independent draws x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps_t, one per grid
+                point (``drawn_x``); generation starts from the draw at its first t.
+    Memory: n + 1 image-sized tensors per image (the maps and x_0), float32.
+    """
+
+    x_0: torch.Tensor
+    noise_maps: torch.Tensor
+    timesteps: torch.Tensor
+    fingerprint: str
+    preprocessing: tuple[str, ...]
+    seed: int
+
+    def __post_init__(self):
+        n = len(self.timesteps)
+        if self.noise_maps.shape != (n, *self.x_0.shape):
+            raise HSpaceError(f"noise maps of shape {list(self.noise_maps.shape)} do not belong to {self.x_0.shape[0]} "
+                              f"image(s) of {list(self.x_0.shape[1:])} on a {n}-step grid "
+                              f"(expected {[n, *self.x_0.shape]})")
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+    @property
+    def t_0(self) -> int:
+        return int(self.timesteps[-1])
+
+    @property
+    def nbytes(self) -> int:
+        return self.noise_maps.numel() * self.noise_maps.element_size()
+
+
+def drawn_x(schedule, x_0: torch.Tensor, timesteps: torch.Tensor, seed: int, count: int) -> list[torch.Tensor]:
+    """The first ``count`` independent draws x_t ~ q(x_t | x_0) (DDPM Eq. 4) at the grid's points in
+    generation order (t_max first), [N, 3, S, S] each, from a CPU generator seeded with ``seed``."""
+    g = torch.Generator().manual_seed(int(seed))
+    out = []
+    for t, _ in generation_steps(timesteps)[:count]:
+        eps = torch.randn(x_0.shape, generator=g).to(x_0.device, x_0.dtype)
+        a = schedule.alpha_bar_at(t, like=x_0)
+        out.append(a.sqrt() * x_0 + (1 - a).sqrt() * eps)
+    return out
+
+
+def invert_ddpm(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None = None, seed: int = 0,
+                size_policy: str = "resize_crop", callback: Callback | None = None) -> DDPMInversion:
+    """Edit-friendly DDPM inversion over ``steps`` grid points (``steps`` network calls).
+
+    For every generation step i (t -> t_prev) of the grid: x_t is drawn independently from q(x_t | x_0),
+    and z_i = (x_prev - x0_pred - sigma_down eps) / sigma_up in the walk's coordinates, with x_prev the
+    draw at t_prev and (x0_pred, eps) the model's at x_t: the z that takes the eta = 1 step from x_t to
+    x_prev (the paper's Eq. 5, with DDIM's eta = 1 step on a strided grid). ``edit`` with this
+    inversion replays the maps; unedited it lands on x_0 to float error.
+    """
+    check_steps(steps)
+    t_0 = model_t0(model, t_0)
+    x_0, report = prepare_images(images, model.image_size, size_policy)
+    grid = asyrp_timesteps(steps, t_0)
+    x_0 = x_0.to(device=model.device, dtype=torch.float32)
+    pairs = generation_steps(grid)
+    walk_steps = vp_steps(pairs, model.schedule, eta=1.0, t_boost=t_0 + 1)
+    job = JobProgress(callback, len(pairs))
+    report_step = job.part(len(pairs))
+    maps = torch.empty(len(pairs), *x_0.shape, device=x_0.device)
+    with torch.inference_mode():
+        xs = drawn_x(model.schedule, x_0, grid, seed, len(pairs))
+        predict = vp_predictor(plain_predictor(model), model.schedule)
+        for i, step in enumerate(walk_steps):
+            x = xs[i] / model.schedule.alpha_bar_at(step.t, like=x_0).sqrt()
+            pred = predict(x, step)
+            down, up = ancestral_sigmas(step.sigma, step.sigma_next, step.eta)
+            target = x_0 if i + 1 == len(pairs) else xs[i + 1] / model.schedule.alpha_bar_at(step.t_next, like=x_0).sqrt()
+            mean = sigma_step(pred.x0, pred.eps, down)
+            maps[i] = (target - mean) / up if up else target - mean
+            if report_step is not None:
+                report_step(StepInfo(i, len(pairs), step.t_next, xs[i + 1] if i + 1 < len(pairs) else x_0, pred.x0,
+                                     pred.h))
+    return DDPMInversion(x_0=x_0, noise_maps=maps, timesteps=grid, fingerprint=model.fingerprint,
+                         preprocessing=report, seed=int(seed))

@@ -9,7 +9,10 @@ supervised directions found on the model, and reads the attributes back with the
 * compositionality: two directions together vs each alone;
 * robustness: the probe's face probability on edited vs unedited images;
 * the asymmetric process vs the symmetric one vs shifting eps or x_t by an equivalent amount;
-* inversion reconstruction PSNR.
+* inversion reconstruction PSNR;
+* plain samples: the model's unclamped DDIM samples from noise, read by the probe's face head;
+* text-driven directions: the same effects, plus the directional CLIP similarity of the edit
+  (cos between E_I(edited) - E_I(unedited) and the text direction dT, with the tiny CLIP).
 """
 
 from __future__ import annotations
@@ -101,8 +104,32 @@ def linearity(world: World, direction, attribute: str, strengths=(-1, -0.75, -0.
     return {"strengths": list(strengths), "mean_change": [round(float(v), 4) for v in mean], "slope": slope, "r2": r2}
 
 
-def effects(world: World, direction, attribute: str, strength: float = 1.0, **kw) -> dict:
-    """Target change per face, other attributes' drift, and face probability, at one strength."""
+def directional_clip_similarity(clip, before: torch.Tensor, after: torch.Tensor, src: str, trg: str) -> torch.Tensor:
+    """cos(normalize(E_I(after) - E_I(before)), dT(src -> trg)) per image [N]; images [N, 3, S, S]."""
+    from ..discovery.clip_model import text_direction
+
+    with torch.no_grad():
+        d = clip.image_features(after.clamp(-1, 1).float()) - clip.image_features(before.clamp(-1, 1).float())
+        return torch.nn.functional.cosine_similarity(d, text_direction(clip, src, trg).unsqueeze(0), dim=-1)
+
+
+def plain_samples(world: World, n: int, *, seed: int = 60_000) -> dict:
+    """The model's own samples: plain DDIM (eta 0, no x0 clamp) from n seeded noises over the world's
+    grid, read by the probe: mean face probability, the fraction read as faces (> 0.5), and the
+    fraction of pixels outside [-1, 1] before the final clamp."""
+    from ..discovery.record import seeded_noise
+
+    x = edit(world.model, seeded_noise(world.model, n, seed), None, 0.0, steps=world.steps, t_edit=0,
+             clip_x0=False).images[:, 0]
+    face = read(world, x)["face"]
+    return {"n": n, "face_prob_mean": float(face.mean()), "faces": float((face > 0.5).float().mean()),
+            "out_of_range": float((x.abs() > 1).float().mean())}
+
+
+def effects(world: World, direction, attribute: str, strength: float = 1.0, *, clip=None,
+            texts: tuple[str, str] | None = None, **kw) -> dict:
+    """Target change per face, other attributes' drift, and face probability, at one strength; with
+    ``clip`` and ``texts`` (source, target) also the directional CLIP similarity of the edit."""
     out = edits(world, direction, [0.0, strength], **kw)
     before, after = read(world, out[:, 0]), read(world, out[:, 1])
     target = change(after, before, attribute)
@@ -113,7 +140,7 @@ def effects(world: World, direction, attribute: str, strength: float = 1.0, **kw
             continue
         d = change(after, before, other).abs().mean()
         drift[other] = float(d / target.abs().mean().clamp_min(1e-6))
-    return {
+    res = {
         "strength": strength,
         "target_mean": float(target.mean()), "target_std": float(target.std()),
         "target_min": float(target.min()), "target_max": float(target.max()),
@@ -123,6 +150,10 @@ def effects(world: World, direction, attribute: str, strength: float = 1.0, **kw
         "face_prob_edited_min": float(after["face"].min()),
         "rms_pixel_change": float((out[:, 1] - out[:, 0]).pow(2).mean().sqrt() / 2),
     }
+    if clip is not None and texts is not None:
+        sim = directional_clip_similarity(clip, out[:, 0], out[:, 1], *texts) * sign
+        res["clip_similarity"] = float(sim.mean())
+    return res
 
 
 def compositionality(world: World, a, b, attr_a: str, attr_b: str, strength: float = 1.0) -> dict:

@@ -1,18 +1,22 @@
-"""``python -m hspace_core demo``: the whole pipeline on the embedded model, in about a minute.
+"""``python -m hspace_core demo``: the whole pipeline on the embedded model, in under a minute.
 
-1. load the embedded demo DDPM (32 px cartoon faces, DDIM/SDEdit family);
+1. load the embedded demo DDPM (32 px cartoon faces, DDIM/SDEdit family) and the attribute probe;
 2. sample a face from a seed, and render a held-out procedural face (a "real" image of this world);
 3. invert both with DDIM;
-4. find h-space directions for smile and face width: the supervised mean difference of h between
-   procedural faces with the attribute high and the same faces with it low, per timestep;
-5. edit both faces with the Asyrp sampler at several strengths, in one batch per direction;
-6. write a strip (input, reconstruction, one image per strength) and print what the attribute probe
+4. edit both with the Asyrp sampler at several strengths, one batch per direction, with the
+   directions shipped in ``data/directions``: supervised mean differences (``demo_*``) and
+   directions trained from text with the embedded tiny CLIP by the official recipe (``text_*``);
+   with ``find=True`` they are found on the fly instead (the supervised ones from controlled pairs,
+   the text ones by CLIP training), which takes a few minutes;
+5. write a strip (input, reconstruction, one image per strength) and print what the attribute probe
    reads on every image.
+Progress goes to ``progress`` (stderr on the command line), results to ``log`` (stdout).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -26,26 +30,48 @@ from ..loading import load_model
 from .faces import render, sample_faces
 from .pairs import supervised_direction
 
-# The editing interval of the demo world. The interval measured on the model's samples
-# (``measure_interval``, fallback metric) is t >= 870, where this small model's h carries almost
-# nothing of the attributes; edits first respond (face width, eye size, glasses) when the interval
-# reaches t ~ 400, so the demo world uses t_edit = 400 (see the README's miniature-world section).
+# The editing interval of the demo world (see the README's miniature-world section and
+# ``bench/claims.py`` for how it was chosen on this model).
 DEMO_T_EDIT = 400
-# One full per-step mean difference (strength 1) moves the probe's reading by ~1/40 of the pair
-# difference on this model, so the demo sweeps larger strengths.
-DEMO_STRENGTHS = (-10.0, -5.0, 5.0, 10.0)
-# The demo model is small and briefly trained: its eps is least accurate at the highest noise levels,
-# where P_t amplifies errors by sqrt((1 - alpha_bar) / alpha_bar) (~160 at t = 999), so its unclamped
-# samples from pure noise leave the image range. Its fresh samples are drawn with the x0 clamp, and
-# (``sample_from_model``) with stochastic steps throughout, which lets later steps correct earlier
-# errors; inversions of images need neither (they reconstruct, see the model card).
-SAMPLE_CLIP_X0 = True
+# Fresh samples of the demo model are drawn with DDIM from pure noise, unclamped and deterministic
+# (eta 0), as the claims table measures them.
+SAMPLE_CLIP_X0 = False
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    """One direction of the demo: its shipped file name, the attribute the probe reads for it, and
+    how it is made (``source`` "pairs": supervised from controlled pairs; "text": CLIP training from
+    ``texts`` = (source, target))."""
+
+    name: str
+    attribute: str
+    source: str
+    strengths: tuple[float, ...]
+    texts: tuple[str, str] = ("", "")
+
+
+DEMO_ROWS = (
+    DemoRow("demo_smile", "smile", "pairs", (-2.0, -1.0, 1.0, 2.0)),
+    DemoRow("demo_width", "face_width", "pairs", (-2.0, -1.0, 1.0, 2.0)),
+    DemoRow("demo_eyes", "eye_size", "pairs", (-2.0, -1.0, 1.0, 2.0)),
+    DemoRow("demo_glasses", "glasses", "pairs", (-2.0, -1.0, 1.0, 2.0)),
+    DemoRow("text_smile", "smile", "text", (-1.0, -0.5, 0.5, 1.0), ("face", "smiling face")),
+    DemoRow("text_glasses", "glasses", "text", (-1.0, -0.5, 0.5, 1.0), ("face", "face with glasses")),
+    DemoRow("text_hat", "hat", "text", (-1.0, -0.5, 0.5, 1.0), ("face", "face with a hat")),
+    DemoRow("text_wide", "face_width", "text", (-1.0, -0.5, 0.5, 1.0), ("face", "wide face")),
+)
+# the rows of the strip by default (every shipped direction is measured by bench/claims.py)
+DEFAULT_ROWS = ("demo_smile", "demo_width", "text_smile", "text_glasses", "text_hat")
+# the CLIP training of the text directions, scaled to the demo: the official recipe (asyrp.md 5:
+# SGD lr 0.5, 40 training steps, clip 1.0 / L1 3.0) on procedural faces instead of 100 CelebA images
+TEXT_TRAIN_FACES = 16
+TEXT_TRAIN_SEED = 40_000
 
 
 def sample_from_model(model, n: int, seed: int, steps: int = 40) -> torch.Tensor:
-    """n fresh samples [n, 3, S, S] in [-1, 1]: eta = 1 at every step, x0 clamped (see above)."""
-    t_0 = model.schedule.num_timesteps - 1
-    return edit(model, seeded_noise(model, n, seed), None, 0.0, steps=steps, t_edit=0, t_boost=t_0, eta=1.0, seed=seed,
+    """n fresh samples [n, 3, S, S] in [-1, 1]: plain DDIM (eta 0) from seeded noise."""
+    return edit(model, seeded_noise(model, n, seed), None, 0.0, steps=steps, t_edit=0, seed=seed,
                 clip_x0=SAMPLE_CLIP_X0).images[:, 0].clamp(-1, 1)
 
 
@@ -59,66 +85,97 @@ def demo_directions_dir() -> Path:
     return demo_model_path().parent / "directions"
 
 
-def run_demo(out: Path, *, seed: int = 0, strengths=DEMO_STRENGTHS, attributes=("smile", "face_width"),
-             n_pairs: int = 32, steps: int = 40, scale: int = 4, log=print) -> dict:
-    """Sample and invert a face, find one supervised direction per attribute, edit, write a strip.
+def demo_row(name: str) -> DemoRow:
+    for row in DEMO_ROWS:
+        if row.name == name:
+            return row
+    from ..errors import HSpaceError
+    raise HSpaceError(f"unknown demo direction {name!r}; choose from {', '.join(r.name for r in DEMO_ROWS)}")
 
-    Rows: (model sample, procedural face) x attributes; columns: input, reconstruction, strengths."""
+
+def make_direction(model, row: DemoRow, *, steps: int = 40, seed: int = 0, n_pairs: int = 64, clip=None,
+                   callback=None):
+    """The direction of ``row`` made on ``model`` for t_edit = ``DEMO_T_EDIT``: a supervised mean
+    difference from ``n_pairs`` controlled pairs, or a DeltaBlock trained from its texts with ``clip``
+    (the embedded tiny CLIP when None) on ``TEXT_TRAIN_FACES`` held-out procedural faces."""
+    if row.source == "pairs":
+        return supervised_direction(model, row.attribute, t_edit=DEMO_T_EDIT, n_pairs=n_pairs,
+                                    seed=30_000 + seed, steps=steps, name=row.name)
+    from ..discovery.clip import ClipTrainSettings, train_clip_direction
+    from .clip_world import load_tiny_clip
+
+    clip = clip or load_tiny_clip()
+    faces = render(sample_faces(TEXT_TRAIN_FACES, TEXT_TRAIN_SEED + seed))
+    settings = ClipTrainSettings(kind="deltablock", n_train_step=steps, t_edit=DEMO_T_EDIT, seed=seed)
+    return train_clip_direction(model, clip, *row.texts, images=faces, inversion_steps=steps, settings=settings,
+                                name=row.name, callback=callback)
+
+
+def run_demo(out: Path, *, seed: int = 0, rows=DEFAULT_ROWS, find: bool = False, steps: int = 40, scale: int = 4,
+             log=print, progress=print) -> dict:
+    """Sample and invert a face, edit it with each direction of ``rows``, write a strip.
+
+    Strip rows: (model sample, procedural face) x directions; columns: input, reconstruction, the
+    row's strengths. Returns the probe readings (and the change of the edited attribute between the
+    extreme strengths per row) and timings."""
+    from ..directions.io import load_direction
     from .probe import load_probe
 
+    rows = [demo_row(r) if isinstance(r, str) else r for r in rows]
     timings = {}
     tic = time.perf_counter()
+    progress(f"[demo] loading the embedded model and probe; sampling a face (seed {seed}) and inverting it "
+             f"with a held-out procedural face ({steps} DDIM steps)")
     model = load_model(demo_model_path())
+    probe = load_probe()
     sample = sample_from_model(model, 1, seed, steps)
     real = render(sample_faces(1, 10_000 + seed))
     inv = invert(model, torch.cat([sample, real]), steps=steps)
     timings["sample_and_invert_s"] = time.perf_counter() - tic
 
-    strengths = [float(v) for v in strengths]
-    probe = load_probe()
-    rows, readings = [], []
-    for attribute in attributes:
+    strip_rows, readings = [], []
+    for k, row in enumerate(rows, 1):
         tic = time.perf_counter()
-        d = supervised_direction(model, attribute, t_edit=DEMO_T_EDIT, n_pairs=n_pairs, seed=20_000 + seed,
-                                 steps=steps)
-        timings[f"{attribute}_direction_s"] = time.perf_counter() - tic
+        if find:
+            progress(f"[demo] {k}/{len(rows)} {row.name}: finding the direction "
+                     f"({'controlled pairs' if row.source == 'pairs' else 'CLIP training'}) ...")
+            d = make_direction(model, row, steps=steps, seed=seed)
+        else:
+            d = load_direction(demo_directions_dir() / f"{row.name}.safetensors")
+        timings[f"{row.name}_direction_s"] = time.perf_counter() - tic
+        progress(f"[demo] {k}/{len(rows)} {row.name}: editing at strengths {list(row.strengths)}")
         tic = time.perf_counter()
-        result = edit(model, inv, d, [0.0] + strengths, t_edit=DEMO_T_EDIT, seed=seed)
-        timings[f"{attribute}_edit_s"] = time.perf_counter() - tic
+        result = edit(model, inv, d, [0.0, *row.strengths], t_edit=DEMO_T_EDIT, seed=seed)
+        timings[f"{row.name}_edit_s"] = time.perf_counter() - tic
         for b, label in enumerate(("model sample", "procedural face")):
             images = [inv.x_0[b], *result.images[b]]
-            rows.append(images)
-            read = probe.read(torch.stack(images).clamp(-1, 1))
-            readings.append({"image": label, "direction": attribute,
-                             attribute: [round(float(v), 3) for v in read[attribute]],
-                             "face_probability": [round(float(v), 3) for v in read["face"]]})
-    picture = strip(rows)
+            strip_rows.append(images)
+            read = probe.read(torch.stack(images).clamp(-1, 1))[row.attribute]
+            readings.append({"image": label, "direction": row.name, "attribute": row.attribute,
+                             "strengths": [0.0, *row.strengths], "probe": [round(float(v), 3) for v in read[1:]],
+                             "change": round(float(read[-1] - read[2]), 3)})
+    picture = strip(strip_rows)
     picture = picture.resize((picture.width * scale, picture.height * scale), 0)
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)
-    log(f"t_edit {DEMO_T_EDIT}; wrote {out}: per row input, reconstruction, strengths {strengths}")
-    for r in readings:
-        a = r["direction"]
-        log(f"  {r['image']}, {a} direction: probe {a} {r[a]}")
     total = sum(timings.values())
+    log(f"t_edit {DEMO_T_EDIT}; wrote {out}: per row input, reconstruction (strength 0), then the strengths")
+    for r in readings:
+        log(f"  {r['image']:15s} {r['direction']:13s} probe {r['attribute']} at {r['strengths']}: {r['probe']} "
+            f"(change {r['change']:+.3f})")
     log(f"time: {total:.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in timings.items())})")
-    return {"t_edit": DEMO_T_EDIT, "strengths": strengths, "readings": readings, "timings_s": timings,
-            "total_s": total}
+    return {"t_edit": DEMO_T_EDIT, "readings": readings, "timings_s": timings, "total_s": total}
 
 
-DEMO_DIRECTIONS = {"demo_smile": "smile", "demo_eyes": "eye_size", "demo_width": "face_width"}
-
-
-def make_demo_directions(out_dir: Path, *, n_pairs: int = 64, steps: int = 40, seed: int = 0, log=print) -> list[Path]:
-    """The directions shipped for the embedded model (``data/directions``): supervised mean differences
-    from controlled pairs of procedural faces, made for t_edit = ``DEMO_T_EDIT``."""
+def make_demo_directions(out_dir: Path, *, steps: int = 40, seed: int = 0, log=print) -> list[Path]:
+    """Every direction of ``DEMO_ROWS`` made on the embedded model and written to ``out_dir``."""
     from ..directions.io import save_direction
 
     model = load_model(demo_model_path())
     paths = []
-    for name, attribute in DEMO_DIRECTIONS.items():
-        d = supervised_direction(model, attribute, t_edit=DEMO_T_EDIT, n_pairs=n_pairs, seed=30_000 + seed,
-                                 steps=steps, name=name)
-        paths.append(save_direction(d, out_dir / f"{name}.safetensors", overwrite=True))
-        log(f"wrote {paths[-1]} (t_edit {DEMO_T_EDIT})")
+    for row in DEMO_ROWS:
+        tic = time.perf_counter()
+        d = make_direction(model, row, steps=steps, seed=seed)
+        paths.append(save_direction(d, out_dir / f"{row.name}.safetensors", overwrite=True))
+        log(f"wrote {paths[-1]} ({row.source}, t_edit {DEMO_T_EDIT}, {time.perf_counter() - tic:.0f} s)")
     return paths

@@ -14,7 +14,8 @@ from ..model import HSpaceModel
 from .faces import render, sample_faces
 
 # attribute -> (high, low) values of the controlled pairs a direction is found from
-PAIRS = {"smile": (0.8, -0.8), "eye_size": (0.9, 0.1), "face_width": (0.9, 0.1), "glasses": (True, False)}
+PAIRS = {"smile": (0.8, -0.8), "eye_size": (0.9, 0.1), "face_width": (0.9, 0.1), "glasses": (True, False),
+         "hat": (True, False)}
 
 
 def attribute_sets(attribute: str, n: int, seed: int, high: float, low: float) -> tuple[torch.Tensor, torch.Tensor]:

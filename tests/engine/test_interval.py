@@ -76,3 +76,16 @@ def test_measured_interval_reports_one_job():
     seen = []
     choose_interval("measure", tiny_model(), steps=6, callback=seen.append)
     assert [s.i for s in seen] == list(range(11)) and {s.total for s in seen} == {11}
+
+
+@pytest.mark.parametrize("dataset", ["celeba", "afhq", "church", "bedroom", "metface"])
+def test_the_fallback_relative_rule_on_the_official_curves_lands_near_the_official_t_edit(dataset):
+    """The fallback thresholds a curve at a fraction of its final value; applied to the official
+    LPIPS curves themselves, that rule must land near the absolute rule (0.33) on each of them."""
+    from hspace_core.interval import EDIT_THRESHOLD, first_reaching
+
+    x0 = load_table(dataset, "x0_t")
+    final = x0[max(x0)]
+    relative = first_reaching({t: v / final for t, v in x0.items()}, relative_thresholds()[0])
+    absolute = first_reaching(x0, EDIT_THRESHOLD)
+    assert abs(relative - absolute) <= 80  # measured: 0, 77, 43, 4, 54 timesteps
