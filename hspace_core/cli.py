@@ -66,7 +66,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 
     from .directions.io import load_direction
     from .editing import edit
-    from .inversion import invert
+    from .inversion import invert, invert_ddpm, load_inversion
     from .images import load_image, strip
     from .loading import load_model
 
@@ -76,7 +76,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise HSpaceError(f"{out.parent}: no such folder for the output")
     torch.set_num_threads(args.threads)
-    images = [load_image(p) for p in args.image]
+    if bool(args.image) == bool(args.inversion):
+        raise HSpaceError("give input images (--image) or an inversion file (--inversion), not both")
     model = load_model(args.model, **{k: getattr(args, k) for k in ("image_size", "num_heads", "num_head_channels",
                                                                        "schedule", "num_timesteps")})
     model.to(args.device)
@@ -89,15 +90,21 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     sweep = strengths if 0.0 in strengths else [0.0] + strengths
     for d in directions:
         d.check_fits(model)
-    inv = invert(model, images, steps=args.inversion_steps, size_policy=args.size_policy,
-                 callback=_Progress("invert"))
+    if args.inversion:
+        inv = load_inversion(args.inversion)
+    elif args.inversion_method == "ddpm":
+        inv = invert_ddpm(model, [load_image(p) for p in args.image], steps=args.inversion_steps, seed=args.seed,
+                          size_policy=args.size_policy, callback=_Progress("invert (ddpm)"))
+    else:
+        inv = invert(model, [load_image(p) for p in args.image], steps=args.inversion_steps,
+                     size_policy=args.size_policy, callback=_Progress("invert"))
     for what in sorted(set(inv.preprocessing)):
         print(f"input: {what}", file=sys.stderr)
     result = edit(model, inv, list(zip(directions, coefs)), sweep, t_edit=interval, steps=args.steps,
-                  eta=args.eta, seed=args.seed, variant=args.variant, clip_x0=args.clip_x0,
+                  eta=args.eta, seed=args.seed, variant=args.variant, clip_x0=args.clip_x0, t_skip=args.t_skip,
                   callback=_Progress("edit"))
     rows = []
-    for b in range(len(images)):
+    for b in range(inv.x_0.shape[0]):
         edited = [result.images[b, sweep.index(s)] for s in strengths]
         rows.append([inv.x_0[b], result.images[b, sweep.index(0.0)], *edited])
     tmp = out.with_name(f".{out.name}.tmp.png")
@@ -105,6 +112,36 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     tmp.replace(out)
     print(f"wrote {out}: per input row: input, reconstruction, strengths {strengths} "
           f"(t_edit {interval.t_edit}, t_boost {interval.t_boost}; {interval.source})", file=sys.stderr)
+    return 0
+
+
+def _cmd_invert(args: argparse.Namespace) -> int:
+    import torch
+
+    from .editing import edit
+    from .images import load_image
+    from .inversion import invert, invert_ddpm, save_inversion
+    from .loading import load_model
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise HSpaceError(f"{out}: already exists (use --overwrite to replace it)")
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model, **{k: getattr(args, k) for k in ("image_size", "num_heads", "num_head_channels",
+                                                                       "schedule", "num_timesteps")})
+    model.to(args.device)
+    images = [load_image(p) for p in args.image]
+    if args.method == "ddpm":
+        inv = invert_ddpm(model, images, steps=args.steps, seed=args.seed, size_policy=args.size_policy,
+                          callback=_Progress("invert (ddpm)"))
+    else:
+        inv = invert(model, images, steps=args.steps, size_policy=args.size_policy, callback=_Progress("invert"))
+    rec = edit(model, inv, None, 0.0, callback=_Progress("check: regenerate")).images[:, 0]
+    err = float((rec - inv.x_0.to(rec.device)).abs().max())
+    save_inversion(inv, out, overwrite=args.overwrite)
+    size = out.stat().st_size / 2**20
+    print(f"wrote {out} ({args.method}, {inv.steps} steps, {inv.x_0.shape[0]} image(s), {size:.1f} MiB); "
+          f"strength-0 regeneration: max |error| {err:.2e} (images in [-1, 1])", file=sys.stderr)
     return 0
 
 
@@ -170,6 +207,16 @@ def _cmd_direction(args: argparse.Namespace) -> int:
         d = finder(model, pos, neg, steps=args.steps, t_edit=t_edit, name=args.name or "supervised",
                    data=f"{', '.join(args.positive)} vs {', '.join(args.negative)}",
                    callback=_Progress("record h"))
+    elif args.method == "jacobian":
+        from .discovery.jacobian import jacobian_directions
+        from .images import load_image
+
+        ds = jacobian_directions(model, load_image(args.image), args.component + 1, t=args.t, t_edit=t_edit,
+                                 steps=args.steps, iterations=args.iterations, seed=args.seed,
+                                 callback=_Progress("jacobian"))
+        d = ds[args.component]
+        print(f"component {args.component}: singular value {d.info.provenance['singular_value']:.4g} at t = "
+              f"{d.info.provenance['t']}", file=sys.stderr)
     elif args.method == "pca":
         from .discovery.pca import pca_direction
 
@@ -287,7 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("edit", help="invert images and edit them with h-space directions; writes a strip PNG")
     e.add_argument("--model", required=True, help="checkpoint file or diffusers folder")
-    e.add_argument("--image", required=True, action="append", help="input image (repeat for a batch)")
+    e.add_argument("--image", action="append", help="input image (repeat for a batch)")
+    e.add_argument("--inversion", default=None, help="an inversion file (python -m hspace_core invert) instead of images")
+    e.add_argument("--inversion-method", dest="inversion_method", choices=["ddim", "ddpm"], default="ddim",
+                   help="ddim: deterministic inversion to x_T; ddpm: edit-friendly, exact noise maps")
+    e.add_argument("--t-skip", dest="t_skip", type=int, default=0,
+                   help="with a ddpm inversion: start this many steps below the top of the grid")
     e.add_argument("--direction", required=True, action="append",
                    help="direction file (.safetensors) or official Asyrp .pth (repeat to combine)")
     e.add_argument("--coef", type=float, action="append", help="coefficient of each --direction (default 1)")
@@ -316,6 +368,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output strip .png")
     _add_override_args(e)
     e.set_defaults(func=_cmd_edit)
+
+    iv = sub.add_parser("invert", help="invert images and write the inversion file (checked by regenerating them)")
+    iv.add_argument("--model", required=True, help="checkpoint file or diffusers folder")
+    iv.add_argument("--image", required=True, action="append", help="input image (repeat for a batch)")
+    iv.add_argument("--method", choices=["ddim", "ddpm"], default="ddim",
+                    help="ddim: deterministic, x_T; ddpm: edit-friendly (Huberman-Spiegelglas et al.), one noise "
+                         "map per step (steps x image size x 4 bytes per image)")
+    iv.add_argument("--steps", type=int, default=40)
+    iv.add_argument("--seed", type=int, default=0, help="of the ddpm method's draws of x_t")
+    iv.add_argument("--size-policy", dest="size_policy", default="resize_crop", choices=["resize_crop", "resize", "error"])
+    iv.add_argument("--device", default="cpu")
+    iv.add_argument("--threads", type=int, default=2)
+    iv.add_argument("--out", required=True, help="output inversion file (.safetensors)")
+    iv.add_argument("--overwrite", action="store_true")
+    _add_override_args(iv)
+    iv.set_defaults(func=_cmd_invert)
 
     d = sub.add_parser("direction", help="find a direction and write it as a direction file")
     dsub = d.add_subparsers(dest="method", required=True)
@@ -360,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--samples", type=int, default=64)
     pc.add_argument("--component", type=int, default=0, help="0 = the largest variance")
     pc.add_argument("--seed", type=int, default=0)
+
+    jc = dsub.add_parser("jacobian", help="per-image direction: top singular vector k of dh/dx_t (Park et al.)")
+    common(jc)
+    jc.add_argument("--image", required=True, help="the image the direction is found for")
+    jc.add_argument("--component", type=int, default=0, help="0 = the largest singular value")
+    jc.add_argument("--t", type=int, default=None, help="timestep of the Jacobian (default: --t-edit)")
+    jc.add_argument("--iterations", type=int, default=10, help="subspace-iteration rounds")
+    jc.add_argument("--seed", type=int, default=0)
 
     pj = dsub.add_parser("project", help="remove from a direction its components along others")
     common(pj, model=False)

@@ -175,3 +175,59 @@ def invert_ddpm(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None 
                                      pred.h))
     return DDPMInversion(x_0=x_0, noise_maps=maps, timesteps=grid, fingerprint=model.fingerprint,
                          preprocessing=report, seed=int(seed))
+
+
+# ------------------------------------------------------------------ the inversion file
+
+INVERSION_FORMAT = "hspace-inversion-1"
+
+
+def save_inversion(inv: Inversion | DDPMInversion, path, *, overwrite: bool = False):
+    """Write an inversion to ``path`` (.safetensors: the images, x_T or the noise maps, the grid; the
+    model's fingerprint, the kind and seed in the metadata). Refuses to replace a file unless asked."""
+    import json
+    import os
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise HSpaceError(f"{path}: inversion files are .safetensors")
+    if path.exists() and not overwrite:
+        raise HSpaceError(f"{path}: already exists; choose another name")
+    tensors = {"x_0": inv.x_0, "timesteps": inv.timesteps.to(torch.int64)}
+    if isinstance(inv, DDPMInversion):
+        tensors["noise_maps"], kind, seed = inv.noise_maps, "ddpm", inv.seed
+    else:
+        tensors["x_T"], kind, seed = inv.x_T, "ddim", None
+    meta = {"kind": kind, "fingerprint": inv.fingerprint, "preprocessing": list(inv.preprocessing), "seed": seed}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.detach().float().cpu().contiguous() if k != "timesteps" else v.cpu().contiguous()
+               for k, v in tensors.items()}, str(tmp),
+              metadata={"hspace.format": INVERSION_FORMAT, "hspace.inversion": json.dumps(meta)})
+    tmp.replace(path)
+    return path
+
+
+def load_inversion(path) -> Inversion | DDPMInversion:
+    """An inversion written by ``save_inversion``; anything else is refused with the reason."""
+    import json
+
+    from .checkpoint_files import read_safetensors
+
+    tensors, meta = read_safetensors(path)
+    if meta.get("hspace.format") != INVERSION_FORMAT:
+        raise HSpaceError(f"{path}: not an inversion file (format {meta.get('hspace.format')!r})")
+    try:
+        info = json.loads(meta["hspace.inversion"])
+        common = dict(x_0=tensors["x_0"], timesteps=tensors["timesteps"], fingerprint=str(info["fingerprint"]),
+                      preprocessing=tuple(info["preprocessing"]))
+        if info["kind"] == "ddpm":
+            return DDPMInversion(noise_maps=tensors["noise_maps"], seed=int(info["seed"]), **common)
+        if info["kind"] == "ddim":
+            return Inversion(x_T=tensors["x_T"], **common)
+    except (KeyError, TypeError, ValueError) as e:
+        raise HSpaceError(f"{path}: damaged inversion file ({type(e).__name__}: {e})") from None
+    raise HSpaceError(f"{path}: unknown inversion kind {info['kind']!r}")

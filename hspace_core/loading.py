@@ -17,7 +17,7 @@ import torch
 from .checkpoint_files import RawCheckpoint, read_diffusers_folder, read_weights_file
 from .errors import HSpaceError
 from .model import Family, HSpaceModel
-from .schedule import NoiseSchedule, load_diffusers_scheduler_config, named_schedule
+from .schedule import NoiseSchedule, load_diffusers_scheduler_config, named_schedule, schedule_from_diffusers_config
 from .unets import ADMConfig, ADMUNet, DDPMConfig, DDPMUNet
 
 OVERRIDES = ("image_size", "num_heads", "num_head_channels", "attention_order", "schedule",
@@ -259,6 +259,9 @@ def _schedule_from_metadata(meta: dict[str, str]) -> NoiseSchedule | None:
     if "hspace.schedule" not in meta:
         return None
     spec = json.loads(meta["hspace.schedule"])
+    if "beta_start" in spec or spec.get("kind") == "scaled_linear":  # betas named as a diffusers config names them
+        return schedule_from_diffusers_config({"beta_schedule": spec["kind"], "num_train_timesteps": spec["num_timesteps"],
+                                               **{k: spec[k] for k in ("beta_start", "beta_end") if k in spec}})
     return named_schedule(spec["kind"], int(spec["num_timesteps"]), bool(spec.get("rescale_timesteps", False)))
 
 

@@ -1,4 +1,5 @@
-"""Finding directions: from text (CLIP, Asyrp), from two image sets (supervised), PCA (unsupervised)."""
+"""Finding directions: from text (CLIP, Asyrp), from two image sets (supervised), PCA (unsupervised), and
+per image from the Jacobian of x_t -> h (Park et al.)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from hspace_core import HSpaceError
 from hspace_core.discovery.clip import ClipTrainSettings, train_clip_direction
 from hspace_core.demo.clip_world import EMBEDDED as TINY_CLIP_DIR
 from hspace_core.discovery.clip_model import DEFAULT_ARCH, load_clip
+from hspace_core.discovery.jacobian import jacobian_directions
 from hspace_core.discovery.pca import pca_direction
 from hspace_core.discovery.supervised import classifier_normal, mean_difference
 from hspace_core.images import SIZE_POLICIES
@@ -163,3 +165,43 @@ class DirectionPCA:
         d = pca_direction(model.ready(), component, samples, steps=steps, t_edit=t_edit, seed=seed,
                           callback=bridge.Progress(unique_id))
         return (d,)
+
+
+class DirectionJacobian:
+    DESCRIPTION = ("Per-image directions without labels or text (Park et al., NeurIPS 2023): the image is DDIM-inverted "
+                   "to timestep t, and the top singular vectors of the Jacobian dh/dx_t are found by subspace iteration "
+                   "(forward- and reverse-mode products, never the full Jacobian); component k's h-space image J v_k "
+                   "is the direction, applied as one shift at every step of the editing interval.")
+    CATEGORY = CATEGORY
+    FUNCTION = "find"
+    RETURN_TYPES = (DIRECTION,)
+    RETURN_NAMES = ("direction",)
+    OUTPUT_TOOLTIPS = ("Jacobian direction k (strength 1 = a total shift as large as the image's h; try 0.05 to 0.5)",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (MODEL, {"tooltip": "the DDPM"}),
+            "image": ("IMAGE", {"tooltip": "the image the direction is found for (the first of a batch, or "
+                                           "batch_index)"}),
+            "component": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "k, 0 = the largest singular value"}),
+            "t_edit": ("INT", {"default": 500, "min": 0, "max": 3999,
+                               "tooltip": "editing interval the direction is made for (t >= t_edit)"}),
+            "t": ("INT", {"default": 0, "min": 0, "max": 3999,
+                          "tooltip": "timestep of the Jacobian; 0 = t_edit (the lowest edited step)"}),
+            "steps": ("INT", {"default": 40, "min": 2, "max": 1000, "tooltip": "grid of the inversion to t"}),
+            "iterations": ("INT", {"default": 10, "min": 1, "max": 200,
+                                   "tooltip": "subspace-iteration rounds (each: k forward- and k reverse-mode passes)"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the starting subspace"}),
+        }, "optional": {
+            "batch_index": ("INT", {"default": 0, "min": 0, "max": 4095, "tooltip": "which image of the batch"}),
+        }, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    def find(self, model, image, component, t_edit, t, steps, iterations, seed, batch_index=0, unique_id=None):
+        images = image_to_engine(image)
+        if not 0 <= batch_index < images.shape[0]:
+            raise HSpaceError(f"batch_index {batch_index} is outside the batch of {images.shape[0]} image(s)")
+        ds = jacobian_directions(model.ready(), images[batch_index:batch_index + 1], component + 1, t=t or None,
+                                 t_edit=t_edit, steps=steps, iterations=iterations, seed=seed,
+                                 callback=bridge.Progress(unique_id))
+        return (ds[component],)

@@ -1,10 +1,10 @@
-"""DDIM Invert and the Asyrp Sampler."""
+"""Inversion (DDIM or edit-friendly DDPM) and the Asyrp Sampler."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from hspace_core import EditInterval, HSpaceError, Variant, choose_interval, edit, invert
+from hspace_core import EditInterval, HSpaceError, Variant, choose_interval, edit, invert, invert_ddpm
 from hspace_core.discovery.record import seeded_noise
 from hspace_core.images import SIZE_POLICIES
 from hspace_core.interval import TABLE_DATASETS
@@ -17,14 +17,20 @@ INTERVAL_MODES = ["explicit", "from direction"] + [f"official table: {d}" for d 
     ["measure on model"]
 
 
+INVERSION_METHODS = ["ddim", "ddpm (edit-friendly)"]
+
+
 class DDIMInvert:
-    DESCRIPTION = ("Inverts images to the DDPM's latent x_T with deterministic DDIM (eta 0) over the official "
-                   "Asyrp step grid, and regenerates them unedited: the reconstruction shows what editing starts from.")
+    DESCRIPTION = ("Inverts images over the official Asyrp step grid, and regenerates them unedited: the reconstruction "
+                   "shows what editing starts from. ddim: deterministic inversion to x_T (eta 0). ddpm (edit-friendly, "
+                   "Huberman-Spiegelglas et al.): one noise map per step (steps x image size x 4 bytes per image) that "
+                   "replays the image exactly with stochastic sampling; edits keep more of its structure.")
     CATEGORY = CATEGORY
     FUNCTION = "invert"
     RETURN_TYPES = (INVERSION, "IMAGE")
     RETURN_NAMES = ("inversion", "reconstruction")
-    OUTPUT_TOOLTIPS = ("x_T and the grid, for the Asyrp Sampler", "the images regenerated without an edit")
+    OUTPUT_TOOLTIPS = ("x_T (ddim) or the noise maps (ddpm) and the grid, for the Asyrp Sampler",
+                       "the images regenerated without an edit")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -36,14 +42,29 @@ class DDIMInvert:
                                          "directions were made with 40"}),
             "size_policy": (list(SIZE_POLICIES), {"tooltip": "resize_crop: scale the short side and centre-crop; "
                                                              "resize: stretch; error: refuse other sizes"}),
+        }, "optional": {
+            "method": (INVERSION_METHODS, {"default": "ddim", "tooltip": "ddim: deterministic, x_T; ddpm: "
+                                           "edit-friendly noise maps, exact regeneration (the sampler's eta, t_boost "
+                                           "and seed then do not apply)"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1,
+                             "tooltip": "ddpm: seed of the independent draws of x_t along the grid"}),
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
-    def invert(self, model, image, steps, size_policy, unique_id=None):
-        inv = invert(model.ready(), image_to_engine(image), steps, size_policy=size_policy, reconstruct=True,
-                     callback=bridge.Progress(unique_id))
+    def invert(self, model, image, steps, size_policy, method="ddim", seed=0, unique_id=None):
+        m = model.ready()
         keep = bridge.intermediate_device()  # cached outputs should not hold accelerator memory
-        rec = engine_to_image(inv.reconstruction, keep)
-        return (replace(inv, x_T=inv.x_T.to(keep), x_0=inv.x_0.to(keep), reconstruction=None), rec)
+        if method == "ddim":
+            inv = invert(m, image_to_engine(image), steps, size_policy=size_policy, reconstruct=True,
+                         callback=bridge.Progress(unique_id))
+            rec = engine_to_image(inv.reconstruction, keep)
+            return (replace(inv, x_T=inv.x_T.to(keep), x_0=inv.x_0.to(keep), reconstruction=None), rec)
+        if method not in INVERSION_METHODS:
+            raise HSpaceError(f"unknown inversion method {method!r}; choose from {INVERSION_METHODS}")
+        progress = bridge.Progress(unique_id)
+        inv = invert_ddpm(m, image_to_engine(image), steps, seed=seed, size_policy=size_policy,
+                          callback=progress)
+        rec = edit(m, inv, None, 0.0, callback=progress).images[:, 0]
+        return (replace(inv, x_0=inv.x_0.to(keep), noise_maps=inv.noise_maps.to(keep)), engine_to_image(rec, keep))
 
 
 def parse_strengths(strength: float, strengths: str) -> list[float]:
@@ -117,16 +138,19 @@ class AsyrpSampler:
                                                    "diffusion's clip_denoised). Off in Asyrp; steadies fresh "
                                                    "samples of a weak model, but an inversion then no longer "
                                                    "reconstructs exactly"}),
+                "t_skip": ("INT", {"default": 0, "min": 0, "max": 1000,
+                                   "tooltip": "with an edit-friendly (ddpm) inversion: start this many steps below "
+                                              "the top of its grid (keeps more of the input's structure)"}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def sample(self, model, strength, strengths, interval, t_edit, t_boost, text_cosine, steps, eta, variant, seed,
-               direction=None, inversion=None, batch_size=1, clip_x0=False, unique_id=None):
+               direction=None, inversion=None, batch_size=1, clip_x0=False, t_skip=0, unique_id=None):
         m = model.ready()
         sweep = parse_strengths(strength, strengths)
         iv = interval_of(interval, t_edit, t_boost, text_cosine, m, direction, clip_x0, bridge.Progress(unique_id))
         source = inversion if inversion is not None else seeded_noise(m, batch_size, seed)
         result = edit(m, source, direction, sweep, t_edit=iv, steps=steps or None, eta=eta, seed=seed, variant=variant,
-                      clip_x0=clip_x0, callback=bridge.Progress(unique_id))
+                      clip_x0=clip_x0, t_skip=t_skip, callback=bridge.Progress(unique_id))
         return (engine_to_image(result.flat(), bridge.intermediate_device()),)

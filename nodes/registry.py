@@ -1,7 +1,7 @@
 """Node registration (classic ComfyUI API). Ids carry the pack prefix and are never renamed."""
 
 from .demo import ImageStrip, ProceduralFaces
-from .discovery import DirectionFromImages, DirectionFromText, DirectionPCA
+from .discovery import DirectionFromImages, DirectionFromText, DirectionJacobian, DirectionPCA
 from .editing import AsyrpSampler, DDIMInvert
 from .loaders import LoadDirection, LoadUnconditionalDDPM, SaveDirection
 from .mixer import DirectionMixer
@@ -15,6 +15,7 @@ NODE_CLASS_MAPPINGS = {
     "HSpaceDirectionFromText": DirectionFromText,
     "HSpaceDirectionFromImages": DirectionFromImages,
     "HSpaceDirectionPCA": DirectionPCA,
+    "HSpaceDirectionJacobian": DirectionJacobian,
     "HSpaceDirectionMixer": DirectionMixer,
     "HSpaceAsyrpSampler": AsyrpSampler,
     "HSpaceSaveDirection": SaveDirection,
@@ -30,11 +31,12 @@ NODE_CLASS_MAPPINGS = {
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "HSpaceLoadUnconditionalDDPM": "Load Unconditional DDPM (h-space)",
-    "HSpaceDDIMInvert": "DDIM Invert (h-space)",
+    "HSpaceDDIMInvert": "Invert (h-space: DDIM / edit-friendly DDPM)",
     "HSpaceLoadDirection": "Load H-Space Direction",
     "HSpaceDirectionFromText": "H-Space Direction from Text (CLIP)",
     "HSpaceDirectionFromImages": "H-Space Direction from Image Sets",
     "HSpaceDirectionPCA": "H-Space PCA Direction",
+    "HSpaceDirectionJacobian": "H-Space Jacobian Direction",
     "HSpaceDirectionMixer": "H-Space Direction Mixer",
     "HSpaceAsyrpSampler": "Asyrp Sampler (h-space)",
     "HSpaceSaveDirection": "Save H-Space Direction",

@@ -62,6 +62,10 @@ CHECKPOINTS = {
 }
 SD15, SDXL = list(CHECKPOINTS)
 
+# strengths of the edit-friendly and Jacobian examples on the embedded model (README: miniature world)
+EDIT_STRENGTHS = "-2, 0, 2"
+JACOBIAN_STRENGTHS = "-0.4, -0.2, 0, 0.2, 0.4"
+
 L = "link"
 # UI layout (graph units): LiteGraph's title, slot and widget heights; columns of nodes by depth
 NODE_TITLE, SLOT, WIDGET = 30, 22, 24
@@ -76,11 +80,12 @@ def workflows(t_edit: int) -> dict:
     model = ("HSpaceLoadUnconditionalDDPM", {"ckpt_name": EMBEDDED_DEMO, "image_size": 0, "num_heads": 0,
                                              "schedule": "auto", "num_timesteps": 0})
 
-    def sampler(strengths="", strength=1.0, interval="from direction", seed=0, clip_x0=False, t_boost=0, **links):
+    def sampler(strengths="", strength=1.0, interval="from direction", seed=0, clip_x0=False, t_boost=0, t_skip=0,
+                **links):
         return ("HSpaceAsyrpSampler", {"strength": strength, "strengths": strengths, "interval": interval,
                                        "t_edit": t_edit, "t_boost": t_boost, "text_cosine": 1.0, "steps": 0, "eta": 1.0,
                                        "variant": "asymmetric", "seed": seed, "batch_size": 2, "clip_x0": clip_x0,
-                                       **links})
+                                       "t_skip": t_skip, **links})
 
     def faces(count, seed, **fixed):
         values = {"count": count, "seed": seed, **{a: -2.0 for a in ("smile", "eye_size", "face_width", "hair_hue",
@@ -89,9 +94,9 @@ def workflows(t_edit: int) -> dict:
         values.update(fixed)
         return ("HSpaceProceduralFaces", values)
 
-    def invert(model_id, image_id):
+    def invert(model_id, image_id, method="ddim"):
         return ("HSpaceDDIMInvert", {"model": (model_id, 0), "image": (image_id, 0), "steps": 40,
-                                     "size_policy": "resize_crop"})
+                                     "size_policy": "resize_crop", "method": method, "seed": 0})
 
     def strip(images, columns):
         return ("HSpaceImageStrip", {"images": (images, 0), "columns": columns, "scale": 4})
@@ -164,6 +169,31 @@ def workflows(t_edit: int) -> dict:
                       "5": sampler(strengths="-2, -1, 0, 1, 2", model=("1", 0), direction=("3", 0), seed=3,
                                    clip_x0=SAMPLE_CLIP_X0, t_boost=999),
                       "6": strip("4", 5), "7": save("6", "hspace/pc0"), "8": strip("5", 5), "9": save("8", "hspace/pc1")}},
+        "edit_friendly_inversion": {
+            "title": "Edit-friendly DDPM inversion beside DDIM inversion: the same edit, exact reconstruction",
+            "nodes": {"1": model, "2": ("LoadImage", {"image": FACE_IMAGE, "upload": "image"}),
+                      "3": invert("1", "2"), "4": invert("1", "2", method="ddpm (edit-friendly)"),
+                      "5": direction("demo_width (embedded)"),
+                      "6": sampler(strengths=EDIT_STRENGTHS, model=("1", 0), direction=("5", 0), inversion=("3", 0)),
+                      "7": sampler(strengths=EDIT_STRENGTHS, model=("1", 0), direction=("5", 0), inversion=("4", 0)),
+                      "8": strip("6", 3), "9": save("8", "hspace/ddim_edit"), "10": strip("7", 3),
+                      "11": save("10", "hspace/ddpm_edit")}},
+        "jacobian_direction": {
+            "title": "Per-image Jacobian directions (Park et al.): the first two components of one face",
+            "nodes": {"1": model, "2": ("LoadImage", {"image": FACE_IMAGE, "upload": "image"}),
+                      "3": ("HSpaceDirectionJacobian", {"model": ("1", 0), "image": ("2", 0), "component": 0,
+                                                        "t_edit": t_edit, "t": 0, "steps": 40, "iterations": 10,
+                                                        "seed": 0, "batch_index": 0}),
+                      "4": ("HSpaceDirectionJacobian", {"model": ("1", 0), "image": ("2", 0), "component": 1,
+                                                        "t_edit": t_edit, "t": 0, "steps": 40, "iterations": 10,
+                                                        "seed": 0, "batch_index": 0}),
+                      "5": invert("1", "2"),
+                      "6": sampler(strengths=JACOBIAN_STRENGTHS, model=("1", 0), direction=("3", 0),
+                                   inversion=("5", 0)),
+                      "7": sampler(strengths=JACOBIAN_STRENGTHS, model=("1", 0), direction=("4", 0),
+                                   inversion=("5", 0)),
+                      "8": strip("6", 5), "9": save("8", "hspace/jacobian0"), "10": strip("7", 5),
+                      "11": save("10", "hspace/jacobian1")}},
         **sd_workflows(),
     }
 

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from ..images import to_uint8
-from ..schedule import linear_schedule
+from ..schedule import schedule_from_diffusers_config
+from ..unets.common import Encoded
 from ..unets.ddpm import DDPMConfig, DDPMUNet
 from .faces import render, sample_faces
 
@@ -38,6 +39,12 @@ class TrainSettings:
     batch: int = 64
     lr: float = 3e-4
     t_tilt: float = 2.0
+    skip_drop: float = 0.5
+    skip_drop_size: int = 8
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    init_from: str = ""
     warmup: int = 500
     ema_decay: float = 0.999
     grad_clip: float = 1.0
@@ -60,6 +67,12 @@ def dataset(size: int, seed: int, cache_dir: Path, image_size: int = 32) -> torc
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path, data.numpy())
     return data
+
+
+def schedule_of(settings: TrainSettings):
+    """The noise schedule of a training run, as a diffusers scheduler config would name it."""
+    return schedule_from_diffusers_config({"beta_schedule": settings.beta_schedule, "beta_start": settings.beta_start,
+                                           "beta_end": settings.beta_end, "num_train_timesteps": 1000})
 
 
 def timestep_density(num_timesteps: int, tilt: float) -> torch.Tensor:
@@ -86,11 +99,15 @@ def train(run_dir: Path, settings: TrainSettings, *, log=print) -> Path:
         step = int(state["step"])
         log(f"resumed {ckpt_path} at step {step}")
     else:
+        if settings.init_from:
+            init = torch.load(settings.init_from, map_location="cpu", weights_only=True)["ema"]
+            model.load_state_dict(init)
+            log(f"initialised from the EMA weights of {settings.init_from}")
         ema.load_state_dict(model.state_dict())
         (run_dir / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
 
     data = dataset(settings.dataset_size, settings.dataset_seed, run_dir / "cache")
-    alpha_bar = linear_schedule(1000).alpha_bar.to(torch.float32)
+    alpha_bar = schedule_of(settings).alpha_bar.to(torch.float32)
     t_weights = timestep_density(1000, settings.t_tilt)
     log_file = (run_dir / "log.jsonl").open("a")
     window: list[float] = []
@@ -103,7 +120,12 @@ def train(run_dir: Path, settings: TrainSettings, *, log=print) -> Path:
         noise = torch.randn(x0.shape, generator=gen)
         a = alpha_bar[t][:, None, None, None]
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise  # q(x_t | x_0), DDPM Eq. 4
-        loss = (model(x_t, t) - noise).pow(2).mean()
+        enc = model.encode(x_t, t)
+        if settings.skip_drop:
+            keep = (torch.rand(settings.batch, generator=gen) >= settings.skip_drop).float()[:, None, None, None]
+            enc = Encoded(enc.h, tuple(s * keep if s.shape[-1] <= settings.skip_drop_size else s for s in enc.skips),
+                          enc.emb)
+        loss = (model.decode(enc, enc.h) - noise).pow(2).mean()
         for g in opt.param_groups:
             g["lr"] = settings.lr * min(1.0, (step + 1) / settings.warmup)
         opt.zero_grad(set_to_none=True)
@@ -139,11 +161,14 @@ def export(ckpt_path: Path, out_path: Path) -> Path:
 
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     tensors = {k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}
+    settings_file = Path(ckpt_path).parent / "settings.json"
+    settings = TrainSettings(**json.loads(settings_file.read_text())) if settings_file.exists() else TrainSettings()
     meta = {
         "hspace.format": "hspace-ddpm-1",
         "hspace.family": "ddim",
         "hspace.image_size": str(DEMO_CONFIG.image_size),
-        "hspace.schedule": json.dumps({"kind": "linear", "num_timesteps": 1000}),
+        "hspace.schedule": json.dumps({"kind": settings.beta_schedule, "num_timesteps": 1000,
+                                       "beta_start": settings.beta_start, "beta_end": settings.beta_end}),
         "hspace.training_steps": str(int(state["step"])),
         "hspace.description": "procedural cartoon faces, 32 px (hspace_core.demo.faces)",
     }

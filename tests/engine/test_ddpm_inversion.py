@@ -74,3 +74,48 @@ def test_mismatched_inversions_are_refused(model):
         edit(model, inv, None, 0.0, t_skip=8)
     with pytest.raises(HSpaceError, match="t_skip needs an edit-friendly inversion"):
         edit(model, invert(model, images, steps=8), None, 0.0, t_skip=2)
+
+
+def test_the_inversion_file_round_trips_and_refuses_other_files(tmp_path, model):
+    from hspace_core.inversion import load_inversion, save_inversion
+    from hspace_core import save_direction
+    from tests.engine.test_editing import direction_for as rand_direction
+
+    images = smooth_images(1, 4)
+    inv = invert_ddpm(model, images, steps=6, seed=2)
+    back = load_inversion(save_inversion(inv, tmp_path / "inv.safetensors"))
+    assert isinstance(back, DDPMInversion) and back.seed == 2 and torch.equal(back.noise_maps, inv.noise_maps)
+    assert torch.equal(edit(model, back, None, 0.0).images, edit(model, inv, None, 0.0).images)
+    with pytest.raises(HSpaceError, match="already exists"):
+        save_inversion(inv, tmp_path / "inv.safetensors")
+    ddim = load_inversion(save_inversion(invert(model, images, steps=6), tmp_path / "ddim.safetensors"))
+    assert not isinstance(ddim, DDPMInversion) and ddim.x_T.shape == images.shape
+    save_direction(rand_direction(model), tmp_path / "d.safetensors")
+    with pytest.raises(HSpaceError, match="not an inversion file"):
+        load_inversion(tmp_path / "d.safetensors")
+
+
+def test_cli_invert_ddpm_then_edit_from_the_file(tmp_path):
+    from PIL import Image
+
+    from tests.engine.test_editing import _cli, _save_tiny
+
+    model_path = _save_tiny(tmp_path, tiny_model("ddpm"))
+    Image.new("RGB", (32, 32), (200, 120, 40)).save(tmp_path / "in.png")
+    r = _cli("invert", "--model", str(model_path), "--image", str(tmp_path / "in.png"), "--method", "ddpm",
+             "--steps", "6", "--out", str(tmp_path / "inv.safetensors"))
+    assert r.returncode == 0, r.stderr
+    err = float(r.stderr.split("max |error| ")[1].split()[0])
+    assert err < 1e-3 and "(ddpm, 6 steps, 1 image(s)" in r.stderr
+    from hspace_core import save_direction
+    from hspace_core.loading import load_model
+    from tests.engine.test_editing import direction_for as rand_direction
+    save_direction(rand_direction(load_model(model_path)), tmp_path / "d.safetensors")
+    out = tmp_path / "strip.png"
+    r = _cli("edit", "--model", str(model_path), "--inversion", str(tmp_path / "inv.safetensors"), "--direction",
+             str(tmp_path / "d.safetensors"), "--strength", "1", "--t-edit", "300", "--t-skip", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (3 * 32 + 4 * 2, 32 + 2 * 2)
+    r = _cli("edit", "--model", str(model_path), "--inversion", str(tmp_path / "inv.safetensors"), "--direction",
+             str(tmp_path / "d.safetensors"), "--strength", "1", "--steps", "10", "--out", str(tmp_path / "x.png"))
+    assert r.returncode == 2 and "replays its own 6-step grid" in r.stderr

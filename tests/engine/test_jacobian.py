@@ -70,3 +70,20 @@ def test_jacobian_directions_fit_the_model_and_edit():
         jacobian_directions(model, image.expand(2, -1, -1, -1), 1, steps=10)
     with pytest.raises(HSpaceError, match="at least one component"):
         jacobian_directions(model, image, 0, steps=10)
+
+
+def test_cli_direction_jacobian(tmp_path):
+    from PIL import Image
+
+    from hspace_core import load_direction
+    from tests.engine.test_editing import _cli, _save_tiny
+
+    model_path = _save_tiny(tmp_path, tiny_model("ddpm"))
+    Image.new("RGB", (32, 32), (30, 160, 90)).save(tmp_path / "in.png")
+    out = tmp_path / "j1.safetensors"
+    r = _cli("direction", "jacobian", "--model", str(model_path), "--image", str(tmp_path / "in.png"), "--component",
+             "1", "--steps", "8", "--t-edit", "400", "--iterations", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    d = load_direction(out)
+    assert d.info.provenance["method"] == "jacobian" and d.info.provenance["component"] == 1
+    assert "component 1: singular value" in r.stderr

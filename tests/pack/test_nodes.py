@@ -9,7 +9,7 @@ import torch
 
 from hspace_core import DirectionInfo, HSpaceError, TensorDirection, load_direction
 from nodes.convert import engine_to_image
-from nodes.discovery import DirectionFromImages, DirectionFromText, DirectionPCA
+from nodes.discovery import DirectionFromImages, DirectionFromText, DirectionJacobian, DirectionPCA
 from nodes.editing import AsyrpSampler, DDIMInvert
 from nodes.loaders import EMBEDDED_DEMO, LoadDirection, LoadUnconditionalDDPM, SaveDirection
 from nodes.demo import ImageStrip, ProceduralFaces
@@ -85,6 +85,29 @@ def test_invert_and_sweep(demo):
     assert out.shape == (6, 32, 32, 3)
     assert torch.allclose(out[1], rec[0], atol=1e-3)  # strength 0 = the reconstruction (< 1/4 grey level)
     assert (out[2] - out[0]).abs().max() > 0.05
+
+
+def test_edit_friendly_inversion_node_reconstructs_exactly(demo):
+    image = faces(2, 4)
+    inv, rec = DDIMInvert().invert(demo, image, 10, "resize_crop", method="ddpm (edit-friendly)", seed=1)
+    assert inv.noise_maps.shape == (10, 2, 3, 32, 32)
+    assert (rec - image).abs().max() < 1 / 255  # the input itself, not an approximation
+    width = LoadDirection().load("demo_width (embedded)")[0]
+    out = AsyrpSampler().sample(demo, 1.0, "-2, 0, 2", "from direction", 500, 0, 1.0, 0, 1.0, "asymmetric", 0,
+                                direction=width, inversion=inv, t_skip=2)[0]
+    assert out.shape == (6, 32, 32, 3)
+    assert (out[1] - image[0]).abs().max() < 1 / 255 and (out[2] - out[0]).abs().max() > 0.05
+    with pytest.raises(HSpaceError, match="replays its own 10-step grid"):
+        AsyrpSampler().sample(demo, 1.0, "", "from direction", 500, 0, 1.0, 20, 1.0, "asymmetric", 0,
+                              direction=width, inversion=inv)
+
+
+def test_jacobian_direction_node(demo):
+    d = DirectionJacobian().find(demo, faces(2, 5), 1, 500, 0, 10, 3, 0, batch_index=1)[0]
+    assert d.info.provenance["method"] == "jacobian" and d.info.provenance["component"] == 1
+    assert d.info.strength_unit == "h_norm" and d.values.shape == demo.model.h_shape
+    with pytest.raises(HSpaceError, match="batch_index 2 is outside the batch of 2"):
+        DirectionJacobian().find(demo, faces(2, 5), 0, 500, 0, 10, 3, 0, batch_index=2)
 
 
 def test_sampler_fresh_samples_and_errors(demo):
