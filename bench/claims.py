@@ -92,6 +92,8 @@ def main() -> None:
         best = max(LINEAR, key=lambda a: float(claims.change(after, before, a).mean().abs()))
         rows[f"PCA component {j}"] = (best, claims.effects(world, d, best, args.pca_strength))
     report["directions"] = {k: {"attribute": a, **e} for k, (a, e) in rows.items()}
+    report["h_share"] = {a: [claims.h_share(world, a, t) for t in (interval.t_edit, (interval.t_edit + 999) // 2)]
+                         for a in PAIRS}
     report["seconds"] = time.perf_counter() - tic
 
     lin, lin_b = report["linearity"], report["linearity_b"]
@@ -148,6 +150,14 @@ def main() -> None:
         sim = f"{r['clip_similarity']:+.3f}" if "clip_similarity" in r else "-"
         print(f"| {name} | {r['attribute']} | {r['target_mean']:+.3f} +- {r['target_std']:.3f} | {r['same_sign']:.0%} | "
               f"{drift[1]:.3f} ({drift[0]}) | {sim} | {r['face_prob_edited']:.3f} |")
+    print("\nWhat h carries: the share of a controlled pair's difference (probe reading of P_t) that appears "
+          "when the low face's decoder gets the high face's h, skips unchanged (16 pairs):\n")
+    print("| attribute | " + " | ".join(f"share at t = {r['t']}" for r in next(iter(report["h_share"].values())))
+          + " |")
+    print("|---|---|---|")
+    for a, rs in report["h_share"].items():
+        print(f"| {a} | " + " | ".join(f"{r['share']:.2f} ({r['low']:+.2f} -> {r['low_with_high_h']:+.2f}, high "
+                                         f"{r['high']:+.2f})" for r in rs) + " |")
     print(f"\n({report['seconds']:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

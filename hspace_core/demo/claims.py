@@ -172,3 +172,28 @@ def variants(world: World, direction, attribute: str, strength: float = 1.0) -> 
     return {v: effects(world, direction, attribute, strength, variant=v)
             for v in ("asymmetric", "symmetric", "eps_shift", "xt_shift")}
 
+
+
+def h_share(world: World, attribute: str, t: int, *, n: int = 16, seed: int = 123) -> dict:
+    """How much of an attribute h carries at timestep t: for n controlled pairs (the same face with the
+    attribute high and low, noised with the same eps), the share of the pair's difference in the
+    probe's reading of P_t that appears when the low face's decoder gets the high face's h
+    (its skips unchanged): 1 = h alone decides the attribute, 0 = the skips do."""
+    from ..sampling import predict_x0
+    from .pairs import PAIRS, attribute_sets
+
+    hi, lo = attribute_sets(attribute, n, seed, *PAIRS[attribute])
+    model = world.model
+    a = model.schedule.alpha_bar_at(t, like=hi)
+    eps = torch.randn(hi.shape, generator=torch.Generator().manual_seed(seed))
+    x_hi, x_lo = a.sqrt() * hi + (1 - a).sqrt() * eps, a.sqrt() * lo + (1 - a).sqrt() * eps
+    tt = torch.full((n,), int(t), dtype=torch.long)
+    with torch.inference_mode():
+        e_hi, e_lo = model.encode(x_hi, tt), model.encode(x_lo, tt)
+
+        def reading(enc, h, x):
+            return read(world, predict_x0(x, model.decode(enc, h).eps, a))[attribute].mean()
+
+        low, swapped, high = reading(e_lo, e_lo.h, x_lo), reading(e_lo, e_hi.h, x_lo), reading(e_hi, e_hi.h, x_hi)
+    return {"t": int(t), "low": float(low), "low_with_high_h": float(swapped), "high": float(high),
+            "share": float((swapped - low) / (high - low)) if float(high - low) else float("nan")}
