@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hspace_core import load_direction  # noqa: E402
+from hspace_core import invert_ddpm, load_direction  # noqa: E402
 from hspace_core.demo import claims  # noqa: E402
 from hspace_core.demo.clip_world import load_tiny_clip  # noqa: E402
 from hspace_core.demo.demo import DEMO_ROWS, demo_directions_dir  # noqa: E402
@@ -92,6 +93,13 @@ def main() -> None:
         best = max(LINEAR, key=lambda a: float(claims.change(after, before, a).mean().abs()))
         rows[f"PCA component {j}"] = (best, claims.effects(world, d, best, args.pca_strength))
     report["directions"] = {k: {"attribute": a, **e} for k, (a, e) in rows.items()}
+    ddpm_world = replace(world, inversion=invert_ddpm(world.model, world.inversion.x_0, steps=args.steps))
+    regen = claims.edits(ddpm_world, None, [0.0])[:, 0]
+    report["ddpm_inversion"] = {"max_error": float((regen - world.inversion.x_0).abs().max()), "edits": {}}
+    for attribute in (B, "glasses"):
+        d = db if attribute == B else claims.find_direction(world, attribute)
+        report["ddpm_inversion"]["edits"][attribute] = {
+            "ddim": claims.effects(world, d, attribute, S), "ddpm": claims.effects(ddpm_world, d, attribute, S)}
     report["h_share"] = {a: [claims.h_share(world, a, t) for t in (interval.t_edit, (interval.t_edit + 999) // 2)]
                          for a in PAIRS}
     report["seconds"] = time.perf_counter() - tic
@@ -142,14 +150,27 @@ def main() -> None:
           f"PCA at {args.pca_strength:g} std; PCA's attribute is the one it moves most, hues left out). "
           "Directional CLIP similarity: cos(E_I(edited) - E_I(unedited), dT) with the tiny CLIP and the "
           "attribute's text.\n")
-    print("| direction | attribute | change (mean +- std) | same sign | largest drift per unit | CLIP similarity | "
-          "face prob. |")
+    print("| direction | attribute | change (mean +- std; glasses / hat: faces without them) | same sign | "
+          "largest drift per unit | CLIP similarity | face prob. |")
     print("|---|---|---|---|---|---|---|")
     for name, r in report["directions"].items():
         drift = max(r["drift_per_unit"].items(), key=lambda kv: kv[1])
         sim = f"{r['clip_similarity']:+.3f}" if "clip_similarity" in r else "-"
-        print(f"| {name} | {r['attribute']} | {r['target_mean']:+.3f} +- {r['target_std']:.3f} | {r['same_sign']:.0%} | "
+        print(f"| {name} | {r['attribute']} | {r['target_mean']:+.3f} +- {r['target_std']:.3f} ({r['faces']} faces) | "
+              f"{r['same_sign']:.0%} | "
               f"{drift[1]:.3f} ({drift[0]}) | {sim} | {r['face_prob_edited']:.3f} |")
+    di = report["ddpm_inversion"]
+    print(f"\nEdit-friendly DDPM inversion vs DDIM inversion, the same faces and directions at S = {S:g} "
+          f"(strength-0 regeneration from the DDPM inversion: max |error| {di['max_error']:.1e}, images in [-1, 1]):\n")
+    print("| direction | inversion | change (mean +- std) | same sign | largest drift per unit | face prob. |")
+    print("|---|---|---|---|---|---|")
+    for attribute, both in di["edits"].items():
+        for kind in ("ddim", "ddpm"):
+            r = both[kind]
+            drift = max(r["drift_per_unit"].items(), key=lambda kv: kv[1])
+            print(f"| supervised {attribute} | {kind} | {r['target_mean']:+.3f} +- {r['target_std']:.3f} "
+                  f"({r['faces']} faces) | {r['same_sign']:.0%} | {drift[1]:.3f} ({drift[0]}) | "
+                  f"{r['face_prob_edited']:.3f} |")
     print("\nWhat h carries: the share of a controlled pair's difference (probe reading of P_t) that appears "
           "when the low face's decoder gets the high face's h, skips unchanged (16 pairs):\n")
     print("| attribute | " + " | ".join(f"share at t = {r['t']}" for r in next(iter(report["h_share"].values())))

@@ -28,7 +28,8 @@ from ..interval import EditInterval
 from ..model import HSpaceModel
 from .faces import CIRCULAR, CONTINUOUS, render, sample_faces
 from .pairs import supervised_direction
-READ_ATTRIBUTES = tuple(CONTINUOUS) + ("glasses", "hat")
+BINARY = ("glasses", "hat")
+READ_ATTRIBUTES = tuple(CONTINUOUS) + BINARY
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,20 +130,29 @@ def plain_samples(world: World, n: int, *, seed: int = 60_000) -> dict:
 def effects(world: World, direction, attribute: str, strength: float = 1.0, *, clip=None,
             texts: tuple[str, str] | None = None, **kw) -> dict:
     """Target change per face, other attributes' drift, and face probability, at one strength; with
-    ``clip`` and ``texts`` (source, target) also the directional CLIP similarity of the edit."""
+    ``clip`` and ``texts`` (source, target) also the directional CLIP similarity of the edit.
+
+    For glasses and hat (probabilities) the target's statistics and the drift count only the faces
+    the edit can change: those without the attribute for a positive strength, with it for a negative
+    one (``faces`` says how many)."""
     out = edits(world, direction, [0.0, strength], **kw)
     before, after = read(world, out[:, 0]), read(world, out[:, 1])
-    target = change(after, before, attribute)
     sign = 1 if strength >= 0 else -1
+    keep = torch.ones(out.shape[0], dtype=torch.bool)
+    if attribute in BINARY:
+        keep = before[attribute] < 0.5 if sign > 0 else before[attribute] > 0.5
+        if not bool(keep.any()):
+            keep = torch.ones_like(keep)
+    target = change(after, before, attribute)[keep]
     drift = {}
     for other in READ_ATTRIBUTES:
         if other == attribute:
             continue
-        d = change(after, before, other).abs().mean()
+        d = change(after, before, other)[keep].abs().mean()
         drift[other] = float(d / target.abs().mean().clamp_min(1e-6))
     res = {
-        "strength": strength,
-        "target_mean": float(target.mean()), "target_std": float(target.std()),
+        "strength": strength, "faces": int(keep.sum()),
+        "target_mean": float(target.mean()), "target_std": float(target.std()) if len(target) > 1 else 0.0,
         "target_min": float(target.min()), "target_max": float(target.max()),
         "same_sign": float((target * sign > 0).float().mean()),
         "drift_per_unit": drift,
