@@ -79,7 +79,8 @@ class DirectionFromText:
                 "t_edit": ("INT", {"default": 500, "min": 0, "max": 3999,
                                    "tooltip": "train on steps with t >= t_edit"}),
                 "lr": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 10.0, "step": 0.01,
-                                 "tooltip": "SGD learning rate (released checkpoints: 0.5)"}),
+                                 "tooltip": "SGD learning rate (released checkpoints: 0.5 with ViT-B/16; "
+                                            "0.05 with the demo world's tiny CLIP)"}),
                 "iterations": ("INT", {"default": 1, "min": 1, "max": 100, "tooltip": "passes over the images"}),
                 "clip_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.1,
                                           "tooltip": "weight of the directional CLIP loss"}),

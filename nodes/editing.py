@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from hspace_core import EditInterval, HSpaceError, Variant, choose_interval, edit, invert, invert_ddpm
 from hspace_core.discovery.record import seeded_noise
+from hspace_core.sampling import JobProgress
 from hspace_core.images import SIZE_POLICIES
 from hspace_core.interval import TABLE_DATASETS
 
@@ -60,10 +61,10 @@ class DDIMInvert:
             return (replace(inv, x_T=inv.x_T.to(keep), x_0=inv.x_0.to(keep), reconstruction=None), rec)
         if method not in INVERSION_METHODS:
             raise HSpaceError(f"unknown inversion method {method!r}; choose from {INVERSION_METHODS}")
-        progress = bridge.Progress(unique_id)
+        job = JobProgress(bridge.Progress(unique_id), 2 * steps)  # inversion and regeneration: one bar
         inv = invert_ddpm(m, image_to_engine(image), steps, seed=seed, size_policy=size_policy,
-                          callback=progress)
-        rec = edit(m, inv, None, 0.0, callback=progress).images[:, 0]
+                          callback=job.part(steps))
+        rec = edit(m, inv, None, 0.0, callback=job.part(steps)).images[:, 0]
         return (replace(inv, x_0=inv.x_0.to(keep), noise_maps=inv.noise_maps.to(keep)), engine_to_image(rec, keep))
 
 

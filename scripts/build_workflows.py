@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hspace_core.demo.demo import DEMO_T_EDIT, SAMPLE_CLIP_X0  # noqa: E402
+from hspace_core.demo.demo import DEMO_T_EDIT, SAMPLE_CLIP_X0, TEXT_LR  # noqa: E402
 from nodes.discovery import EMBEDDED_CLIP  # noqa: E402
 from nodes.loaders import EMBEDDED_DEMO  # noqa: E402
 from nodes.registry import NODE_CLASS_MAPPINGS  # noqa: E402
@@ -153,7 +153,7 @@ def workflows(t_edit: int) -> dict:
                       "2": ("HSpaceDirectionFromText", {"model": ("1", 0), "source_text": "face",
                                                         "target_text": "smiling face", "clip_name": EMBEDDED_CLIP,
                                                         "clip_arch": "ViT-B-16-quickgelu", "kind": "deltablock",
-                                                        "samples": 4, "steps": 40, "t_edit": t_edit, "lr": 0.5,
+                                                        "samples": 4, "steps": 40, "t_edit": t_edit, "lr": TEXT_LR,
                                                         "iterations": 1, "clip_weight": 1.0, "l1_weight": 3.0,
                                                         "seed": 0}),
                       **save_and_apply(3, "2", "hspace/text_smile", "0, 1", 5, "hspace/text")}},
@@ -165,9 +165,9 @@ def workflows(t_edit: int) -> dict:
                       "3": ("HSpaceDirectionPCA", {"model": ("1", 0), "samples": 64, "component": 1, "steps": 40,
                                                    "t_edit": t_edit, "seed": 0}),
                       "4": sampler(strengths="-2, -1, 0, 1, 2", model=("1", 0), direction=("2", 0), seed=3,
-                                   clip_x0=SAMPLE_CLIP_X0, t_boost=999),
+                                   clip_x0=SAMPLE_CLIP_X0),
                       "5": sampler(strengths="-2, -1, 0, 1, 2", model=("1", 0), direction=("3", 0), seed=3,
-                                   clip_x0=SAMPLE_CLIP_X0, t_boost=999),
+                                   clip_x0=SAMPLE_CLIP_X0),
                       "6": strip("4", 5), "7": save("6", "hspace/pc0"), "8": strip("5", 5), "9": save("8", "hspace/pc1")}},
         "edit_friendly_inversion": {
             "title": "Edit-friendly DDPM inversion beside DDIM inversion: the same edit, exact reconstruction",

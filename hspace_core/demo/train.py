@@ -13,6 +13,7 @@ the EMA weights as a float16 safetensors file with the metadata ``load_model`` r
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ import torch
 
 from ..images import to_uint8
 from ..schedule import schedule_from_diffusers_config
+from ..seeding import seeded_module
 from ..unets.common import Encoded
 from ..unets.ddpm import DDPMConfig, DDPMUNet
 from .faces import render, sample_faces
@@ -39,6 +41,7 @@ class TrainSettings:
     batch: int = 64
     lr: float = 3e-4
     t_tilt: float = 2.0
+    snr_weight_cap: float = 20.0
     skip_drop: float = 0.5
     skip_drop_size: int = 8
     beta_schedule: str = "scaled_linear"
@@ -75,6 +78,15 @@ def schedule_of(settings: TrainSettings):
                                            "beta_end": settings.beta_end, "num_train_timesteps": 1000})
 
 
+def snr_weight(alpha_bar: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-sample loss weight clamp(1 / SNR, 1, cap), 1 / SNR = (1 - alpha_bar) / alpha_bar: an eps error
+    becomes an x0 error sqrt(1 / SNR) times as large (P_t, DDIM Eq. 12), so at high noise the eps loss
+    is weighted towards the x0 loss (up to ``cap``); below SNR 1 it is the plain eps loss. 0: off."""
+    if not cap:
+        return torch.ones_like(alpha_bar)
+    return ((1 - alpha_bar) / alpha_bar).clamp(1.0, cap)
+
+
 def timestep_density(num_timesteps: int, tilt: float) -> torch.Tensor:
     """[T] float64 probabilities of drawing t: proportional to 1 + tilt * t / (T - 1)."""
     w = 1.0 + tilt * torch.arange(num_timesteps, dtype=torch.float64) / (num_timesteps - 1)
@@ -85,8 +97,8 @@ def train(run_dir: Path, settings: TrainSettings, *, log=print) -> Path:
     """Train (or resume) in ``run_dir``; returns the path of the last checkpoint."""
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "last.pt"
-    model = DDPMUNet(DEMO_CONFIG)
-    ema = DDPMUNet(DEMO_CONFIG).requires_grad_(False)
+    model = seeded_module(lambda: DDPMUNet(DEMO_CONFIG), torch.Generator().manual_seed(settings.seed))
+    ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     gen = torch.Generator().manual_seed(settings.seed)
     step = 0
@@ -125,7 +137,8 @@ def train(run_dir: Path, settings: TrainSettings, *, log=print) -> Path:
             keep = (torch.rand(settings.batch, generator=gen) >= settings.skip_drop).float()[:, None, None, None]
             enc = Encoded(enc.h, tuple(s * keep if s.shape[-1] <= settings.skip_drop_size else s for s in enc.skips),
                           enc.emb)
-        loss = (model.decode(enc, enc.h) - noise).pow(2).mean()
+        mse = (model.decode(enc, enc.h) - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = (mse * snr_weight(a.flatten(), settings.snr_weight_cap)).mean()
         for g in opt.param_groups:
             g["lr"] = settings.lr * min(1.0, (step + 1) / settings.warmup)
         opt.zero_grad(set_to_none=True)
