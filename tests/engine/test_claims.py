@@ -28,15 +28,15 @@ def test_inversion_reconstructs(world):
 
 
 def test_linear_and_homogeneous(world, width):
-    # on this small model one mean difference moves face width by ~0.02 (of the pair's 0.8); see README
-    lin = claims.linearity(world, width, "face_width", strengths=(-10, -5, 0, 5, 10))
-    assert lin["slope"] > 0.005 and lin["r2"] > 0.9
-    up = claims.effects(world, width, "face_width", 10.0)
-    assert up["same_sign"] >= 7 / 8 and up["target_mean"] > 0.05
+    # on this model strength 2 (two mean differences) moves face width by ~0.2 (of the pair's 0.8); README
+    lin = claims.linearity(world, width, "face_width", strengths=(-4, -2, 0, 2, 4))
+    assert lin["slope"] > 0.03 and lin["r2"] > 0.9
+    up = claims.effects(world, width, "face_width", 4.0)
+    assert up["same_sign"] >= 7 / 8 and up["target_mean"] > 0.15
     assert up["face_prob_edited"] > 0.8
 
 
 def test_asymmetric_edits_more_than_symmetric(world, width):
-    asym = claims.effects(world, width, "face_width", 10.0)["target_mean"]
-    sym = claims.effects(world, width, "face_width", 10.0, variant="symmetric")["target_mean"]
+    asym = claims.effects(world, width, "face_width", 4.0)["target_mean"]
+    sym = claims.effects(world, width, "face_width", 4.0, variant="symmetric")["target_mean"]
     assert asym > 2 * abs(sym)
