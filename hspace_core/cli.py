@@ -267,7 +267,10 @@ def _cmd_train_demo(args: argparse.Namespace) -> int:
     from .demo.train import TrainSettings, export, train
 
     torch.set_num_threads(args.threads)
-    settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                             beta_schedule=args.schedule, skip_drop=args.skip_drop, skip_drop_size=args.skip_drop_size,
+                             snr_weight_cap=args.snr_weight_cap, init_from=args.init_from or "",
+                             **({"beta_start": 1e-4, "beta_end": 0.02} if args.schedule == "linear" else {}))
     ckpt = train(Path(args.run_dir), settings)
     if args.export:
         print(f"wrote {export(ckpt, Path(args.export))}")
@@ -450,6 +453,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--schedule", choices=["scaled_linear", "linear"], default="scaled_linear",
+                   help="scaled_linear: beta 0.00085..0.012 (the embedded model); linear: 1e-4..0.02")
+    t.add_argument("--skip-drop", dest="skip_drop", type=float, default=0.5,
+                   help="share of the batch whose low-resolution skips are zeroed (so that h carries more)")
+    t.add_argument("--skip-drop-size", dest="skip_drop_size", type=int, default=16,
+                   help="skips at this resolution (px) or below are the ones dropped")
+    t.add_argument("--snr-weight-cap", dest="snr_weight_cap", type=float, default=20.0,
+                   help="loss weight clamp(1/SNR, 1, cap) for the highest noise levels; 0 = plain eps loss")
+    t.add_argument("--init-from", dest="init_from", default=None,
+                   help="start a new run from the EMA weights of another run's last.pt")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--export", default=None, help="write the EMA weights to this .safetensors when done")
     t.set_defaults(func=_cmd_train_demo)

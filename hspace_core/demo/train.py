@@ -1,14 +1,23 @@
 """Training of the embedded demo DDPM on the procedural faces (``python -m hspace_core train-demo``).
 
 The network is the DDIM/SDEdit family's UNet (``DDPMUNet``, ermongroup key names) in a CPU-sized
-configuration, trained with the plain DDPM objective (Ho et al. 2020, Eq. 14: MSE between the true
-and predicted noise at a uniformly drawn timestep) on the linear 1000-step schedule of the real
-models, with timesteps drawn from a density rising linearly towards t = 999 (``t_tilt``): the
-first demo model, trained with uniform t, made poor x0 predictions at the highest noise levels
-where sampling starts and where Asyrp's interval begins, so those levels get up to
-``1 + t_tilt`` times the draws. Training is resumable: every ``save_every`` steps the run folder receives ``last.pt``
-(weights, EMA, optimizer, RNG, step), and ``log.jsonl`` gets the running loss. ``export`` writes
-the EMA weights as a float16 safetensors file with the metadata ``load_model`` reads.
+configuration, an eps-prediction DDPM like the real checkpoints (Ho et al. 2020, Eq. 14: MSE between
+the true and predicted noise). What the first demo model taught, and what the recipe does about it:
+
+* the highest noise levels: a plain DDIM sample from pure noise starts from P_T, whose error is the
+  eps error times sqrt((1 - alpha_bar_T) / alpha_bar_T): 157 on the linear schedule. The schedule is
+  Stable Diffusion's scaled-linear one (beta 0.00085..0.012, alpha_bar_T = 0.0047, factor 14.5);
+  timesteps are drawn from a density rising towards t = 999 (``t_tilt``); and the loss is weighted by
+  clamp(1 / SNR, 1, ``snr_weight_cap``), the eps loss moved towards the x0 loss at high noise;
+* h: the decoder reads the faces' parts from the encoder's skips as much as from h. For half the
+  batch (``skip_drop``) the skips at ``skip_drop_size`` px and below are zeroed, so the decoder learns
+  to take the coarse content from h; the full-resolution skips stay (eps needs the noise pixel by
+  pixel). The exported network is the standard UNet, run with all its skips.
+
+Training is resumable: every ``save_every`` steps the run folder receives ``last.pt`` (weights, EMA,
+optimizer, RNG, step), and ``log.jsonl`` gets the running loss; a resumed run equals an uninterrupted
+one. ``export`` writes the EMA weights as a float16 safetensors file with the metadata (image size,
+schedule) ``load_model`` reads.
 """
 
 from __future__ import annotations

@@ -40,3 +40,13 @@ def test_asymmetric_edits_more_than_symmetric(world, width):
     asym = claims.effects(world, width, "face_width", 4.0)["target_mean"]
     sym = claims.effects(world, width, "face_width", 4.0, variant="symmetric")["target_mean"]
     assert asym > 2 * abs(sym)
+
+
+def test_text_trained_directions_add_glasses_and_hats(world):
+    """The shipped DeltaBlocks trained from "face" -> "face with glasses" / "face with a hat" with the
+    tiny CLIP put the attribute on held-out faces that lack it (counted over those faces)."""
+    for name, attribute in (("text_glasses", "glasses"), ("text_hat", "hat")):
+        d = load_direction(demo_directions_dir() / f"{name}.safetensors")
+        e = claims.effects(world, d, attribute, 1.0)
+        assert e["faces"] >= 3 and e["target_mean"] > 0.5 and e["same_sign"] >= 0.75, (name, e)
+        assert e["face_prob_edited"] > 0.8
