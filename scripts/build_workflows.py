@@ -63,8 +63,8 @@ CHECKPOINTS = {
 SD15, SDXL = list(CHECKPOINTS)
 
 # strengths of the edit-friendly and Jacobian examples on the embedded model (README: miniature world)
-EDIT_STRENGTHS = "-2, 0, 2"
-JACOBIAN_STRENGTHS = "-0.4, -0.2, 0, 0.2, 0.4"
+EDIT_STRENGTHS = "-4, 0, 4"
+JACOBIAN_STRENGTHS = "-0.6, -0.3, 0, 0.3, 0.6"
 
 L = "link"
 # UI layout (graph units): LiteGraph's title, slot and widget heights; columns of nodes by depth
@@ -121,12 +121,12 @@ def workflows(t_edit: int) -> dict:
             "title": "Edit a real image with an h-space direction (face width)",
             "nodes": {"1": model, "2": ("LoadImage", {"image": FACE_IMAGE, "upload": "image"}), "3": invert("1", "2"),
                       "4": direction("demo_width (embedded)"),
-                      "5": sampler(strengths="0, 10", model=("1", 0), direction=("4", 0), inversion=("3", 0)),
+                      "5": sampler(strengths="0, 4", model=("1", 0), direction=("4", 0), inversion=("3", 0)),
                       "6": strip("5", 2), "7": save("6", "hspace/edit")}},
         "strength_sweep_strip": {
             "title": "A strength sweep in one batch, as a strip (one row per input)",
             "nodes": {"1": model, "2": faces(2, 7), "3": invert("1", "2"), "4": direction("demo_width (embedded)"),
-                      "5": sampler(strengths="-10, -5, 0, 5, 10", model=("1", 0), direction=("4", 0),
+                      "5": sampler(strengths="-4, -2, 0, 2, 4", model=("1", 0), direction=("4", 0),
                                    inversion=("3", 0)),
                       "6": strip("5", 5), "7": save("6", "hspace/sweep")}},
         "mix_two_directions": {
@@ -136,7 +136,7 @@ def workflows(t_edit: int) -> dict:
                       "6": ("HSpaceDirectionMixer", {"direction_1": ("4", 0), "weight_1": 1.0, "weight_2": 1.0,
                                                      "weight_3": 1.0, "weight_4": 1.0, "sqrt_n": False,
                                                      "projection": "joint", "direction_2": ("5", 0)}),
-                      "7": sampler(strengths="0, 5, 10", model=("1", 0), direction=("6", 0), inversion=("3", 0),
+                      "7": sampler(strengths="0, 2, 4", model=("1", 0), direction=("6", 0), inversion=("3", 0),
                                    interval="explicit"),
                       "8": strip("7", 3), "9": save("8", "hspace/mix")}},
         "direction_from_image_sets": {
@@ -146,7 +146,7 @@ def workflows(t_edit: int) -> dict:
                                                           "negative": ("3", 0), "method": "mean difference",
                                                           "steps": 40, "t_edit": t_edit,
                                                           "size_policy": "resize_crop"}),
-                      **save_and_apply(5, "4", "hspace/found_width", "-10, 0, 10", 9, "hspace/found")}},
+                      **save_and_apply(5, "4", "hspace/found_width", "-4, 0, 4", 9, "hspace/found")}},
         "direction_from_text": {
             "title": "Train a direction from text with CLIP (Asyrp), on the demo world's embedded tiny CLIP",
             "nodes": {"1": model,

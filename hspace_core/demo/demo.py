@@ -59,7 +59,7 @@ DEMO_ROWS = (
     DemoRow("demo_glasses", "glasses", "pairs", (-4.0, -2.0, 2.0, 4.0)),
     DemoRow("text_smile", "smile", "text", (-1.0, -0.5, 0.5, 1.0), ("face", "smiling face")),
     DemoRow("text_glasses", "glasses", "text", (-1.0, -0.5, 0.5, 1.0), ("face", "face with glasses")),
-    DemoRow("text_hat", "hat", "text", (-1.0, -0.5, 0.5, 1.0), ("face", "face with a hat")),
+    DemoRow("text_hat", "hat", "text", (-0.8, -0.4, 0.4, 0.8), ("face", "face with a hat")),
     DemoRow("text_wide", "face_width", "text", (-1.0, -0.5, 0.5, 1.0), ("face", "wide face")),
 )
 # the rows of the strip by default: the directions that visibly edit on this model (each moves its

@@ -8,6 +8,7 @@ Images are prepared for CLIP in torch (resize, centre crop, normalise) so gradie
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,12 @@ def load_clip(weights: str | Path, arch: str = DEFAULT_ARCH, *, device: str | to
         open_clip.add_model_config(tmpdir)
     if name not in open_clip.list_models():
         raise HSpaceError(f"unknown CLIP architecture {arch!r}; use an open_clip model name such as {DEFAULT_ARCH}")
-    model = open_clip.create_model(name, pretrained=None, device="cpu")
+    quiet = _NoPretrainedNotice()  # open_clip warns that it loaded no weights: ours come next, from the file
+    logging.getLogger().addFilter(quiet)
+    try:
+        model = open_clip.create_model(name, pretrained=None, device="cpu")
+    finally:
+        logging.getLogger().removeFilter(quiet)
     sd = _read_state_dict(weights)
     missing, unexpected = [k for k in model.state_dict() if k not in sd], [k for k in sd if k not in model.state_dict()]
     if missing or unexpected:
@@ -130,6 +136,11 @@ def load_clip(weights: str | Path, arch: str = DEFAULT_ARCH, *, device: str | to
     return ClipModel(model, open_clip.get_tokenizer(name), size,
                      tuple(pre.get("mean", open_clip.OPENAI_DATASET_MEAN)),
                      tuple(pre.get("std", open_clip.OPENAI_DATASET_STD)), arch, str(weights), templates)
+
+
+class _NoPretrainedNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
 
 
 def _templates(value, source) -> tuple[str, ...] | None:

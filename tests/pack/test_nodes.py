@@ -153,7 +153,9 @@ def test_directions_from_images_pca_mixer_and_save(demo, models_dir):
     with pytest.raises(ValueError, match="inside"):
         SaveDirection().save(mixed, "../escape")
     names = LoadDirection.INPUT_TYPES()["required"]["direction_name"][0]
-    assert names[:3] == ["demo_eyes (embedded)", "demo_smile (embedded)", "demo_width (embedded)"]
+    embedded = ["demo_eyes", "demo_glasses", "demo_smile", "demo_width", "text_glasses", "text_hat", "text_smile",
+                "text_wide"]
+    assert names[:8] == [f"{n} (embedded)" for n in embedded]
     assert first["ui"]["text"][0] in names
 
 
