@@ -18,7 +18,7 @@ def test_the_demo_shows_visible_edits_and_reports_progress(tmp_path):
     r = _cli("demo", *args, "--out", str(out), "--report", str(report))
     assert r.returncode == 0, r.stderr
     progress = [line for line in r.stderr.splitlines() if line.startswith("[demo]")]
-    assert len(progress) == 1 + 2 * len(ROWS) and "[demo]" not in r.stdout
+    assert len(progress) == 1 + len(ROWS) and "[demo]" not in r.stdout
     readings = json.loads(report.read_text())["readings"]
     assert [x["direction"] for x in readings] == [d for d in ROWS for _ in range(2)]
     for x in readings:
