@@ -14,8 +14,9 @@ import torch
 from .errors import HSpaceError
 from .images import prepare_images
 from .model import HSpaceModel
-from .sampling import (Callback, JobProgress, StepInfo, ancestral_sigmas, ddim_invert, ddim_sample, generation_steps,
-                       plain_predictor, sigma_step, vp_predictor, vp_steps)
+from .noise_maps import edit_friendly_maps
+from .sampling import (Callback, JobProgress, ddim_invert, ddim_sample, generation_steps, plain_predictor, vp_predictor,
+                       vp_steps)
 from .schedule import asyrp_timesteps
 
 
@@ -147,7 +148,7 @@ def invert_ddpm(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None 
     For every generation step i (t -> t_prev) of the grid: x_t is drawn independently from q(x_t | x_0),
     and z_i = (x_prev - x0_pred - sigma_down eps) / sigma_up in the walk's coordinates, with x_prev the
     draw at t_prev and (x0_pred, eps) the model's at x_t: the z that takes the eta = 1 step from x_t to
-    x_prev (the paper's Eq. 5, with DDIM's eta = 1 step on a strided grid). ``edit`` with this
+    x_prev (the paper's Eq. 5, with DDIM's eta = 1 step on a strided grid; ``noise_maps``). ``edit`` with this
     inversion replays the maps; unedited it lands on x_0 to float error.
     """
     check_steps(steps)
@@ -157,22 +158,11 @@ def invert_ddpm(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None 
     x_0 = x_0.to(device=model.device, dtype=torch.float32)
     pairs = generation_steps(grid)
     walk_steps = vp_steps(pairs, model.schedule, eta=1.0, t_boost=t_0 + 1)
-    job = JobProgress(callback, len(pairs))
-    report_step = job.part(len(pairs))
-    maps = torch.empty(len(pairs), *x_0.shape, device=x_0.device)
     with torch.inference_mode():
-        xs = drawn_x(model.schedule, x_0, grid, seed, len(pairs))
-        predict = vp_predictor(plain_predictor(model), model.schedule)
-        for i, step in enumerate(walk_steps):
-            x = xs[i] / model.schedule.alpha_bar_at(step.t, like=x_0).sqrt()
-            pred = predict(x, step)
-            down, up = ancestral_sigmas(step.sigma, step.sigma_next, step.eta)
-            target = x_0 if i + 1 == len(pairs) else xs[i + 1] / model.schedule.alpha_bar_at(step.t_next, like=x_0).sqrt()
-            mean = sigma_step(pred.x0, pred.eps, down)
-            maps[i] = (target - mean) / up if up else target - mean
-            if report_step is not None:
-                report_step(StepInfo(i, len(pairs), step.t_next, xs[i + 1] if i + 1 < len(pairs) else x_0, pred.x0,
-                                     pred.h))
+        draws = [x / model.schedule.alpha_bar_at(step.t, like=x_0).sqrt()
+                 for x, step in zip(drawn_x(model.schedule, x_0, grid, seed, len(pairs)), walk_steps)]
+        maps = edit_friendly_maps(vp_predictor(plain_predictor(model), model.schedule), x_0, walk_steps, draws,
+                                  callback)
     return DDPMInversion(x_0=x_0, noise_maps=maps, timesteps=grid, fingerprint=model.fingerprint,
                          preprocessing=report, seed=int(seed))
 

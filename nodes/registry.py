@@ -44,7 +44,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HSpaceProceduralFaces": "Procedural Faces (h-space demo)",
     "HSpaceApplyDirection": "Apply H-Space Direction (SD MODEL)",
     "HSpaceAsyrpSamplerSD": "Asyrp Sampler (SD, SAMPLER)",
-    "HSpaceInvertLatent": "DDIM Invert Latent (SD)",
+    "HSpaceInvertLatent": "Invert Latent (SD: DDIM / edit-friendly DDPM)",
     "HSpaceDirectionFromPrompts": "H-Space Direction from Prompts (SD)",
     "HSpaceDirectionFromLatentSets": "H-Space Direction from Latent Sets (SD)",
     "HSpaceDirectionPCASD": "H-Space PCA Direction (SD)",

@@ -9,6 +9,8 @@ How it plugs in:
     step (CFG, ControlNet and area conds apply to both), the second time with ``EDIT_KEY`` in
     ``transformer_options`` carrying the per-row strengths, and hands D and D_edit to the engine's walk.
   * Recording (directions) is the same patch kind, keeping h instead of changing it.
+  * Inversions are KSAMPLER functions too (DDIM up the sigmas; edit-friendly DDPM down them, keeping
+    the noise maps that the Asyrp sampler then replays).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import torch
 from hspace_core import HSpaceError
 from hspace_core.discovery.host import SPATIAL, by_timestep, difference_direction, pca_host_direction
 from hspace_core.host import BRANCHES, MODES, HostShift, host_direction, host_sigma_steps, shift_h
+from hspace_core.noise_maps import NoiseMaps, edit_friendly_maps, replay_noise, sigma_draws, with_residual
 from hspace_core.sampling import two_call_predictor, walk
 
-from .types import CATEGORY, DIRECTION
+from .types import CATEGORY, DIRECTION, NOISE_MAPS
 
 EDIT_KEY = "hspace_edit"  # transformer_options key: per-row strengths of the Asyrp sampler's edit call
 H_BLOCK = ("output", 0)
@@ -141,11 +144,14 @@ def _k_callback(callback):
 
 
 def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None, *, strengths=(1.0,), eta=0.0,
-                 t_boost=0.0):
+                 t_boost=0.0, noise_maps: NoiseMaps | None = None, t_skip: int = 0):
     """KSAMPLER function: Asyrp's asymmetric walk over ComfyUI's denoiser (k-diffusion's calling convention).
 
     x: [B, C, H, W] at sigmas[0]; a single latent with several strengths becomes one row per strength
     (a sweep in one batch, same start). The directions are the MODEL's asymmetric ``HSpacePatch``es.
+    noise_maps: an edit-friendly inversion of x's image(s) on these sigmas: every step is stochastic
+    with its stored map (shared by the sweep; eta and t_boost do not apply), starting ``t_skip`` steps
+    below the top from the inversion's draw there.
     """
     extra_args = {} if extra_args is None else extra_args
     ms = _check_sampling(model)
@@ -153,11 +159,18 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
     shifts = asymmetric_shifts(options)
     strengths = torch.tensor([float(s) for s in strengths], dtype=x.dtype)
     k = len(strengths)
-    if k > 1 and x.shape[0] == 1:
-        x = x.repeat(k, 1, 1, 1)
-    elif k > 1 and x.shape[0] != k:
+    if k > 1 and x.shape[0] != 1 and x.shape[0] != k:
         raise HSpaceError(f"a sweep of {k} strengths needs a batch of 1 latent (repeated) or {k} latents, "
                           f"got {x.shape[0]}")
+    steps = _steps_of(ms, sigmas, eta, t_boost)
+    noise = None
+    if noise_maps is not None:
+        steps, x, noise, residual = _replay(ms, noise_maps, x, sigmas, t_skip)
+    elif t_skip:
+        raise HSpaceError("t_skip needs noise maps: connect an Invert Latent (h-space) node's noise_maps (method "
+                          "ddpm); a DDIM-inverted latent starts at the top of its sigmas")
+    repeat = k if k > 1 and x.shape[0] == 1 else 1
+    x = x.repeat_interleave(repeat, 0)
     scales = strengths.to(x.device)
     edit_options = _with_transformer_option(options, EDIT_KEY, scales)
     s_in = x.new_ones([x.shape[0]])
@@ -174,13 +187,37 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
                                      t_end=max(s.t_end for s in shifts))
     else:  # strength 0 everywhere: the plain walk, one call per step
         predict = two_call_predictor(denoise, t_edit=math.inf)
-    noise = None
-    if eta:
+    if noise_maps is not None:
+        noise = replay_noise(noise, repeat)
+        predict = with_residual(predict, residual.repeat_interleave(repeat, 0))
+    elif eta:
         from comfy.k_diffusion.sampling import default_noise_sampler
 
         sampler = default_noise_sampler(x, seed=extra_args.get("seed"))
         noise = lambda i: sampler(sigmas[i], sigmas[i + 1])  # noqa: E731
-    return walk(predict, x, _steps_of(ms, sigmas, eta, t_boost), noise=noise, callback=_k_callback(callback))
+    return walk(predict, x, steps, noise=noise, callback=_k_callback(callback))
+
+
+def _replay(ms, maps: NoiseMaps, x: torch.Tensor, sigmas: torch.Tensor, t_skip: int):
+    """(steps, start, maps from the start on, residual) of an edit-friendly replay; refuses maps that do
+    not belong to these sigmas and latents."""
+    maps.check_grid(sigmas)
+    maps.check_inputs(x)
+    if not isinstance(t_skip, int) or not 0 <= t_skip < maps.steps:
+        raise HSpaceError(f"t_skip must be an integer in [0, {maps.steps - 1}] (steps skipped at the top of the "
+                          f"{maps.steps}-step grid), got {t_skip!r}")
+    z = maps.maps[t_skip:].to(device=x.device, dtype=x.dtype)
+    steps = _steps_of(ms, sigmas[t_skip:], eta=1.0, t_boost=math.inf)
+    return steps, maps.start(t_skip).to(device=x.device, dtype=x.dtype), z, z[-1]
+
+
+def _plain_denoise(model, x: torch.Tensor, extra_args: dict):
+    s_in = x.new_ones([x.shape[0]])
+    options = extra_args.get("model_options", {})
+
+    def denoise(x, step, edit):
+        return model(x, step.sigma * s_in, **{**extra_args, "model_options": options})
+    return denoise
 
 
 def invert_walk(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -188,14 +225,26 @@ def invert_walk(model, x, sigmas, extra_args=None, callback=None, disable=None):
     latent, is taken as x at sigma_min (as DDIM inversion takes x_0 as x at t = 0)."""
     extra_args = {} if extra_args is None else extra_args
     ms = _check_sampling(model)
-    s_in = x.new_ones([x.shape[0]])
-    options = extra_args.get("model_options", {})
-
-    def denoise(x, step, edit):
-        return model(x, step.sigma * s_in, **{**extra_args, "model_options": options})
-
-    return walk(two_call_predictor(denoise, t_edit=math.inf), x, _steps_of(ms, sigmas),
+    return walk(two_call_predictor(_plain_denoise(model, x, extra_args), t_edit=math.inf), x, _steps_of(ms, sigmas),
                 callback=_k_callback(callback))
+
+
+def ddpm_invert_walk(model, x, sigmas, extra_args=None, callback=None, disable=None, *, seed: int = 0,
+                     out: list | None = None):
+    """KSAMPLER function for edit-friendly DDPM inversion: x, the clean latent (the model's units), down
+    ``sigmas`` (descending, ending in 0). Appends the ``NoiseMaps`` to ``out`` and returns x drawn at
+    sigmas[0], where their replay starts."""
+    extra_args = {} if extra_args is None else extra_args
+    ms = _check_sampling(model)
+    if len(sigmas) < 2 or float(sigmas[-1]) != 0:
+        raise HSpaceError("an edit-friendly inversion needs sigmas that end at 0 (a full schedule, e.g. "
+                          "BasicScheduler at denoise 1)")
+    steps = _steps_of(ms, sigmas, eta=1.0, t_boost=math.inf)
+    draws = sigma_draws(x, [s.sigma for s in steps], seed)
+    maps = edit_friendly_maps(two_call_predictor(_plain_denoise(model, x, extra_args), t_edit=math.inf), x, steps,
+                              draws, _k_callback(callback))
+    out.append(NoiseMaps(x.detach().float().cpu(), maps.float().cpu(), sigmas.detach().float().cpu(), int(seed)))
+    return draws[0]
 
 
 # ------------------------------------------------------------------ running ComfyUI's guider
@@ -237,11 +286,24 @@ def invert_latent(model, positive, samples: torch.Tensor, sigmas: torch.Tensor, 
                   torch.zeros_like(samples))
 
 
-def regenerate(model, positive, noised: torch.Tensor, sigmas: torch.Tensor):
-    """Plain deterministic walk from the inverted latent down ``sigmas`` (strength 0), cfg 1."""
+def invert_latent_ddpm(model, positive, samples: torch.Tensor, sigmas: torch.Tensor,
+                       seed: int = 0) -> tuple[torch.Tensor, NoiseMaps]:
+    """Edit-friendly DDPM inversion of the clean latent [B, C, H, W] down ``sigmas`` (cfg 1, the prompt's
+    cond): (the latent drawn at the largest sigma, in the LATENT's units; the noise maps, in the model's)."""
     import comfy.samplers
 
-    plain = comfy.samplers.KSAMPLER(sample_asyrp, extra_options={"strengths": (0.0,)})
+    out: list[NoiseMaps] = []
+    sampler = comfy.samplers.KSAMPLER(ddpm_invert_walk, extra_options={"seed": int(seed), "out": out})
+    start = _guide(model, positive, positive, 1.0, sampler, _descending(sigmas), samples, torch.zeros_like(samples))
+    return start, out[0]
+
+
+def regenerate(model, positive, noised: torch.Tensor, sigmas: torch.Tensor, noise_maps: NoiseMaps | None = None):
+    """Plain walk from the inverted latent down ``sigmas`` (strength 0), cfg 1: deterministic, or the
+    replay of ``noise_maps``."""
+    import comfy.samplers
+
+    plain = comfy.samplers.KSAMPLER(sample_asyrp, extra_options={"strengths": (0.0,), "noise_maps": noise_maps})
     return _guide(model, positive, positive, 1.0, plain, sigmas, noised, torch.zeros_like(noised))
 
 
@@ -328,7 +390,9 @@ class AsyrpSamplerSD:
     DESCRIPTION = ("A SAMPLER for SamplerCustom / SamplerCustomAdvanced: DDIM (eta 0) with Asyrp's asymmetric step. "
                    "Inside the edit interval of the MODEL's asymmetric directions it calls the model twice per step "
                    "(D without and D_edit with the shift; x_next = D_edit + sigma_next (x - D) / sigma), outside once. "
-                   "Several strengths: a sweep, one image per strength from the same start, in one batch.")
+                   "Several strengths: a sweep, one image per strength from the same start, in one batch. With the "
+                   "noise maps of an edit-friendly inversion every step replays its map instead (exact regeneration "
+                   "at strength 0).")
     CATEGORY = SD_CATEGORY
     FUNCTION = "get_sampler"
     RETURN_TYPES = ("SAMPLER",)
@@ -342,28 +406,45 @@ class AsyrpSamplerSD:
             "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
                               "tooltip": "stochasticity at t < t_boost (quality boosting)"}),
             "t_boost": ("INT", {"default": 0, "min": 0, "max": 999, "tooltip": "eta applies at t < t_boost (0: never)"}),
+        }, "optional": {
+            "noise_maps": (NOISE_MAPS, {"tooltip": "from Invert Latent (method ddpm): replay them (sample its "
+                                                   "noised_latent with add_noise off and the same sigmas; eta and "
+                                                   "t_boost then do not apply)"}),
+            "t_skip": ("INT", {"default": 0, "min": 0, "max": 1000,
+                               "tooltip": "with noise maps: start this many steps below the top of the sigmas "
+                                          "(keeps more of the input's structure)"}),
         }}
 
-    def get_sampler(self, strengths, eta, t_boost):
+    def get_sampler(self, strengths, eta, t_boost, noise_maps=None, t_skip=0):
         import comfy.samplers
 
         from .editing import parse_strengths
 
         values = parse_strengths(1.0, strengths)
-        return (comfy.samplers.KSAMPLER(sample_asyrp, extra_options={"strengths": tuple(values), "eta": float(eta),
-                                                                     "t_boost": float(t_boost)}),)
+        if t_skip and noise_maps is None:
+            raise HSpaceError("t_skip needs noise maps: connect an Invert Latent (h-space) node's noise_maps "
+                              "(method ddpm)")
+        return (comfy.samplers.KSAMPLER(sample_asyrp, extra_options={
+            "strengths": tuple(values), "eta": float(eta), "t_boost": float(t_boost), "noise_maps": noise_maps,
+            "t_skip": int(t_skip)}),)
+
+
+LATENT_INVERSION_METHODS = ["ddim", "ddpm (edit-friendly)"]
 
 
 class InvertLatent:
-    DESCRIPTION = ("DDIM-inverts a LATENT (e.g. a VAE-encoded photo) through the MODEL with the prompt's conditioning "
-                   "(cfg 1), up the given sigmas: the result, sampled with SamplerCustom (add_noise off, cfg 1, the same "
-                   "sigmas) and the Asyrp Sampler (SD), regenerates the image at strength 0 and edits it otherwise.")
+    DESCRIPTION = ("Inverts a LATENT (e.g. a VAE-encoded photo) through the MODEL with the prompt's conditioning (cfg 1) "
+                   "over the given sigmas. ddim: deterministic, up the sigmas. ddpm (edit-friendly, Huberman-Spiegelglas "
+                   "et al.): x drawn independently at every sigma and one noise map per step (steps x latent size x 4 "
+                   "bytes) that the Asyrp Sampler (SD) replays. Sample the noised latent with SamplerCustom (add_noise "
+                   "off, cfg 1, the same sigmas): strength 0 regenerates the image, other strengths edit it.")
     CATEGORY = SD_CATEGORY
     FUNCTION = "invert"
-    RETURN_TYPES = ("LATENT", "STRING")
-    RETURN_NAMES = ("noised_latent", "report")
+    RETURN_TYPES = ("LATENT", "STRING", NOISE_MAPS)
+    RETURN_NAMES = ("noised_latent", "report", "noise_maps")
     OUTPUT_TOOLTIPS = ("the latent at the largest sigma: sample it with add_noise off and the same sigmas",
-                       "the strength-0 reconstruction error")
+                       "the strength-0 reconstruction error",
+                       "ddpm: the noise maps, for the Asyrp Sampler (SD) (nothing with ddim)")
     OUTPUT_NODE = True
 
     @classmethod
@@ -375,21 +456,34 @@ class InvertLatent:
             "sigmas": ("SIGMAS", {"tooltip": "the same sigmas the edit samples with (e.g. BasicScheduler)"}),
             "check_reconstruction": ("BOOLEAN", {"default": True, "tooltip": "regenerate at strength 0 and report "
                                                                              "the error (one more sampling pass)"}),
+        }, "optional": {
+            "method": (LATENT_INVERSION_METHODS, {"default": "ddim", "tooltip": "ddim: deterministic; ddpm: "
+                                                  "edit-friendly noise maps, exact regeneration"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 63 - 1,
+                             "tooltip": "ddpm: seed of the independent draws of x at each sigma"}),
         }}
 
-    def invert(self, model, positive, latent, sigmas, check_reconstruction):
+    def invert(self, model, positive, latent, sigmas, check_reconstruction, method="ddim", seed=0):
         host_family(model)
+        if method not in LATENT_INVERSION_METHODS:
+            raise HSpaceError(f"unknown inversion method {method!r}; choose from {LATENT_INVERSION_METHODS}")
         samples = latent["samples"]
-        noised = invert_latent(model, positive, samples, sigmas)
-        report = f"DDIM inversion over {len(_ascending(sigmas))} sigmas"
+        maps = None
+        if method == "ddim":
+            noised = invert_latent(model, positive, samples, sigmas)
+            report = f"DDIM inversion over {len(_ascending(sigmas))} sigmas"
+        else:
+            noised, maps = invert_latent_ddpm(model, positive, samples, sigmas, seed)
+            report = (f"edit-friendly DDPM inversion over {maps.steps + 1} sigmas (seed {maps.seed}): {maps.steps} "
+                      f"noise maps, {maps.maps.numel() * maps.maps.element_size() / 2 ** 20:.2f} MiB")
         if check_reconstruction:
-            rec = regenerate(model, positive, noised, _descending(sigmas))
+            rec = regenerate(model, positive, noised, _descending(sigmas), maps)
             err = (rec - samples).float()
             report += (f"; strength-0 regeneration error: RMS {float(err.pow(2).mean().sqrt()):.4g}, max "
                        f"{float(err.abs().max()):.4g} (latent RMS {float(samples.float().pow(2).mean().sqrt()):.4g})")
         out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
         out["samples"] = noised
-        return {"ui": {"text": [report]}, "result": (out, report)}
+        return {"ui": {"text": [report]}, "result": (out, report, maps)}
 
 
 class DirectionFromPrompts:

@@ -3,6 +3,7 @@
 HSPACE_MODEL      -> ``LoadedModel`` (the engine's HSpaceModel and ComfyUI's memory-management handle)
 HSPACE_INVERSION  -> ``hspace_core.Inversion``
 HSPACE_DIRECTION  -> ``hspace_core.Direction`` (a direction, a mix, an official DeltaBlock)
+HSPACE_NOISE_MAPS -> ``hspace_core.noise_maps.NoiseMaps`` (an SD latent's edit-friendly inversion)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .comfy_bridge import load_for_inference
 MODEL = "HSPACE_MODEL"
 INVERSION = "HSPACE_INVERSION"
 DIRECTION = "HSPACE_DIRECTION"
+NOISE_MAPS = "HSPACE_NOISE_MAPS"
 CATEGORY = "h-space"
 
 

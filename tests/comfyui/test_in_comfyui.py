@@ -87,6 +87,8 @@ def on_tiny_sd(prompt: dict) -> dict:
             inputs["steps"] = 4
         if node["class_type"] == "HSpaceDirectionFromPrompts":
             inputs["seeds"] = 2
+        if node["class_type"] == "HSpaceAsyrpSamplerSD" and inputs.get("t_skip"):
+            inputs["t_skip"] = 1  # of the 4 steps
     return prompt
 
 

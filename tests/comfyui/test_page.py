@@ -22,6 +22,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # workflows whose nodes name weights to download (properties.models): the page lists them as missing
 NAMED_MODELS = {"sd15_prompt_pair_sweep": "v1-5-pruned-emaonly.safetensors",
                 "sd15_edit_real_image": "v1-5-pruned-emaonly.safetensors",
+                "sd15_edit_friendly_inversion": "v1-5-pruned-emaonly.safetensors",
                 "sdxl_symmetric_edit": "sd_xl_base_1.0.safetensors"}
 
 LOAD_AS_TEMPLATE = """async ([pack, name]) => {

@@ -412,3 +412,86 @@ def test_the_sweep_scales_asymmetric_shifts_and_leaves_symmetric_ones(comfy, mod
         assert torch.allclose(out, 0.5 * torch.tensor(want).view(-1, 1, 1, 1) * d.values), mode
     with pytest.raises(HSpaceError, match="no asymmetric h-space direction"):
         run(comfy, model, asyrp(comfy, (1.0,)), sigmas(comfy, model, 3), kind)
+
+
+# ------------------------------------------------------------------ edit-friendly DDPM inversion of a latent
+
+def replay(comfy, model, start, sig, kind, maps, strengths=(0.0,), t_skip=0, cfg=1.0):
+    """SamplerCustom's path with add_noise off: the inverted latent, the prompt's cond, the maps."""
+    sampler = asyrp(comfy, strengths, noise_maps=maps, t_skip=t_skip)
+    pos = conditioning(1, kind)
+    return sd()._guide(model, pos, pos, cfg, sampler, sig, start, torch.zeros_like(start))
+
+
+def test_edit_friendly_inversion_regenerates_the_latent_to_float_error(comfy, kind):
+    """Strength 0 replays the noise maps onto the input latent (float error), where DDIM inversion on the
+    same 10 sigmas misses by far more; the maps are one latent-sized tensor per step; the node reports."""
+    model = tiny_model(kind, out_scale=0.02)
+    pos = conditioning(1, kind)
+    x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    sig = sigmas(comfy, model, 10)
+    start, maps = sd().invert_latent_ddpm(model, pos, x0, sig, seed=3)
+    assert maps.maps.shape == (10, 1, 4, 8, 8) and maps.steps == 10
+    rec = sd().regenerate(model, pos, start, sig, maps)
+    err = float((rec - x0).abs().max())
+    ddim = sd().regenerate(model, pos, sd().invert_latent(model, pos, x0, sig), sig)
+    ddim_err = float((ddim - x0).abs().max())
+    print(f"{kind} strength-0 regeneration max |error|: edit-friendly {err:.3g}, DDIM {ddim_err:.3g}")
+    assert err < 1e-4 and ddim_err > 100 * err
+    again, maps2 = sd().invert_latent_ddpm(model, pos, x0, sig, seed=3)
+    assert torch.equal(again, start) and torch.equal(maps2.maps, maps.maps)
+    other, _ = sd().invert_latent_ddpm(model, pos, x0, sig, seed=4)
+    assert float((other - start).abs().max()) > 0.5  # the seed draws x at every sigma
+    result = sd().InvertLatent().invert(model, pos, {"samples": x0}, sig, True, "ddpm (edit-friendly)", 3)
+    noised, report, node_maps = result["result"]
+    assert torch.equal(noised["samples"], start) and torch.equal(node_maps.maps, maps.maps)
+    assert "edit-friendly" in report and "regeneration error" in report
+    assert sd().InvertLatent().invert(model, pos, {"samples": x0}, sig, False)["result"][2] is None
+
+
+def test_edit_friendly_edits_share_the_maps_and_t_skip_keeps_more(comfy, kind):
+    """With an asymmetric direction: a sweep's strength-0 row is the exact regeneration, the sweep equals
+    its strengths one by one (the maps are shared, no other randomness), the edit changes the latent, and
+    starting t_skip steps lower still regenerates exactly and changes it less."""
+    model = tiny_model(kind, out_scale=0.02)
+    pos = conditioning(1, kind)
+    x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+    sig = sigmas(comfy, model, 10)
+    start, maps = sd().invert_latent_ddpm(model, pos, x0, sig, seed=0)
+    m = applied(model, random_direction(kind), t_edit=200)
+    sweep = replay(comfy, m, start, sig, kind, maps, (-1.0, 0.0, 1.0))
+    assert sweep.shape[0] == 3
+    assert float((sweep[1] - x0[0]).abs().max()) < 1e-4
+    for i, s in ((0, -1.0), (2, 1.0)):
+        one = replay(comfy, m, start, sig, kind, maps, (s,))[0]
+        assert torch.allclose(sweep[i], one, atol=1e-4 * float(one.abs().max())), s
+    change = float((sweep[2] - x0[0]).pow(2).mean().sqrt())
+    skipped = replay(comfy, m, start, sig, kind, maps, (0.0, 1.0), t_skip=4)
+    assert float((skipped[0] - x0[0]).abs().max()) < 1e-4
+    change_skipped = float((skipped[1] - x0[0]).pow(2).mean().sqrt())
+    print(f"{kind} RMS latent change at strength 1: t_skip 0 {change:.3g}, t_skip 4 {change_skipped:.3g}")
+    assert change > 0.05 and change_skipped < 0.8 * change
+
+
+def test_noise_maps_of_another_grid_size_or_start_are_refused(comfy, kind):
+    model = tiny_model(kind, out_scale=0.02)
+    pos = conditioning(1, kind)
+    x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(7))
+    sig = sigmas(comfy, model, 6)
+    start, maps = sd().invert_latent_ddpm(model, pos, x0, sig)
+    with pytest.raises(HSpaceError, match="belong to a grid of 7 sigmas"):
+        replay(comfy, model, start, sigmas(comfy, model, 8), kind, maps)
+    with pytest.raises(HSpaceError, match=r"made for latents of \[4, 8, 8\]"):
+        replay(comfy, model, torch.zeros(1, 4, 16, 16), sig, kind, maps)
+    with pytest.raises(HSpaceError, match="hold 1 latent"):
+        replay(comfy, model, start.repeat(2, 1, 1, 1), sig, kind, maps)
+    with pytest.raises(HSpaceError, match="not the one these noise maps start from"):
+        replay(comfy, model, start + 0.1 * torch.randn_like(start), sig, kind, maps)  # e.g. add_noise on
+    with pytest.raises(HSpaceError, match=r"t_skip must be an integer in \[0, 5\]"):
+        replay(comfy, model, start, sig, kind, maps, t_skip=6)
+    with pytest.raises(HSpaceError, match="t_skip needs noise maps"):
+        sd().AsyrpSamplerSD().get_sampler("0", 0.0, 0, None, 2)
+    with pytest.raises(HSpaceError, match="end at 0"):
+        sd().invert_latent_ddpm(model, pos, x0, sig[:-1])
+    with pytest.raises(HSpaceError, match="unknown inversion method"):
+        sd().InvertLatent().invert(model, pos, {"samples": x0}, sig, False, "ddpm", 0)

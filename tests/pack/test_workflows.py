@@ -55,12 +55,12 @@ def ui_to_api(ui: dict) -> dict:
     return prompt
 
 
-def test_eleven_workflows_with_thumbnails_and_twins():
+def test_twelve_workflows_with_thumbnails_and_twins():
     names = {p.stem for p in UI}
     assert names == {"edit_image_with_direction", "strength_sweep_strip", "mix_two_directions",
                      "direction_from_image_sets", "direction_from_text", "pca_directions",
                      "sd15_prompt_pair_sweep", "sdxl_symmetric_edit", "sd15_edit_real_image", "edit_friendly_inversion",
-                     "jacobian_direction"}
+                     "jacobian_direction", "sd15_edit_friendly_inversion"}
     for p in UI:
         assert p.with_suffix(".jpg").exists(), f"{p.name} has no thumbnail"
         assert (TWINS / p.name).exists(), f"{p.name} has no API twin"
