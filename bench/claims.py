@@ -24,11 +24,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hspace_core import invert_ddpm, load_direction  # noqa: E402
+from hspace_core import EditInterval, invert_ddpm, load_direction, measure_interval  # noqa: E402
 from hspace_core.demo import claims  # noqa: E402
 from hspace_core.demo.clip_world import load_tiny_clip  # noqa: E402
 from hspace_core.demo.demo import DEMO_ROWS, demo_directions_dir  # noqa: E402
 from hspace_core.demo.pairs import PAIRS  # noqa: E402
+from hspace_core.discovery.clip_model import text_cosine  # noqa: E402
 from hspace_core.discovery.pca import pca_directions  # noqa: E402
 
 # the text of each attribute's edit, for the directional CLIP similarity of every row
@@ -77,9 +78,20 @@ def main() -> None:
     report["variants"] = claims.variants(world, da, A, S)
 
     clip = load_tiny_clip()
-    rows = {}
+    # the attribute at its own t_edit: the official code scales the edit threshold by the cosine of the
+    # edit's two texts (asyrp.md 1.5); here measured on the model with the tiny CLIP's cosine
+    cos_a = text_cosine(clip, *TEXTS[A])
+    own = measure_interval(world.model, steps=args.steps, text_cosine=cos_a).interval
+    world_own = replace(world, interval=EditInterval(own.t_edit, 0, own.source))
+    da_own = claims.find_direction(world_own, A)
+    report["own_interval"] = {"text_cosine": cos_a, "t_edit": own.t_edit, "source": own.source,
+                              "linearity": claims.linearity(world_own, da_own, A, strengths=sweep),
+                              "a+": claims.effects(world_own, da_own, A, S), "a-": claims.effects(world_own, da_own, A, -S)}
+
+    rows, supervised = {}, {}
     for attribute in ("smile", "face_width", "eye_size", "glasses", "hat"):
         d = da if attribute == A else db if attribute == B else claims.find_direction(world, attribute)
+        supervised[attribute] = d
         rows[f"supervised {attribute}"] = (attribute, claims.effects(world, d, attribute, S, clip=clip,
                                                                      texts=TEXTS[attribute]))
     for row in DEMO_ROWS:
@@ -97,9 +109,9 @@ def main() -> None:
     regen = claims.edits(ddpm_world, None, [0.0])[:, 0]
     report["ddpm_inversion"] = {"max_error": float((regen - world.inversion.x_0).abs().max()), "edits": {}}
     for attribute in (B, "glasses"):
-        d = db if attribute == B else claims.find_direction(world, attribute)
         report["ddpm_inversion"]["edits"][attribute] = {
-            "ddim": claims.effects(world, d, attribute, S), "ddpm": claims.effects(ddpm_world, d, attribute, S)}
+            "ddim": rows[f"supervised {attribute}"][1],
+            "ddpm": claims.effects(ddpm_world, supervised[attribute], attribute, S)}
     report["h_share"] = {a: [claims.h_share(world, a, t) for t in (interval.t_edit, (interval.t_edit + 999) // 2)]
                          for a in PAIRS}
     report["seconds"] = time.perf_counter() - tic
@@ -125,6 +137,15 @@ def main() -> None:
     print(f"| homogeneity | one {A} direction on {args.faces} faces at +S / -S: same sign | "
           f"{sp['same_sign']:.0%} / {sm['same_sign']:.0%}; change {sp['target_mean']:+.3f} +- {sp['target_std']:.3f} "
           f"(min {sp['target_min']:+.3f}): {verdict(min(sp['same_sign'], sm['same_sign']) >= 0.9)} |")
+    oi = report["own_interval"]
+    op, om, ol = oi["a+"], oi["a-"], oi["linearity"]
+    own_drift = max(op["drift_per_unit"].items(), key=lambda kv: kv[1])
+    print(f"| homogeneity at {A}'s own t_edit | t_edit {oi['t_edit']} (the official rule: edit threshold x "
+          f"cos(\"{TEXTS[A][0]}\", \"{TEXTS[A][1]}\") = {oi['text_cosine']:.3f}, tiny CLIP); {A} direction found "
+          f"there, on the same faces at +S / -S: same sign | {op['same_sign']:.0%} / {om['same_sign']:.0%}; change "
+          f"{op['target_mean']:+.3f} / {om['target_mean']:+.3f} (min {op['target_min']:+.3f}); R^2 {ol['r2']:.3f}; "
+          f"largest drift {own_drift[1]:.3f} ({own_drift[0]}): "
+          f"{verdict(min(op['same_sign'], om['same_sign']) >= 0.9 and ol['r2'] >= 0.95 and own_drift[1] <= 0.15)} |")
     print(f"| disentanglement | drift of other attributes per unit {A} change (largest: {worst_drift[0]}) | "
           f"{worst_drift[1]:.3f}: {verdict(worst_drift[1] <= 0.15)} (target <= 0.15) |")
     ca, cb = comp["changes"]["a"], comp["changes"]["b"]

@@ -257,7 +257,7 @@ def _cmd_demo_directions(args: argparse.Namespace) -> int:
     from .demo.demo import demo_directions_dir, make_demo_directions
 
     torch.set_num_threads(args.threads)
-    make_demo_directions(Path(args.out_dir) if args.out_dir else demo_directions_dir())
+    make_demo_directions(Path(args.out_dir) if args.out_dir else demo_directions_dir(), rows=args.row)
     return 0
 
 
@@ -327,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dd = sub.add_parser("demo-directions", help="make the directions shipped for the embedded demo model")
     dd.add_argument("--out-dir", dest="out_dir", default=None, help="default: the package's data/directions")
+    dd.add_argument("--row", action="append", default=None, choices=[r.name for r in DEMO_ROWS],
+                    help="make only this direction (repeat); default: all")
     dd.add_argument("--threads", type=int, default=2)
     dd.set_defaults(func=_cmd_demo_directions)
 
@@ -354,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--table", choices=["celeba", "afhq", "church", "bedroom", "metface"],
                    help="take t_edit / t_boost from the official LPIPS table of this data set")
     e.add_argument("--text-cosine", dest="text_cosine", type=float, default=1.0,
-                   help="cosine of the source/target texts, scales the table's t_edit threshold")
+                   help="cosine of the source/target texts, scales the table's or the measured t_edit threshold")
     e.add_argument("--measure", action="store_true", help="measure t_edit / t_boost on the model's own samples")
     e.add_argument("--from-direction", dest="from_direction", action="store_true",
                    help="take t_edit from the one --direction's record (its t_edit)")

@@ -141,16 +141,21 @@ class IntervalMeasurement:
 
 def measure_interval(model: HSpaceModel, *, n_samples: int = 4, steps: int = 40, seed: int = 0,
                      edit_threshold: float | None = None, boost_threshold: float | None = None,
-                     metric: str = "auto", clip_x0: bool = False, callback: Callback | None = None) -> IntervalMeasurement:
+                     metric: str = "auto", clip_x0: bool = False, text_cosine: float = 1.0,
+                     callback: Callback | None = None) -> IntervalMeasurement:
     """Measure t_edit / t_boost for ``model`` from ``n_samples`` of its own DDIM samples.
 
     Each sample x0 (DDIM from a seeded x_T, ``steps`` steps) is inverted over the same grid; at every
     inversion step d(x0, P_t) and d(x0, x_t) are recorded (keyed by the step's t_next, as the official
     ``compute_lpips_distance`` does) and averaged. Thresholds default to 0.33 / 1.2 with LPIPS and to
     the relative fractions with the fallback metric. ``clip_x0`` draws the samples with the x0 clamp
-    (``edit``), for models whose unclamped samples leave the image range. Progress: one job of
-    ``steps`` sampling and ``steps - 1`` inversion steps.
+    (``edit``), for models whose unclamped samples leave the image range. ``text_cosine``: the edit
+    threshold is multiplied by it, as the official code scales 0.33 by cos(source text, target text)
+    (a larger semantic gap, an earlier t_edit; asyrp.md 1.5). Progress: one job of ``steps`` sampling
+    and ``steps - 1`` inversion steps.
     """
+    if not 0 < text_cosine <= 1:
+        raise HSpaceError(f"text_cosine must lie in (0, 1], got {text_cosine}")
     if n_samples < 1:
         raise HSpaceError("measuring the interval needs at least one sample")
     if metric not in ("auto", "lpips", "multiscale_rmse"):
@@ -186,11 +191,13 @@ def measure_interval(model: HSpaceModel, *, n_samples: int = 4, steps: int = 40,
         re, rb = relative_thresholds()
         te, tb = edit_threshold or re, boost_threshold or rb
         xi_n, gamma_n = xi_t / xi_t[-1], gamma_t / gamma_t[-1]
+    te *= text_cosine
     t_edit = first_reaching(dict(zip(ts.tolist(), xi_n.tolist())), te)
     t_boost = first_reaching(dict(zip(ts.tolist(), gamma_n.tolist())), tb)
+    cosine = f"text cosine {text_cosine:.3g}, " if text_cosine != 1 else ""
     interval = EditInterval(t_edit if t_edit is not None else int(ts[-1]), t_boost if t_boost is not None else 0,
-                            f"measured ({name}, {n_samples} samples, {steps} steps, thresholds {te:.3g} / {tb:.3g}"
-                            f"{' of the final value' if lp is None else ''})")
+                            f"measured ({name}, {n_samples} samples, {steps} steps, {cosine}thresholds {te:.3g} / "
+                            f"{tb:.3g}{' of the final value' if lp is None else ''})")
     return IntervalMeasurement(ts, xi_t, gamma_t, name, interval)
 
 
@@ -205,8 +212,8 @@ def choose_interval(source: str, model: HSpaceModel | None = None, *, t_edit: in
     explicit:  ``t_edit`` and ``t_boost`` (0 when None);
     direction: the t_edit the direction records (``DirectionInfo.t_edit``);
     table:     the official LPIPS table of ``dataset`` at ``text_cosine`` (``table_interval``);
-    measure:   ``measure_interval`` on 4 of the model's own samples over ``steps`` (``clip_x0`` for
-               their drawing).
+    measure:   ``measure_interval`` on 4 of the model's own samples over ``steps`` at ``text_cosine``
+               (``clip_x0`` for their drawing).
     A ``t_boost`` that is given (not None) replaces the source's own.
     """
     if source == "explicit":
@@ -223,7 +230,8 @@ def choose_interval(source: str, model: HSpaceModel | None = None, *, t_edit: in
     elif source == "measure":
         if model is None:
             raise HSpaceError("measuring the interval needs the model")
-        interval = measure_interval(model, n_samples=4, steps=steps, clip_x0=clip_x0, callback=callback).interval
+        interval = measure_interval(model, n_samples=4, steps=steps, clip_x0=clip_x0, text_cosine=text_cosine,
+                                    callback=callback).interval
     else:
         raise HSpaceError(f"unknown interval source {source!r}; use one of {', '.join(INTERVAL_SOURCES)}")
     if t_boost is None:

@@ -119,7 +119,7 @@ class AsyrpSampler:
                                                "table's / measured one in those modes"}),
                 "text_cosine": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
                                           "tooltip": "cosine of the edit's source/target texts; scales the table's "
-                                                     "t_edit threshold (1 = the base 0.33)"}),
+                                                     "or the measured t_edit threshold (1 = the base 0.33)"}),
                 "steps": ("INT", {"default": 0, "min": 0, "max": 1000,
                                   "tooltip": "generation steps; 0 = the inversion's (or 40 for fresh samples)"}),
                 "eta": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,

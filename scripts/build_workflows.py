@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hspace_core.demo.demo import DEMO_T_EDIT, SAMPLE_CLIP_X0, TEXT_LR  # noqa: E402
+from hspace_core.demo.demo import DEMO_T_EDIT, SAMPLE_CLIP_X0, SMILE_TEXT_LR  # noqa: E402
 from nodes.discovery import EMBEDDED_CLIP  # noqa: E402
 from nodes.loaders import EMBEDDED_DEMO  # noqa: E402
 from nodes.registry import NODE_CLASS_MAPPINGS  # noqa: E402
@@ -153,7 +153,7 @@ def workflows(t_edit: int) -> dict:
                       "2": ("HSpaceDirectionFromText", {"model": ("1", 0), "source_text": "face",
                                                         "target_text": "smiling face", "clip_name": EMBEDDED_CLIP,
                                                         "clip_arch": "ViT-B-16-quickgelu", "kind": "deltablock",
-                                                        "samples": 4, "steps": 40, "t_edit": t_edit, "lr": TEXT_LR,
+                                                        "samples": 4, "steps": 40, "t_edit": t_edit, "lr": SMILE_TEXT_LR,
                                                         "iterations": 1, "clip_weight": 1.0, "l1_weight": 3.0,
                                                         "seed": 0}),
                       **save_and_apply(3, "2", "hspace/text_smile", "0, 1", 5, "hspace/text")}},
@@ -239,7 +239,8 @@ def sd_workflows() -> dict:
                       "5": scheduler(30), "6": prompts_direction("2", "3", "5", 512, "smile (sd1.5)"),
                       "7": ("HSpaceSaveDirection", {"direction": ("6", 0), "filename_prefix": "hspace/sd15_smile"}),
                       "8": apply("6", 500),
-                      "9": ("HSpaceAsyrpSamplerSD", {"strengths": "-1, -0.5, 0, 0.5, 1", "eta": 0.0, "t_boost": 0}),
+                      "9": ("HSpaceAsyrpSamplerSD", {"strengths": "-1, -0.5, 0, 0.5, 1", "eta": 0.0, "t_boost": 0,
+                                                     "t_skip": 0}),
                       "10": ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
                       "11": ("SamplerCustom", {"model": ("8", 0), "add_noise": True, "noise_seed": 42, "cfg": 7.0,
                                                "positive": ("2", 0), "negative": ("4", 0), "sampler": ("9", 0),
@@ -270,12 +271,38 @@ def sd_workflows() -> dict:
                                            "crop": "center"}),
                       "10": ("VAEEncode", {"pixels": ("9", 0), "vae": ("1", 2)}),
                       "11": ("HSpaceInvertLatent", {"model": ("1", 0), "positive": ("2", 0), "latent": ("10", 0),
-                                                    "sigmas": ("5", 0), "check_reconstruction": True}),
-                      "12": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 1", "eta": 0.0, "t_boost": 0}),
+                                                    "sigmas": ("5", 0), "check_reconstruction": True,
+                                                    "method": "ddim", "seed": 0}),
+                      "12": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 1", "eta": 0.0, "t_boost": 0, "t_skip": 0}),
                       "13": ("SamplerCustom", {"model": ("7", 0), "add_noise": False, "noise_seed": 0, "cfg": 1.0,
                                                "positive": ("2", 0), "negative": ("4", 0), "sampler": ("12", 0),
                                                "sigmas": ("5", 0), "latent_image": ("11", 0)}),
                       **chain(14, decode_save("13", "hspace/sd15_real_edit"))}},
+        "sd15_edit_friendly_inversion": {
+            "title": "SD1.5: edit a real photo from an edit-friendly DDPM inversion (noise maps replayed; from the top "
+                     "and 12 steps lower)",
+            "nodes": {"1": ckpt(SD15), "2": text(face), "3": text(smiling), "4": text("blurry, lowres"),
+                      "5": scheduler(50), "6": prompts_direction("2", "3", "5", 512, "smile (sd1.5)"),
+                      "7": apply("6", 500),
+                      "8": ("LoadImage", {"image": FACE_IMAGE, "upload": "image"}),
+                      "9": ("ImageScale", {"image": ("8", 0), "upscale_method": "lanczos", "width": 512, "height": 512,
+                                           "crop": "center"}),
+                      "10": ("VAEEncode", {"pixels": ("9", 0), "vae": ("1", 2)}),
+                      "11": ("HSpaceInvertLatent", {"model": ("1", 0), "positive": ("2", 0), "latent": ("10", 0),
+                                                    "sigmas": ("5", 0), "check_reconstruction": True,
+                                                    "method": "ddpm (edit-friendly)", "seed": 0}),
+                      "12": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 1", "eta": 0.0, "t_boost": 0,
+                                                      "noise_maps": ("11", 2), "t_skip": 0}),
+                      "13": ("SamplerCustom", {"model": ("7", 0), "add_noise": False, "noise_seed": 0, "cfg": 1.0,
+                                               "positive": ("2", 0), "negative": ("4", 0), "sampler": ("12", 0),
+                                               "sigmas": ("5", 0), "latent_image": ("11", 0)}),
+                      **chain(14, decode_save("13", "hspace/sd15_edit_friendly")),
+                      "16": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 1", "eta": 0.0, "t_boost": 0,
+                                                      "noise_maps": ("11", 2), "t_skip": 12}),
+                      "17": ("SamplerCustom", {"model": ("7", 0), "add_noise": False, "noise_seed": 0, "cfg": 1.0,
+                                               "positive": ("2", 0), "negative": ("4", 0), "sampler": ("16", 0),
+                                               "sigmas": ("5", 0), "latent_image": ("11", 0)}),
+                      **chain(18, decode_save("17", "hspace/sd15_edit_friendly_t_skip"))}},
     }
 
 
@@ -408,6 +435,7 @@ def thumbnail(name: str, prompt: dict, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-thumbnails", action="store_true")
+    ap.add_argument("--only", action="append", default=None, help="thumbnail only this workflow (repeat)")
     args = ap.parse_args()
     import torch
 
@@ -418,7 +446,8 @@ def main() -> None:
         (ROOT / "example_workflows" / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
         (ROOT / "tests" / "pack" / "workflows" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
         uses_sd = any(n[0] == "CheckpointLoaderSimple" for n in desc["nodes"].values())
-        if not args.no_thumbnails and not uses_sd:  # SD graphs: scripts/graph_thumbnails.py (no weights here)
+        wanted = not args.only or name in args.only
+        if not args.no_thumbnails and not uses_sd and wanted:  # SD graphs: scripts/graph_thumbnails.py (no weights here)
             thumbnail(name, api, ROOT / "example_workflows" / f"{name}.jpg")
         print(f"wrote {name}")
 

@@ -53,3 +53,13 @@ def test_text_trained_directions_add_glasses_and_hats(world):
         assert e["faces"] >= 3 and e["target_mean"] > 0.25 and e["same_sign"] >= 0.5, (name, e)
         if attribute == "glasses":
             assert e["face_prob_edited"] > 0.8, e
+
+
+def test_the_text_trained_smile_smiles_and_frowns(world):
+    """The shipped "face" -> "smiling face" DeltaBlock (tiny CLIP, lr 0.1) moves the probe's smile
+    reading up at +0.5 and down at -0.5 on most held-out faces, and the faces stay faces."""
+    d = load_direction(demo_directions_dir() / "text_smile.safetensors")
+    up, down = claims.effects(world, d, "smile", 0.5), claims.effects(world, d, "smile", -0.5)
+    assert up["target_mean"] > 0.15 and up["same_sign"] >= 6 / 8, up
+    assert down["target_mean"] < -0.1 and down["same_sign"] >= 5 / 8, down
+    assert up["face_prob_edited"] > 0.8 and down["face_prob_edited"] > 0.8

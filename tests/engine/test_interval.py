@@ -53,6 +53,17 @@ def test_measured_interval_on_a_model():
     assert m.gamma[-1] > m.gamma[0]  # x_t moves away from x0 as t grows
     iv = m.interval
     assert 0 <= iv.t_boost <= 999 and 0 <= iv.t_edit <= 999 and "measured" in iv.source
+    # a text pair further apart (lower cosine) lowers the threshold: t_edit comes at the first t where
+    # the scaled threshold is reached on the same measured curve
+    near = measure_interval(tiny_model(), n_samples=2, steps=10, metric="multiscale_rmse", text_cosine=0.5)
+    xi = (m.xi / m.xi[-1]).tolist()
+    from hspace_core.interval import relative_thresholds
+
+    threshold = 0.5 * relative_thresholds()[0]
+    want = next(int(t) for t, v in zip(m.timesteps.tolist(), xi) if v >= threshold)
+    assert near.interval.t_edit == want <= iv.t_edit and "text cosine 0.5" in near.interval.source
+    with pytest.raises(HSpaceError, match="text_cosine"):
+        measure_interval(tiny_model(), n_samples=1, steps=4, text_cosine=0.0)
 
 
 def test_choose_interval_sources():
