@@ -14,7 +14,7 @@ from hspace_core.demo.demo import demo_directions_dir
 @pytest.fixture(scope="module")
 def world():
     # the interval the shipped directions were made for, measured once by `demo-directions`
-    t_edit = load_direction(demo_directions_dir() / "demo_smile.safetensors").info.t_edit
+    t_edit = load_direction(demo_directions_dir() / "demo_width.safetensors").info.t_edit
     return claims.demo_world(n_faces=8, steps=20, interval=EditInterval(t_edit, 0))
 
 
