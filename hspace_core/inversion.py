@@ -20,8 +20,22 @@ from .sampling import (Callback, JobProgress, ddim_invert, ddim_sample, generati
 from .schedule import asyrp_timesteps
 
 
+class _OnGrid:
+    """The grid properties both inversions share (``timesteps``: [n] ascending)."""
+
+    timesteps: torch.Tensor
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+    @property
+    def t_0(self) -> int:
+        return int(self.timesteps[-1])
+
+
 @dataclass(frozen=True, eq=False)
-class Inversion:
+class Inversion(_OnGrid):
     """DDIM inversion of a batch of images.
 
     x_T:       [N, 3, S, S] latents at t_0 (S = the model's size).
@@ -37,14 +51,6 @@ class Inversion:
     fingerprint: str
     preprocessing: tuple[str, ...]
     reconstruction: torch.Tensor | None = None
-
-    @property
-    def steps(self) -> int:
-        return len(self.timesteps)
-
-    @property
-    def t_0(self) -> int:
-        return int(self.timesteps[-1])
 
 
 def check_steps(steps: int) -> None:
@@ -87,7 +93,7 @@ def invert(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None = Non
 # ------------------------------------------------------------------ edit-friendly DDPM inversion
 
 @dataclass(frozen=True, eq=False)
-class DDPMInversion:
+class DDPMInversion(_OnGrid):
     """Edit-friendly DDPM inversion of a batch of images (Huberman-Spiegelglas, Kulikov and Michaeli,
     CVPR 2024): noise maps that make stochastic sampling (eta = 1 at every step) reproduce the images.
 
@@ -115,14 +121,6 @@ class DDPMInversion:
             raise HSpaceError(f"noise maps of shape {list(self.noise_maps.shape)} do not belong to {self.x_0.shape[0]} "
                               f"image(s) of {list(self.x_0.shape[1:])} on a {n}-step grid "
                               f"(expected {[n, *self.x_0.shape]})")
-
-    @property
-    def steps(self) -> int:
-        return len(self.timesteps)
-
-    @property
-    def t_0(self) -> int:
-        return int(self.timesteps[-1])
 
     @property
     def nbytes(self) -> int:

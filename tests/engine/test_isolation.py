@@ -45,7 +45,7 @@ LAYERS = [
     {"loading", "images"},
     {"directions"},  # direction values: base, deltablock, io, project
     {"sampling"},
-    {"variants", "host"},
+    {"variants", "host", "noise_maps"},
     {"interval"},
     {"inversion"},
     {"editing"},
