@@ -147,3 +147,11 @@ def host_sigma_steps(sigmas: Sequence[float], timesteps: Sequence[float], *, eta
     return [SigmaStep(float(timesteps[i]), float(timesteps[i + 1]), float(sigmas[i]), float(sigmas[i + 1]),
                       eta if eta and timesteps[i] < t_boost and sigmas[i + 1] > 0 else 0.0)
             for i in range(len(sigmas) - 1)]
+
+
+def regeneration_error(regenerated: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """How far a strength-0 regeneration [B, C, H, W] lands from the latent it inverted: RMS and max of
+    the difference, and the target's RMS for scale (all in the latent's units)."""
+    err = (regenerated - target).float()
+    return {"rms": float(err.pow(2).mean().sqrt()), "max": float(err.abs().max()),
+            "target_rms": float(target.float().pow(2).mean().sqrt())}

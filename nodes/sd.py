@@ -21,7 +21,8 @@ import torch
 
 from hspace_core import HSpaceError
 from hspace_core.discovery.host import SPATIAL, by_timestep, difference_direction, pca_host_direction
-from hspace_core.host import BRANCHES, MODES, HostShift, host_direction, host_sigma_steps, shift_h
+from hspace_core.host import (BRANCHES, MODES, HostShift, host_direction, host_sigma_steps, regeneration_error,
+                              shift_h)
 from hspace_core.noise_maps import NoiseMaps, edit_friendly_maps, replay_noise, sigma_draws, with_residual
 from hspace_core.sampling import two_call_predictor, walk
 
@@ -477,10 +478,9 @@ class InvertLatent:
             report = (f"edit-friendly DDPM inversion over {maps.steps + 1} sigmas (seed {maps.seed}): {maps.steps} "
                       f"noise maps, {maps.maps.numel() * maps.maps.element_size() / 2 ** 20:.2f} MiB")
         if check_reconstruction:
-            rec = regenerate(model, positive, noised, _descending(sigmas), maps)
-            err = (rec - samples).float()
-            report += (f"; strength-0 regeneration error: RMS {float(err.pow(2).mean().sqrt()):.4g}, max "
-                       f"{float(err.abs().max()):.4g} (latent RMS {float(samples.float().pow(2).mean().sqrt()):.4g})")
+            err = regeneration_error(regenerate(model, positive, noised, _descending(sigmas), maps), samples)
+            report += (f"; strength-0 regeneration error: RMS {err['rms']:.4g}, max {err['max']:.4g} (latent RMS "
+                       f"{err['target_rms']:.4g})")
         out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
         out["samples"] = noised
         return {"ui": {"text": [report]}, "result": (out, report, maps)}
