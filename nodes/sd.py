@@ -230,8 +230,7 @@ def invert_walk(model, x, sigmas, extra_args=None, callback=None, disable=None):
                 callback=_k_callback(callback))
 
 
-def ddpm_invert_walk(model, x, sigmas, extra_args=None, callback=None, disable=None, *, seed: int = 0,
-                     out: list | None = None):
+def ddpm_invert_walk(model, x, sigmas, extra_args=None, callback=None, disable=None, *, out: list, seed: int = 0):
     """KSAMPLER function for edit-friendly DDPM inversion: x, the clean latent (the model's units), down
     ``sigmas`` (descending, ending in 0). Appends the ``NoiseMaps`` to ``out`` and returns x drawn at
     sigmas[0], where their replay starts."""
