@@ -163,13 +163,13 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
     if k > 1 and x.shape[0] != 1 and x.shape[0] != k:
         raise HSpaceError(f"a sweep of {k} strengths needs a batch of 1 latent (repeated) or {k} latents, "
                           f"got {x.shape[0]}")
-    steps = _steps_of(ms, sigmas, eta, t_boost)
-    noise = None
     if noise_maps is not None:
-        steps, x, noise, residual = _replay(ms, noise_maps, x, sigmas, t_skip)
+        steps, x, z, residual = _replay(ms, noise_maps, x, sigmas, t_skip)
     elif t_skip:
         raise HSpaceError("t_skip needs noise maps: connect an Invert Latent (h-space) node's noise_maps (method "
                           "ddpm); a DDIM-inverted latent starts at the top of its sigmas")
+    else:
+        steps = _steps_of(ms, sigmas, eta, t_boost)
     repeat = k if k > 1 and x.shape[0] == 1 else 1
     x = x.repeat_interleave(repeat, 0)
     scales = strengths.to(x.device)
@@ -188,8 +188,9 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
                                      t_end=max(s.t_end for s in shifts))
     else:  # strength 0 everywhere: the plain walk, one call per step
         predict = two_call_predictor(denoise, t_edit=math.inf)
+    noise = None
     if noise_maps is not None:
-        noise = replay_noise(noise, repeat)
+        noise = replay_noise(z, repeat)
         predict = with_residual(predict, residual.repeat_interleave(repeat, 0))
     elif eta:
         from comfy.k_diffusion.sampling import default_noise_sampler

@@ -232,6 +232,26 @@ def sd_workflows() -> dict:
         return out
 
     face, smiling = "a photo of a person's face, natural light", "a photo of a person's smiling face, natural light"
+
+    def photo_inverted(method):
+        """Nodes 1-11 of the real-photo edits: checkpoint, prompts, sigmas, smile direction applied, the
+        photo VAE-encoded and inverted with ``method``."""
+        return {"1": ckpt(SD15), "2": text(face), "3": text(smiling), "4": text("blurry, lowres"),
+                "5": scheduler(50), "6": prompts_direction("2", "3", "5", 512, "smile (sd1.5)"),
+                "7": apply("6", 500),
+                "8": ("LoadImage", {"image": FACE_IMAGE, "upload": "image"}),
+                "9": ("ImageScale", {"image": ("8", 0), "upscale_method": "lanczos", "width": 512, "height": 512,
+                                     "crop": "center"}),
+                "10": ("VAEEncode", {"pixels": ("9", 0), "vae": ("1", 2)}),
+                "11": ("HSpaceInvertLatent", {"model": ("1", 0), "positive": ("2", 0), "latent": ("10", 0),
+                                              "sigmas": ("5", 0), "check_reconstruction": True, "method": method,
+                                              "seed": 0})}
+
+    def sample_inverted(sampler):
+        """SamplerCustom from the inverted latent (node 11): add_noise off, cfg 1, the same sigmas."""
+        return ("SamplerCustom", {"model": ("7", 0), "add_noise": False, "noise_seed": 0, "cfg": 1.0,
+                                  "positive": ("2", 0), "negative": ("4", 0), "sampler": (sampler, 0),
+                                  "sigmas": ("5", 0), "latent_image": ("11", 0)})
     return {
         "sd15_prompt_pair_sweep": {
             "title": "SD1.5: a direction from a prompt pair, swept over five strengths in one batch (Asyrp sampler)",
@@ -263,45 +283,21 @@ def sd_workflows() -> dict:
                       **chain(13, decode_save("10", "hspace/sdxl_after"))}},
         "sd15_edit_real_image": {
             "title": "SD1.5: edit a real photo (VAE encode, DDIM inversion, Asyrp sampler at strengths 0 and 1)",
-            "nodes": {"1": ckpt(SD15), "2": text(face), "3": text(smiling), "4": text("blurry, lowres"),
-                      "5": scheduler(50), "6": prompts_direction("2", "3", "5", 512, "smile (sd1.5)"),
-                      "7": apply("6", 500),
-                      "8": ("LoadImage", {"image": FACE_IMAGE, "upload": "image"}),
-                      "9": ("ImageScale", {"image": ("8", 0), "upscale_method": "lanczos", "width": 512, "height": 512,
-                                           "crop": "center"}),
-                      "10": ("VAEEncode", {"pixels": ("9", 0), "vae": ("1", 2)}),
-                      "11": ("HSpaceInvertLatent", {"model": ("1", 0), "positive": ("2", 0), "latent": ("10", 0),
-                                                    "sigmas": ("5", 0), "check_reconstruction": True,
-                                                    "method": "ddim", "seed": 0}),
+            "nodes": {**photo_inverted("ddim"),
                       "12": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 1", "eta": 0.0, "t_boost": 0, "t_skip": 0}),
-                      "13": ("SamplerCustom", {"model": ("7", 0), "add_noise": False, "noise_seed": 0, "cfg": 1.0,
-                                               "positive": ("2", 0), "negative": ("4", 0), "sampler": ("12", 0),
-                                               "sigmas": ("5", 0), "latent_image": ("11", 0)}),
+                      "13": sample_inverted("12"),
                       **chain(14, decode_save("13", "hspace/sd15_real_edit"))}},
         "sd15_edit_friendly_inversion": {
             "title": "SD1.5: edit a real photo from an edit-friendly DDPM inversion (noise maps replayed; from the top "
                      "and 12 steps lower)",
-            "nodes": {"1": ckpt(SD15), "2": text(face), "3": text(smiling), "4": text("blurry, lowres"),
-                      "5": scheduler(50), "6": prompts_direction("2", "3", "5", 512, "smile (sd1.5)"),
-                      "7": apply("6", 500),
-                      "8": ("LoadImage", {"image": FACE_IMAGE, "upload": "image"}),
-                      "9": ("ImageScale", {"image": ("8", 0), "upscale_method": "lanczos", "width": 512, "height": 512,
-                                           "crop": "center"}),
-                      "10": ("VAEEncode", {"pixels": ("9", 0), "vae": ("1", 2)}),
-                      "11": ("HSpaceInvertLatent", {"model": ("1", 0), "positive": ("2", 0), "latent": ("10", 0),
-                                                    "sigmas": ("5", 0), "check_reconstruction": True,
-                                                    "method": "ddpm (edit-friendly)", "seed": 0}),
+            "nodes": {**photo_inverted("ddpm (edit-friendly)"),
                       "12": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 1", "eta": 0.0, "t_boost": 0,
                                                       "noise_maps": ("11", 2), "t_skip": 0}),
-                      "13": ("SamplerCustom", {"model": ("7", 0), "add_noise": False, "noise_seed": 0, "cfg": 1.0,
-                                               "positive": ("2", 0), "negative": ("4", 0), "sampler": ("12", 0),
-                                               "sigmas": ("5", 0), "latent_image": ("11", 0)}),
+                      "13": sample_inverted("12"),
                       **chain(14, decode_save("13", "hspace/sd15_edit_friendly")),
                       "16": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 1", "eta": 0.0, "t_boost": 0,
                                                       "noise_maps": ("11", 2), "t_skip": 12}),
-                      "17": ("SamplerCustom", {"model": ("7", 0), "add_noise": False, "noise_seed": 0, "cfg": 1.0,
-                                               "positive": ("2", 0), "negative": ("4", 0), "sampler": ("16", 0),
-                                               "sigmas": ("5", 0), "latent_image": ("11", 0)}),
+                      "17": sample_inverted("16"),
                       **chain(18, decode_save("17", "hspace/sd15_edit_friendly_t_skip"))}},
     }
 
