@@ -12,6 +12,7 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 try:
     import hspace_core  # noqa: F401  (pip-installed, or already importable)
+    import hspace_sdworld  # noqa: F401
 except ImportError:
     sys.path.append(_here)
 

@@ -182,23 +182,36 @@ def measure_interval(model: HSpaceModel, *, n_samples: int = 4, steps: int = 40,
                 report(info)
 
         ddim_invert(model, x0, grid, callback=record)
-    ts = grid[1:]
-    xi_t, gamma_t = torch.tensor(xi), torch.tensor(gamma)
-    if lp is not None:
+    return interval_from_curves(grid[1:], torch.tensor(xi), torch.tensor(gamma), name,
+                                edit_threshold=edit_threshold, boost_threshold=boost_threshold,
+                                text_cosine=text_cosine, what=f"{n_samples} samples, {steps} steps")
+
+
+def interval_from_curves(ts: torch.Tensor, xi: torch.Tensor, gamma: torch.Tensor, metric: str, *,
+                         edit_threshold: float | None = None, boost_threshold: float | None = None,
+                         text_cosine: float = 1.0, what: str = "") -> IntervalMeasurement:
+    """The interval rule on measured curves: ``ts`` [n] ascending timesteps, ``xi`` [n] = d(x0, P_t) and
+    ``gamma`` [n] = d(x0, x_t) there. With LPIPS the official thresholds (0.33, 1.2); with the fallback
+    ``multiscale_rmse`` the relative ones, as fractions of the curves' final (largest-t) values. The edit
+    threshold is multiplied by ``text_cosine``. Any walk gives such curves: the pixel models' (above) and
+    a host model's decoded P_t (the SD path)."""
+    if not 0 < text_cosine <= 1:
+        raise HSpaceError(f"text_cosine must lie in (0, 1], got {text_cosine}")
+    if metric == "lpips":
         te, tb = edit_threshold or EDIT_THRESHOLD, boost_threshold or BOOST_THRESHOLD
-        xi_n, gamma_n = xi_t, gamma_t
+        xi_n, gamma_n = xi, gamma
     else:
         re, rb = relative_thresholds()
         te, tb = edit_threshold or re, boost_threshold or rb
-        xi_n, gamma_n = xi_t / xi_t[-1], gamma_t / gamma_t[-1]
+        xi_n, gamma_n = xi / xi[-1], gamma / gamma[-1]
     te *= text_cosine
     t_edit = first_reaching(dict(zip(ts.tolist(), xi_n.tolist())), te)
     t_boost = first_reaching(dict(zip(ts.tolist(), gamma_n.tolist())), tb)
     cosine = f"text cosine {text_cosine:.3g}, " if text_cosine != 1 else ""
     interval = EditInterval(t_edit if t_edit is not None else int(ts[-1]), t_boost if t_boost is not None else 0,
-                            f"measured ({name}, {n_samples} samples, {steps} steps, {cosine}thresholds {te:.3g} / "
-                            f"{tb:.3g}{' of the final value' if lp is None else ''})")
-    return IntervalMeasurement(ts, xi_t, gamma_t, name, interval)
+                            f"measured ({metric}, {what + ', ' if what else ''}{cosine}thresholds {te:.3g} / "
+                            f"{tb:.3g}{' of the final value' if metric != 'lpips' else ''})")
+    return IntervalMeasurement(ts, xi, gamma, metric, interval)
 
 
 INTERVAL_SOURCES = ("explicit", "direction", "table", "measure")

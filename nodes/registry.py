@@ -7,6 +7,7 @@ from .loaders import LoadDirection, LoadUnconditionalDDPM, SaveDirection
 from .mixer import DirectionMixer
 from .sd import (ApplyHSpaceDirection, AsyrpSamplerSD, DirectionFromLatentSets, DirectionFromPrompts, DirectionPCASD,
                  InvertLatent)
+from .sd_world import LoadDemoSDModel
 
 NODE_CLASS_MAPPINGS = {
     "HSpaceLoadUnconditionalDDPM": LoadUnconditionalDDPM,
@@ -27,6 +28,7 @@ NODE_CLASS_MAPPINGS = {
     "HSpaceDirectionFromPrompts": DirectionFromPrompts,
     "HSpaceDirectionFromLatentSets": DirectionFromLatentSets,
     "HSpaceDirectionPCASD": DirectionPCASD,
+    "HSpaceLoadDemoSDModel": LoadDemoSDModel,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -48,4 +50,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HSpaceDirectionFromPrompts": "H-Space Direction from Prompts (SD)",
     "HSpaceDirectionFromLatentSets": "H-Space Direction from Latent Sets (SD)",
     "HSpaceDirectionPCASD": "H-Space PCA Direction (SD)",
+    "HSpaceLoadDemoSDModel": "Load Demo SD Model (miniature world)",
 }

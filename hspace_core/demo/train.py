@@ -36,7 +36,7 @@ from ..schedule import schedule_from_diffusers_config
 from ..seeding import seeded_module
 from ..unets.common import Encoded
 from ..unets.ddpm import DDPMConfig, DDPMUNet
-from .faces import render, sample_faces
+from .faces import Face, render, sample_faces
 
 # h is 128 x 8 x 8 at 32 px (three levels): the first demo model's 4 x 4 h (four levels) barely held
 # the mouth, an 8 x 8 one keeps the face's parts in separate cells. Self-attention at 8 x 8 only.
@@ -66,16 +66,18 @@ class TrainSettings:
     save_every: int = 250
 
 
+def dataset_faces(size: int, seed: int) -> list[Face]:
+    """The attributes of ``dataset(size, seed, ...)``'s faces, in its order (drawn in chunks of 1000)."""
+    return [f for start in range(0, size, 1000) for f in sample_faces(min(1000, size - start), seed * 1_000_003 + start)]
+
+
 def dataset(size: int, seed: int, cache_dir: Path, image_size: int = 32) -> torch.Tensor:
     """The training faces as uint8 [N, 3, S, S], rendered once and cached in ``cache_dir``."""
     path = cache_dir / f"faces{image_size}_n{size}_seed{seed}.npy"
     if path.exists():
         return torch.from_numpy(np.load(path))
-    chunks = []
-    for start in range(0, size, 1000):
-        faces = sample_faces(min(1000, size - start), seed * 1_000_003 + start)
-        chunks.append(to_uint8(render(faces, image_size)))
-    data = torch.cat(chunks)
+    faces = dataset_faces(size, seed)
+    data = torch.cat([to_uint8(render(faces[i:i + 1000], image_size)) for i in range(0, size, 1000)])
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path, data.numpy())
     return data
