@@ -1,0 +1,261 @@
+"""The SD node classes (Apply H-Space Direction, Asyrp Sampler (SD), Invert Latent, the direction finders):
+widgets and glue over the patch, the sampler functions and the guider runs."""
+
+from __future__ import annotations
+
+from hspace_core import HSpaceError
+from hspace_core.discovery.host import SPATIAL, by_timestep, difference_direction, pca_host_direction
+from hspace_core.host import BRANCHES, MODES, HostShift, host_direction, regeneration_error
+
+from ..types import CATEGORY, DIRECTION, NOISE_MAPS
+from .family import host_family
+from .inversion import (_ascending, _descending, invert_latent, invert_latent_ddpm, record_trajectories,
+                        regenerate)
+from .patch import HRecorder, HSpacePatch
+from .sampler import sample_asyrp
+
+SD_CATEGORY = f"{CATEGORY}/stable diffusion"
+
+
+MODEL_INPUT = ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"})
+SIGMAS_INPUT = ("SIGMAS", {"tooltip": "the sampling sigmas (e.g. BasicScheduler); h is recorded at each"})
+SEED_INPUT = ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the trajectories' noise"})
+WIDTH_INPUT = ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8,
+                       "tooltip": "image width (px) of the trajectories"})
+HEIGHT_INPUT = ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8,
+                        "tooltip": "image height (px) of the trajectories"})
+
+class ApplyHSpaceDirection:
+    DESCRIPTION = ("Adds an h-space direction to the UNet's bottleneck (the middle block's output) of an SD1.x / SDXL "
+                   "MODEL, for t_edit <= t <= t_end. Asymmetric (Asyrp): acts only in the edit call of the Asyrp "
+                   "Sampler (SD), so only the predicted x0 is edited. Symmetric: acts in every call, works with the "
+                   "stock KSampler. Returns a patched copy; chain several to mix directions.")
+    CATEGORY = SD_CATEGORY
+    FUNCTION = "apply"
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("a copy of the model with the direction patched into h",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": MODEL_INPUT,
+            "direction": (DIRECTION, {"tooltip": "a direction made on this family of model (sd1 / sdxl)"}),
+            "strength": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.05,
+                                   "tooltip": "1 = the full difference the direction was made from (prompt pair, "
+                                              "latent sets) or one standard deviation (PCA)"}),
+            "t_edit": ("INT", {"default": 500, "min": 0, "max": 999,
+                               "tooltip": "edit at model timesteps t >= t_edit (999 = pure noise)"}),
+            "t_end": ("INT", {"default": 999, "min": 0, "max": 999, "tooltip": "edit at t <= t_end"}),
+            "branch": (list(BRANCHES), {"tooltip": "which CFG branch gets the shift: both, the prompt's (cond) or "
+                                                   "the negative's (uncond)"}),
+            "mode": (list(MODES), {"tooltip": "asymmetric: with the Asyrp Sampler (SD) only; symmetric: any sampler"}),
+        }}
+
+    def apply(self, model, direction, strength, t_edit, t_end, branch, mode):
+        family, channels = host_family(model)
+        shift = HostShift(host_direction(direction, family, channels), float(strength), float(t_edit),
+                          float(t_end), branch, mode)
+        m = model.clone()
+        m.set_model_output_block_patch(HSpacePatch(shift, m.get_model_object("model_sampling")))
+        return (m,)
+
+
+class AsyrpSamplerSD:
+    DESCRIPTION = ("A SAMPLER for SamplerCustom / SamplerCustomAdvanced: DDIM (eta 0) with Asyrp's asymmetric step. "
+                   "Inside the edit interval of the MODEL's asymmetric directions it calls the model twice per step "
+                   "(D without and D_edit with the shift; x_next = D_edit + sigma_next (x - D) / sigma), outside once. "
+                   "Several strengths: a sweep, one image per strength from the same start, in one batch. With the "
+                   "noise maps of an edit-friendly inversion every step replays its map instead (exact regeneration "
+                   "at strength 0).")
+    CATEGORY = SD_CATEGORY
+    FUNCTION = "get_sampler"
+    RETURN_TYPES = ("SAMPLER",)
+    OUTPUT_TOOLTIPS = ("for SamplerCustom / SamplerCustomAdvanced",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "strengths": ("STRING", {"default": "1.0", "tooltip": "multipliers of the asymmetric directions' "
+                                                                  "strengths; e.g. -1, -0.5, 0, 0.5, 1 for a sweep"}),
+            "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                              "tooltip": "stochasticity at t < t_boost (quality boosting)"}),
+            "t_boost": ("INT", {"default": 0, "min": 0, "max": 999, "tooltip": "eta applies at t < t_boost (0: never)"}),
+        }, "optional": {
+            "noise_maps": (NOISE_MAPS, {"tooltip": "from Invert Latent (method ddpm): replay them (sample its "
+                                                   "noised_latent with add_noise off and the same sigmas; eta and "
+                                                   "t_boost then do not apply)"}),
+            "t_skip": ("INT", {"default": 0, "min": 0, "max": 1000,
+                               "tooltip": "with noise maps: start this many steps below the top of the sigmas "
+                                          "(keeps more of the input's structure)"}),
+        }}
+
+    def get_sampler(self, strengths, eta, t_boost, noise_maps=None, t_skip=0):
+        import comfy.samplers
+
+        from ..editing import parse_strengths
+
+        values = parse_strengths(1.0, strengths)
+        if t_skip and noise_maps is None:
+            raise HSpaceError("t_skip needs noise maps: connect an Invert Latent (h-space) node's noise_maps "
+                              "(method ddpm)")
+        return (comfy.samplers.KSAMPLER(sample_asyrp, extra_options={
+            "strengths": tuple(values), "eta": float(eta), "t_boost": float(t_boost), "noise_maps": noise_maps,
+            "t_skip": int(t_skip)}),)
+
+
+LATENT_INVERSION_METHODS = ["ddim", "ddpm (edit-friendly)"]
+
+
+class InvertLatent:
+    DESCRIPTION = ("Inverts a LATENT (e.g. a VAE-encoded photo) through the MODEL with the prompt's conditioning (cfg 1) "
+                   "over the given sigmas. ddim: deterministic, up the sigmas. ddpm (edit-friendly, Huberman-Spiegelglas "
+                   "et al.): x drawn independently at every sigma and one noise map per step (steps x latent size x 4 "
+                   "bytes) that the Asyrp Sampler (SD) replays. Sample the noised latent with SamplerCustom (add_noise "
+                   "off, cfg 1, the same sigmas): strength 0 regenerates the image, other strengths edit it.")
+    CATEGORY = SD_CATEGORY
+    FUNCTION = "invert"
+    RETURN_TYPES = ("LATENT", "STRING", NOISE_MAPS)
+    RETURN_NAMES = ("noised_latent", "report", "noise_maps")
+    OUTPUT_TOOLTIPS = ("the latent at the largest sigma: sample it with add_noise off and the same sigmas",
+                       "the strength-0 reconstruction error",
+                       "ddpm: the noise maps, for the Asyrp Sampler (SD) (nothing with ddim)")
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": MODEL_INPUT,
+            "positive": ("CONDITIONING", {"tooltip": "a prompt describing the image (or an empty prompt)"}),
+            "latent": ("LATENT", {"tooltip": "the clean latent(s) to invert, e.g. from VAE Encode"}),
+            "sigmas": ("SIGMAS", {"tooltip": "the same sigmas the edit samples with (e.g. BasicScheduler)"}),
+            "check_reconstruction": ("BOOLEAN", {"default": True, "tooltip": "regenerate at strength 0 and report "
+                                                                             "the error (one more sampling pass)"}),
+        }, "optional": {
+            "method": (LATENT_INVERSION_METHODS, {"default": "ddim", "tooltip": "ddim: deterministic; ddpm: "
+                                                  "edit-friendly noise maps, exact regeneration"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 63 - 1,
+                             "tooltip": "ddpm: seed of the independent draws of x at each sigma"}),
+        }}
+
+    def invert(self, model, positive, latent, sigmas, check_reconstruction, method="ddim", seed=0):
+        host_family(model)
+        if method not in LATENT_INVERSION_METHODS:
+            raise HSpaceError(f"unknown inversion method {method!r}; choose from {LATENT_INVERSION_METHODS}")
+        samples = latent["samples"]
+        maps = None
+        if method == "ddim":
+            noised = invert_latent(model, positive, samples, sigmas)
+            report = f"DDIM inversion over {len(_ascending(sigmas))} sigmas"
+        else:
+            noised, maps = invert_latent_ddpm(model, positive, samples, sigmas, seed)
+            report = (f"edit-friendly DDPM inversion over {maps.steps + 1} sigmas (seed {maps.seed}): {maps.steps} "
+                      f"noise maps, {maps.maps.numel() * maps.maps.element_size() / 2 ** 20:.2f} MiB")
+        if check_reconstruction:
+            err = regeneration_error(regenerate(model, positive, noised, _descending(sigmas), maps), samples)
+            report += (f"; strength-0 regeneration error: RMS {err['rms']:.4g}, max {err['max']:.4g} (latent RMS "
+                       f"{err['target_rms']:.4g})")
+        out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
+        out["samples"] = noised
+        return {"ui": {"text": [report]}, "result": (out, report, maps)}
+
+
+class DirectionFromPrompts:
+    DESCRIPTION = ("An h-space direction of an SD1.x / SDXL MODEL from a prompt pair: the mean of h(target) - h(source) "
+                   "at the same x_t along the source prompt's trajectories (N seeds), per timestep.")
+    CATEGORY = SD_CATEGORY
+    FUNCTION = "make"
+    RETURN_TYPES = (DIRECTION,)
+    OUTPUT_TOOLTIPS = ("a direction for this model family (Apply H-Space Direction, Save, Mixer)",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": MODEL_INPUT,
+            "source": ("CONDITIONING", {"tooltip": "e.g. 'a photo of a face'"}),
+            "target": ("CONDITIONING", {"tooltip": "e.g. 'a photo of a smiling face'"}),
+            "sigmas": SIGMAS_INPUT,
+            "seeds": ("INT", {"default": 4, "min": 1, "max": 256, "tooltip": "trajectories to average over"}),
+            "seed": SEED_INPUT,
+            "width": WIDTH_INPUT,
+            "height": HEIGHT_INPUT,
+            "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid "
+                                                   "(resized to other resolutions)"}),
+            "name": ("STRING", {"default": "prompt pair", "tooltip": "a label stored in the direction file"}),
+        }}
+
+    def make(self, model, source, target, sigmas, seeds, seed, width, height, spatial, name):
+        family, rec = record_trajectories(model, source, sigmas, seeds, seed, width, height, target=target)
+        d = difference_direction(by_timestep(rec.records[1]), by_timestep(rec.records[0]), family=family,
+                                 spatial=spatial, name=name,
+                                 provenance={"method": "prompt pair (mean h difference along source trajectories)",
+                                             "seeds": seeds, "seed": seed, "size": [width, height],
+                                             "steps": len(sigmas) - 1})
+        return (d,)
+
+
+class DirectionFromLatentSets:
+    DESCRIPTION = ("An h-space direction of an SD1.x / SDXL MODEL from two sets of latents (VAE-encoded images with and "
+                   "without an attribute): each set DDIM-inverted with the prompt, h recorded along the inversion, "
+                   "the mean of set A minus the mean of set B per timestep.")
+    CATEGORY = SD_CATEGORY
+    FUNCTION = "make"
+    RETURN_TYPES = (DIRECTION,)
+    OUTPUT_TOOLTIPS = ("a direction for this model family (Apply H-Space Direction, Save, Mixer)",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": MODEL_INPUT,
+            "positive": ("CONDITIONING", {"tooltip": "the prompt the images are inverted / sampled with"}),
+            "latents_with": ("LATENT", {"tooltip": "set A: images with the attribute"}),
+            "latents_without": ("LATENT", {"tooltip": "set B: images without it"}),
+            "sigmas": SIGMAS_INPUT,
+            "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid"}),
+            "name": ("STRING", {"default": "latent sets", "tooltip": "a label stored in the direction file"}),
+        }}
+
+    def make(self, model, positive, latents_with, latents_without, sigmas, spatial, name):
+        family, _ = host_family(model)
+        recorded = []
+        for latent in (latents_with, latents_without):
+            rec = HRecorder(model.get_model_object("model_sampling"))
+            invert_latent(model, positive, latent["samples"], sigmas, recorder=rec)
+            recorded.append(by_timestep(rec.records[0] + rec.records[1]))
+        d = difference_direction(recorded[0], recorded[1], family=family, spatial=spatial, name=name,
+                                 provenance={"method": "latent sets (mean h difference along DDIM inversions)",
+                                             "set_sizes": [int(latents_with["samples"].shape[0]),
+                                                           int(latents_without["samples"].shape[0])],
+                                             "steps": len(sigmas) - 1})
+        return (d,)
+
+
+class DirectionPCASD:
+    DESCRIPTION = ("An unsupervised h-space direction of an SD1.x / SDXL MODEL: principal component k of h over N "
+                   "trajectories of a prompt, per timestep, scaled to one standard deviation.")
+    CATEGORY = SD_CATEGORY
+    FUNCTION = "make"
+    RETURN_TYPES = (DIRECTION,)
+    OUTPUT_TOOLTIPS = ("a direction for this model family (Apply H-Space Direction, Save, Mixer)",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": MODEL_INPUT,
+            "positive": ("CONDITIONING", {"tooltip": "the prompt the images are inverted / sampled with"}),
+            "sigmas": SIGMAS_INPUT,
+            "seeds": ("INT", {"default": 8, "min": 3, "max": 512, "tooltip": "trajectories to take the PCA over"}),
+            "seed": SEED_INPUT,
+            "component": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "0 = the largest-variance axis"}),
+            "width": WIDTH_INPUT,
+            "height": HEIGHT_INPUT,
+            "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid"}),
+            "name": ("STRING", {"default": "PCA", "tooltip": "a label stored in the direction file"}),
+        }}
+
+    def make(self, model, positive, sigmas, seeds, seed, component, width, height, spatial, name):
+        family, rec = record_trajectories(model, positive, sigmas, seeds, seed, width, height)
+        d = pca_host_direction(by_timestep(rec.records[0]), component, family=family, spatial=spatial,
+                               name=f"{name} {component}",
+                               provenance={"method": "PCA of h along prompt trajectories", "seeds": seeds,
+                                           "seed": seed, "component": component, "size": [width, height]})
+        return (d,)
