@@ -27,7 +27,7 @@ from .directions.project import as_tensor_direction
 from .errors import HSpaceError
 from .sampling import SigmaStep
 
-HOST_FAMILIES = ("sd1", "sdxl")
+HOST_FAMILIES = ("sd1", "sd2", "sdxl")
 BRANCHES = ("both", "cond", "uncond")
 MODES = ("asymmetric", "symmetric")
 T_END = 1000.0

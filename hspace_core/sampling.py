@@ -293,6 +293,20 @@ def two_call_predictor(denoise: Denoiser, *, t_edit: float, symmetric: bool = Fa
     return predict
 
 
+def paired_predictor(denoise: Denoiser, pair: Callable, *, t_edit: float, t_end: float = math.inf) -> SigmaPredictor:
+    """``two_call_predictor``'s asymmetric step with D and D_edit from one call: ``pair(x, step) -> (D(x),
+    D_edit(x))`` inside t_edit <= t <= t_end (a host that shares the work below h between them, e.g. a
+    ComfyUI model run once on [x; x]); outside, one plain call of ``denoise``."""
+    def predict(x: torch.Tensor, step: SigmaStep) -> StepPrediction:
+        if not t_edit <= step.t <= t_end:
+            d = denoise(x, step, False)
+            eps = (x - d) / step.sigma
+            return StepPrediction(d, eps, eps)
+        d, d_edit = pair(x, step)
+        return StepPrediction(d_edit, (x - d) / step.sigma, (x - d_edit) / step.sigma)
+    return predict
+
+
 # ------------------------------------------------------------------ the pixel models' grid on the walk
 
 def vp_steps(pairs: Sequence[tuple[int, int]], schedule: NoiseSchedule, *, eta: float = 0.0,

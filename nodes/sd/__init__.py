@@ -1,9 +1,9 @@
-"""h-space editing on ComfyUI's own models (SD1.x, SDXL): the glue between ComfyUI's MODEL, sampler and
+"""h-space editing on ComfyUI's own models (SD1.x, SD2.x, SDXL): the glue between ComfyUI's MODEL, sampler and
 patch APIs and the engine's ``host`` maths. Every ``comfy`` import is inside a function, so the pack
 imports (and its other nodes run) without ComfyUI.
 
 Laid out by job:
-  * ``family``: what the MODEL is (SD1.x / SDXL, h's channels), its timesteps;
+  * ``family``: what the MODEL is (SD1.x / SD2.x / SDXL, h's channels), its timesteps;
   * ``patch``: ``HSpacePatch``, an ``output_block_patch``: ComfyUI calls it before every output block; at
     ``("output", 0)`` its h is the middle block's output, where ``host.shift_h`` adds the directions;
     ``HRecorder``, the same patch kind keeping h (for the direction nodes);

@@ -17,7 +17,7 @@ from .sampler import sample_asyrp
 SD_CATEGORY = f"{CATEGORY}/stable diffusion"
 
 
-MODEL_INPUT = ("MODEL", {"tooltip": "an SD1.x / SDXL model (from a checkpoint loader)"})
+MODEL_INPUT = ("MODEL", {"tooltip": "an SD1.x / SD2.x / SDXL model (from a checkpoint loader)"})
 SIGMAS_INPUT = ("SIGMAS", {"tooltip": "the sampling sigmas (e.g. BasicScheduler); h is recorded at each"})
 SEED_INPUT = ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the trajectories' noise"})
 WIDTH_INPUT = ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8,
@@ -26,7 +26,7 @@ HEIGHT_INPUT = ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8,
                         "tooltip": "image height (px) of the trajectories"})
 
 class ApplyHSpaceDirection:
-    DESCRIPTION = ("Adds an h-space direction to the UNet's bottleneck (the middle block's output) of an SD1.x / SDXL "
+    DESCRIPTION = ("Adds an h-space direction to the UNet's bottleneck (the middle block's output) of an SD1.x / SD2.x / SDXL "
                    "MODEL, for t_edit <= t <= t_end. Asymmetric (Asyrp): acts only in the edit call of the Asyrp "
                    "Sampler (SD), so only the predicted x0 is edited. Symmetric: acts in every call, works with the "
                    "stock KSampler. Returns a patched copy; chain several to mix directions.")
@@ -39,7 +39,7 @@ class ApplyHSpaceDirection:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": MODEL_INPUT,
-            "direction": (DIRECTION, {"tooltip": "a direction made on this family of model (sd1 / sdxl)"}),
+            "direction": (DIRECTION, {"tooltip": "a direction made on this family of model (sd1 / sd2 / sdxl)"}),
             "strength": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.05,
                                    "tooltip": "1 = the full difference the direction was made from (prompt pair, "
                                               "latent sets) or one standard deviation (PCA)"}),
@@ -160,7 +160,7 @@ class InvertLatent:
 
 
 class DirectionFromPrompts:
-    DESCRIPTION = ("An h-space direction of an SD1.x / SDXL MODEL from a prompt pair: the mean of h(target) - h(source) "
+    DESCRIPTION = ("An h-space direction of an SD1.x / SD2.x / SDXL MODEL from a prompt pair: the mean of h(target) - h(source) "
                    "at the same x_t along the source prompt's trajectories (N seeds), per timestep.")
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"
@@ -194,7 +194,7 @@ class DirectionFromPrompts:
 
 
 class DirectionFromLatentSets:
-    DESCRIPTION = ("An h-space direction of an SD1.x / SDXL MODEL from two sets of latents (VAE-encoded images with and "
+    DESCRIPTION = ("An h-space direction of an SD1.x / SD2.x / SDXL MODEL from two sets of latents (VAE-encoded images with and "
                    "without an attribute): each set DDIM-inverted with the prompt, h recorded along the inversion, "
                    "the mean of set A minus the mean of set B per timestep.")
     CATEGORY = SD_CATEGORY
@@ -230,7 +230,7 @@ class DirectionFromLatentSets:
 
 
 class DirectionPCASD:
-    DESCRIPTION = ("An unsupervised h-space direction of an SD1.x / SDXL MODEL: principal component k of h over N "
+    DESCRIPTION = ("An unsupervised h-space direction of an SD1.x / SD2.x / SDXL MODEL: principal component k of h over N "
                    "trajectories of a prompt, per timestep, scaled to one standard deviation.")
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"

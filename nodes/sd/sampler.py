@@ -11,10 +11,11 @@ import torch
 from hspace_core import HSpaceError
 from hspace_core.host import host_sigma_steps
 from hspace_core.noise_maps import NoiseMaps, edit_friendly_maps, replay_noise, sigma_draws, with_residual
-from hspace_core.sampling import two_call_predictor, walk
+from hspace_core.sampling import paired_predictor, two_call_predictor, walk
 
 from .family import _timesteps
 from .patch import EDIT_KEY, _with_transformer_option, asymmetric_shifts
+from .shared import SHARED_KEY, say_once, shared_forward, sharing_blocker
 
 
 def _check_sampling(model) -> object:
@@ -23,7 +24,7 @@ def _check_sampling(model) -> object:
     ms = model.inner_model.inner_model.model_sampling
     if isinstance(ms, comfy.model_sampling.CONST):
         raise HSpaceError("this is a flow-matching model (CONST sampling, as SD3 and Flux): the Asyrp sampler works "
-                          "with eps / v-prediction diffusion models (SD1.x, SDXL)")
+                          "with eps / v-prediction diffusion models (SD1.x, SD2.x, SDXL)")
     return ms
 
 
@@ -40,7 +41,7 @@ def _k_callback(callback):
 
 
 def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None, *, strengths=(1.0,), eta=0.0,
-                 t_boost=0.0, noise_maps: NoiseMaps | None = None, t_skip: int = 0):
+                 t_boost=0.0, noise_maps: NoiseMaps | None = None, t_skip: int = 0, shared: bool = True):
     """KSAMPLER function: Asyrp's asymmetric walk over ComfyUI's denoiser (k-diffusion's calling convention).
 
     x: [B, C, H, W] at sigmas[0]; a single latent with several strengths becomes one row per strength
@@ -48,6 +49,8 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
     noise_maps: an edit-friendly inversion of x's image(s) on these sigmas: every step is stochastic
     with its stored map (shared by the sweep; eta and t_boost do not apply), starting ``t_skip`` steps
     below the top from the inversion's draw there.
+    shared: inside the edit interval, D and D_edit from one call on [x; x] whose work below h is done once
+    (``shared.shared_forward``); False: two calls (the reference path; also taken when sharing is unsafe).
     """
     extra_args = {} if extra_args is None else extra_args
     ms = _check_sampling(model)
@@ -79,8 +82,14 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
         raise HSpaceError("the Asyrp Sampler (SD) found no asymmetric h-space direction on this MODEL: connect "
                           "Apply H-Space Direction (mode asymmetric) to the model that SamplerCustom samples with")
     if shifts and bool((strengths != 0).any()):
-        predict = two_call_predictor(denoise, t_edit=min(s.t_edit for s in shifts),
-                                     t_end=max(s.t_end for s in shifts))
+        t_edit, t_end = min(s.t_edit for s in shifts), max(s.t_end for s in shifts)
+        blocker = sharing_blocker(options, extra_args) if shared else "asked for the two-call path"
+        if blocker is None:
+            predict = paired_predictor(denoise, _pair(model, extra_args, options, scales), t_edit=t_edit, t_end=t_end)
+        else:
+            if shared:
+                say_once(blocker)
+            predict = two_call_predictor(denoise, t_edit=t_edit, t_end=t_end)
     else:  # strength 0 everywhere: the plain walk, one call per step
         predict = two_call_predictor(denoise, t_edit=math.inf)
     noise = None
@@ -93,6 +102,25 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
         sampler = default_noise_sampler(x, seed=extra_args.get("seed"))
         noise = lambda i: sampler(sigmas[i], sigmas[i + 1])  # noqa: E731
     return walk(predict, x, steps, noise=noise, callback=_k_callback(callback))
+
+
+def _pair(model, extra_args: dict, options: dict, scales: torch.Tensor):
+    """pair(x, step) -> (D, D_edit): one guider call on [x; x], the second half with the edit strengths, the
+    work below h done once (``shared.shared_forward``, a DIFFUSION_MODEL wrapper)."""
+    import comfy.patcher_extension as pe
+
+    pair_options = _with_transformer_option(options, EDIT_KEY, torch.cat([torch.zeros_like(scales), scales]))
+    pair_options["transformer_options"][SHARED_KEY] = True
+    to = pair_options["transformer_options"]
+    to["wrappers"] = pe.copy_nested_dicts(to.get("wrappers", {}))
+    pe.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, SHARED_KEY, shared_forward, to)
+    args = {**extra_args, "model_options": pair_options}
+
+    def pair(x, step):
+        n = x.shape[0]
+        d = model(torch.cat([x, x]), step.sigma * x.new_ones([2 * n]), **args)
+        return d[:n], d[n:]
+    return pair
 
 
 def _replay(ms, maps: NoiseMaps, x: torch.Tensor, sigmas: torch.Tensor, t_skip: int):

@@ -146,9 +146,11 @@ def test_an_asymmetric_patch_does_nothing_under_a_stock_sampler_and_a_symmetric_
     assert (run(comfy, applied(model, d, mode="symmetric"), stock, sig, kind) - plain).abs().max() > 0.1
 
 
-def test_one_asyrp_step_is_the_engines_vp_step(comfy, model, kind):
+@pytest.mark.parametrize("shared", [False, True], ids=["two calls", "shared pass"])
+def test_one_asyrp_step_is_the_engines_vp_step(comfy, model, kind, shared):
     """One step of the SD sampler from sigma to sigma_next equals the DDIM step in VP coordinates with
-    ComfyUI's own alphas_cumprod: x_prev = sqrt(a_prev) P_t(eps(h + dh)) + sqrt(1 - a_prev) eps(h)."""
+    ComfyUI's own alphas_cumprod: x_prev = sqrt(a_prev) P_t(eps(h + dh)) + sqrt(1 - a_prev) eps(h); the
+    two-call path calls the model without then with the shift, the shared pass once on [x; x]."""
     d = random_direction(kind)
     m = applied(model, d, strength=1.5, t_edit=0)
     sig = sigmas(comfy, model, 10)[:2]
@@ -167,9 +169,11 @@ def test_one_asyrp_step_is_the_engines_vp_step(comfy, model, kind):
         recording.inner_model = model_k.inner_model
         return sd().sample_asyrp(recording, x, sigmas, extra_args, callback, disable, **kw)
 
-    out = guider.sample(x, torch.zeros_like(x), comfy.samplers.KSAMPLER(spy, extra_options={"strengths": (1.0,)}),
+    out = guider.sample(x, torch.zeros_like(x), comfy.samplers.KSAMPLER(spy, extra_options={"strengths": (1.0,),
+                                                                                         "shared": shared}),
                         sig, seed=0)
-    d_plain, d_edit = calls  # inside the interval: two calls, without then with the shift
+    assert len(calls) == (1 if shared else 2) and all(c.shape[0] == (2 if shared else 1) for c in calls)
+    d_plain, d_edit = calls[0].chunk(2) if shared else calls
     x_sigma = ms.noise_scaling(sig[0], x, torch.zeros_like(x), True)  # ComfyUI's start at sigma_max: x sqrt(1 + sigma^2)
     a, a_prev = (1 / (1 + float(s) ** 2) for s in sig)
     t = ms.timestep(sig[:1])
@@ -207,7 +211,7 @@ def test_branch_selection_under_cfg(comfy, model, kind):
         ref = Probe()
         base.set_model_output_block_patch(ref)
         sig = sigmas(comfy, model, 2)[:2]
-        run(comfy, m, asyrp(comfy, (1.0,)), sig, kind, cfg=4.0)
+        run(comfy, m, asyrp(comfy, (1.0,), shared=False), sig, kind, cfg=4.0)  # the edit call's own h
         run(comfy, base, comfy.samplers.sampler_object("euler"), sig, kind, cfg=4.0)
         edit_h = [h for b, e, h in probe.seen if b == ("output", 0) and e]
         plain_h = [h for b, e, h in ref.seen if b == ("output", 0)]

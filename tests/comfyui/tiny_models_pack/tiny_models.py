@@ -21,6 +21,11 @@ SDXL_TINY = dict(image_size=32, in_channels=4, out_channels=4, model_channels=32
                  context_dim=64, num_heads=-1, num_head_channels=16, use_linear_in_transformer=True, adm_in_channels=64 + 1536,
                  num_classes="sequential",
                  use_temporal_attention=False, use_temporal_resblock=False)
+# SD2.x's layout (SD1.5's levels, linear transformers, 64-channel heads, which the SD20 class sets); with v
+# prediction, as the 768 px SD2.1 checkpoints (ComfyUI's SD20 class; a real checkpoint's model type is read
+# from its weights)
+SD21_TINY = dict(SD15_TINY, model_channels=64, channel_mult=[1, 1, 2, 2], use_linear_in_transformer=True,
+                 num_heads=-1, num_head_channels=64)
 CONTEXT = 64
 
 
@@ -42,13 +47,19 @@ def init_weights(module: torch.nn.Module, seed: int) -> None:
 
 
 def tiny_model(kind: str = "sd15", seed: int = 0, out_scale: float = 0.1):
-    """A ModelPatcher holding ComfyUI's SD15 or SDXL model class with a tiny UNet (random weights)."""
+    """A ModelPatcher holding ComfyUI's SD15, SDXL or SD20 (v prediction: "sd21v") model class with a tiny UNet
+    (random weights)."""
+    import comfy.model_base
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models as sm
 
-    cls, config = (sm.SD15, SD15_TINY) if kind == "sd15" else (sm.SDXL, SDXL_TINY)
-    model = cls(dict(config)).get_model({}, device="cpu")
+    if kind == "sd21v":
+        model = comfy.model_base.BaseModel(sm.SD20(dict(SD21_TINY)), model_type=comfy.model_base.ModelType.V_PREDICTION,
+                                           device="cpu")
+    else:
+        cls, config = (sm.SD15, SD15_TINY) if kind == "sd15" else (sm.SDXL, SDXL_TINY)
+        model = cls(dict(config)).get_model({}, device="cpu")
     init_weights(model.diffusion_model, seed)
     with torch.no_grad():  # a tame eps (~0.1): a smooth denoiser, as a trained one is along its trajectories
         model.diffusion_model.out[-1].weight.mul_(out_scale)
