@@ -18,6 +18,7 @@ def _settings(args, cls):
 
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "sd_world"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "export-vae":
         from .train_vae import export
 
-        print(export(args.run, args.out))
+        print(export(args.run, args.out, docs=DOCS))
     elif args.command == "export-text-encoder":
         from .export import export_text_encoder
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "export-unet":
         from .train_unet import export
 
-        print(f"wrote {export(args.run, args.out)}")
+        print(f"wrote {export(args.run, args.out, docs=DOCS)}")
     return 0
 
 

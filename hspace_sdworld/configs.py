@@ -42,3 +42,7 @@ CLIP_TEXT = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_
              "max_position_embeddings": 77, "model_type": "clip_text_model", "num_attention_heads": 4,
              "num_hidden_layers": 3, "pad_token_id": 1, "projection_dim": CONTEXT_DIM, "torch_dtype": "float32",
              "vocab_size": 49408}
+
+# What the measurements recommend for editing in this world (bench/sd_claims.py; README, "The miniature SD
+# world"): the sampler's steps and cfg, the prompt-pair smile's t_edit and its largest strength.
+RECOMMENDED = {"steps": 30, "cfg": 5.0, "t_edit": 500, "strength": 2.0}

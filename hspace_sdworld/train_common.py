@@ -78,6 +78,16 @@ class RunFolder:
         with (self.path / "log.jsonl").open("a") as f:
             f.write(json.dumps(entry) + "\n")
 
+    def keep_log(self, docs: Path | None, name: str) -> None:
+        """Copy ``log.jsonl`` and ``settings.json`` to ``docs`` as ``<name>_train_log.jsonl`` and
+        ``<name>_settings.json`` (the run folder is not kept; the model card reads these)."""
+        if docs is None:
+            return
+        docs.mkdir(parents=True, exist_ok=True)
+        for src, dst in (("log.jsonl", "train_log.jsonl"), ("settings.json", "settings.json")):
+            if (self.path / src).exists():
+                (docs / f"{name}_{dst}").write_text((self.path / src).read_text())
+
     def history(self) -> list[dict]:
         f = self.path / "log.jsonl"
         return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []

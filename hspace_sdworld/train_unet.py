@@ -56,6 +56,7 @@ class UNetSettings:
     dataset_size: int = 50000
     seed: int = 0
     save_every: int = 200
+    init_from: str = ""
 
 
 class SkipDrop:
@@ -134,6 +135,11 @@ def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_fi
         gen.set_state(state["rng"])
         step = int(state["step"])
         log(f"resumed {run.ckpt} at step {step}")
+    elif s.init_from:  # a later session continues from the shipped weights (the optimizer state is not shipped)
+        init, _ = read_safetensors(Path(s.init_from))
+        net.load_state_dict({k: v.float() for k, v in init.items()})
+        ema.load_state_dict(net.state_dict())
+        log(f"initialised from {s.init_from}")
     te_state, _ = read_safetensors(Path(text_encoder_file))
     encode = CaptionEncoder(build_clip({k: v.float() for k, v in te_state.items()}))
     latents = latent_dataset(vae_file, s.dataset_size, run.path.parent / "cache", log=log)
@@ -184,11 +190,14 @@ def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_fi
     return run.ckpt
 
 
-def export(run_dir: Path, out_path: Path) -> Path:
-    """The EMA weights as float16 safetensors (``diffusion_model`` key names without the prefix)."""
+def export(run_dir: Path, out_path: Path, docs: Path | None = None) -> Path:
+    """The EMA weights as float16 safetensors (``diffusion_model`` key names without the prefix); the
+    run's loss log and settings are copied to ``docs`` (the model card's folder)."""
     from safetensors.torch import save_file
 
-    state = RunFolder(run_dir).load()
+    run = RunFolder(run_dir)
+    state = run.load()
+    run.keep_log(docs, "unet")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}, str(out_path),
               metadata={"hspace.format": "hspace-sdworld-unet-1", "hspace.training_steps": str(state["step"])})

@@ -132,12 +132,13 @@ def normalise_latent(module, shift: torch.Tensor, std: torch.Tensor) -> None:
     p.weight /= c[None, :, None, None]
 
 
-def export(run_dir: Path, out_path: Path, stats_images: int = 4000, *, log=print) -> dict:
+def export(run_dir: Path, out_path: Path, stats_images: int = 4000, *, docs: Path | None = None, log=print) -> dict:
     """Normalise the trained VAE's latent on ``stats_images`` training faces and write its state dict
     (float16 safetensors, ComfyUI's ``AutoencoderKL`` key names); returns the statistics."""
     from safetensors.torch import save_file
 
     run = RunFolder(run_dir)
+    run.keep_log(docs, "vae")
     module = vae_module(seed=0)
     module.load_state_dict(run.load()["model"])
     module.eval()

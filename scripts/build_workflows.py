@@ -52,6 +52,7 @@ CORE = {
     "VAEEncode": ([], [("pixels", "IMAGE"), ("vae", "VAE")], [("LATENT", "LATENT")]),
     "ImageScale": ([("upscale_method", "COMBO"), ("width", "INT"), ("height", "INT"), ("crop", "COMBO")],
                    [("image", "IMAGE")], [("IMAGE", "IMAGE")]),
+    "ImageBatch": ([], [("image1", "IMAGE"), ("image2", "IMAGE")], [("IMAGE", "IMAGE")]),
 }
 # the standard checkpoints the SD workflows name, where ComfyUI's missing-models dialog sends users
 CHECKPOINTS = {
@@ -195,6 +196,7 @@ def workflows(t_edit: int) -> dict:
                       "8": strip("6", 5), "9": save("8", "hspace/jacobian0"), "10": strip("7", 5),
                       "11": save("10", "hspace/jacobian1")}},
         **sd_workflows(),
+        **sd_world_workflows(),
     }
 
 
@@ -299,6 +301,108 @@ def sd_workflows() -> dict:
                                                       "noise_maps": ("11", 2), "t_skip": 12}),
                       "17": sample_inverted("16"),
                       **chain(18, decode_save("17", "hspace/sd15_edit_friendly_t_skip"))}},
+    }
+
+
+SD_WORLD_FACE = "hspace_sdworld_face.png"
+
+
+def sd_world_workflows() -> dict:
+    """The miniature SD world (Load Demo SD Model): the same SD nodes on a model that runs out of the box, at
+    the settings bench/sd_claims.py recommends (``hspace_sdworld.configs.RECOMMENDED``). ``thumbnail`` names
+    the SaveImage node whose first image is the workflow's thumbnail (run in a real ComfyUI)."""
+    from hspace_sdworld.configs import RECOMMENDED as R
+
+    steps, cfg, t_edit, s = R["steps"], R["cfg"], R["t_edit"], R["strength"]
+    sweep = ", ".join(f"{v:g}" for v in (-s, -s / 2, 0, s / 2, s))
+    loader = ("HSpaceLoadDemoSDModel", {"weights": "faces64 (embedded, miniature world)"})
+
+    def text(t):
+        return ("CLIPTextEncode", {"text": t, "clip": ("1", 1)})
+
+    def prompts_direction(source, target, name):
+        return ("HSpaceDirectionFromPrompts", {"model": ("1", 0), "source": (source, 0), "target": (target, 0),
+                                               "sigmas": ("5", 0), "seeds": 8, "seed": 500, "width": 64,
+                                               "height": 64, "spatial": "average", "name": name})
+
+    def apply(direction, mode="asymmetric", strength=1.0):
+        return ("HSpaceApplyDirection", {"model": ("1", 0), "direction": (direction, 0), "strength": strength,
+                                         "t_edit": t_edit, "t_end": 999, "branch": "both", "mode": mode})
+
+    def asyrp(strengths, **links):
+        return ("HSpaceAsyrpSamplerSD", {"strengths": strengths, "eta": 0.0, "t_boost": 0, "t_skip": 0, **links})
+
+    def sample(model, sampler, latent, add_noise=True, seed=42, cfg_=cfg):
+        return ("SamplerCustom", {"model": (model, 0), "add_noise": add_noise, "noise_seed": seed, "cfg": cfg_,
+                                  "positive": ("2", 0), "negative": ("4", 0), "sampler": (sampler, 0),
+                                  "sigmas": ("5", 0), "latent_image": (latent, 0)})
+
+    def decode(latent):
+        return ("VAEDecode", {"samples": (latent, 0), "vae": ("1", 2)})
+
+    def strip(images, columns):
+        return ("HSpaceImageStrip", {"images": (images, 0), "columns": columns, "scale": 4})
+
+    def save(images, prefix):
+        return ("SaveImage", {"images": (images, 0), "filename_prefix": prefix})
+
+    base = {"1": loader, "2": text("a face"), "3": text("a smiling face"), "4": text(""),
+            "5": ("BasicScheduler", {"model": ("1", 0), "scheduler": "normal", "steps": steps, "denoise": 1.0})}
+    empty = ("EmptyLatentImage", {"width": 64, "height": 64, "batch_size": 1})
+
+    def inverted(method, node):
+        return ("HSpaceInvertLatent", {"model": ("1", 0), "positive": ("2", 0), "latent": (node, 0),
+                                       "sigmas": ("5", 0), "check_reconstruction": True, "method": method, "seed": 0})
+    return {
+        "sd_world_prompt_pair_sweep": {
+            "title": "Miniature SD world: 'a face' -> 'a smiling face' from a prompt pair, swept over five strengths "
+                     "(Asyrp sampler)",
+            "thumbnail": "14",
+            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"),
+                      "7": ("HSpaceSaveDirection", {"direction": ("6", 0), "filename_prefix": "hspace/sdworld_smile"}),
+                      "8": apply("6"), "9": asyrp(sweep), "10": empty, "11": sample("8", "9", "10"),
+                      "12": decode("11"), "13": strip("12", 5), "14": save("13", "hspace/sdworld_sweep_strip"),
+                      "15": save("12", "hspace/sdworld_sweep")}},
+        "sd_world_edit_real_image": {
+            "title": "Miniature SD world: a held-out face VAE-encoded, inverted (DDIM and edit-friendly) and smiled at "
+                     "strengths 0 and the recommended one",
+            "thumbnail": "20",
+            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"), "7": apply("6"),
+                      "8": ("LoadImage", {"image": SD_WORLD_FACE, "upload": "image"}),
+                      "9": ("VAEEncode", {"pixels": ("8", 0), "vae": ("1", 2)}),
+                      "10": inverted("ddim", "9"), "11": inverted("ddpm (edit-friendly)", "9"),
+                      "12": asyrp(f"0, {s:g}"), "13": asyrp(f"0, {s:g}", noise_maps=("11", 2)),
+                      "14": sample("7", "12", "10", add_noise=False, cfg_=1.0),
+                      "15": sample("7", "13", "11", add_noise=False, cfg_=1.0),
+                      "16": decode("14"), "17": decode("15"),
+                      "18": ("ImageBatch", {"image1": ("16", 0), "image2": ("17", 0)}),
+                      "19": strip("18", 2), "20": save("19", "hspace/sdworld_real_strip"),
+                      "21": save("18", "hspace/sdworld_real")}},
+        "sd_world_symmetric_edit": {
+            "title": "Miniature SD world: the smile direction symmetric, with the stock KSampler (before / after)",
+            "thumbnail": "15",
+            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"),
+                      "7": apply("6", mode="symmetric", strength=s), "8": empty,
+                      "9": ("KSampler", {"model": ("1", 0), "seed": 42, "steps": steps, "cfg": cfg,
+                                         "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+                                         "positive": ("2", 0), "negative": ("4", 0), "latent_image": ("8", 0)}),
+                      "10": ("KSampler", {"model": ("7", 0), "seed": 42, "steps": steps, "cfg": cfg,
+                                          "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+                                          "positive": ("2", 0), "negative": ("4", 0), "latent_image": ("8", 0)}),
+                      "11": decode("9"), "12": decode("10"),
+                      "13": ("ImageBatch", {"image1": ("11", 0), "image2": ("12", 0)}),
+                      "14": strip("13", 2), "15": save("14", "hspace/sdworld_symmetric")}},
+        "sd_world_mix_two_directions": {
+            "title": "Miniature SD world: smile + glasses, two prompt-pair directions mixed (Direction Mixer)",
+            "thumbnail": "16",
+            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"),
+                      "7": text("a face with glasses"), "8": prompts_direction("2", "7", "glasses (miniature SD world)"),
+                      "9": ("HSpaceDirectionMixer", {"direction_1": ("6", 0), "weight_1": 1.0, "weight_2": 1.0,
+                                                     "weight_3": 1.0, "weight_4": 1.0, "sqrt_n": False,
+                                                     "projection": "joint", "direction_2": ("8", 0)}),
+                      "10": apply("9"), "11": asyrp(f"0, {s / 2:g}, {s:g}"), "12": empty,
+                      "13": sample("10", "11", "12"), "14": decode("13"), "15": strip("14", 3),
+                      "16": save("15", "hspace/sdworld_mix")}},
     }
 
 
@@ -428,6 +532,35 @@ def thumbnail(name: str, prompt: dict, out: Path) -> None:
             im.convert("RGB").save(out, quality=90)
 
 
+def real_comfyui_thumbnails(jobs: list[tuple[str, dict, str]]) -> None:
+    """Run SD-world twins in a real ComfyUI (started as the tests start it) and keep each one's thumbnail
+    node's first image: ``jobs`` of (name, API prompt, thumbnail node id)."""
+    import shutil
+
+    from PIL import Image
+    from tests.comfyui.harness import ComfyServer, find_comfyui
+
+    root, how = find_comfyui()
+    if root is None:
+        print(f"no thumbnails for {[j[0] for j in jobs]}: {how}")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ComfyServer(root, Path(tmp))
+        server.prepare()
+        shutil.copy(ROOT / "tests" / "pack" / "input" / SD_WORLD_FACE, Path(tmp) / "input" / SD_WORLD_FACE)
+        server.start()
+        try:
+            for name, prompt, node in jobs:
+                run = server.run(prompt)
+                if run.status != "success":
+                    raise RuntimeError(f"{name}: {run.error()}")
+                with Image.open(run.saved(Path(tmp), node)[0]) as im:
+                    im.convert("RGB").save(ROOT / "example_workflows" / f"{name}.jpg", quality=90)
+                print(f"thumbnail {name}")
+        finally:
+            server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-thumbnails", action="store_true")
@@ -437,15 +570,21 @@ def main() -> None:
 
     torch.set_num_threads(2)
     descs = workflows(DEMO_T_EDIT)
+    in_comfyui = []
     for name, desc in descs.items():
         ui, api = to_ui(name, desc), to_api(desc)
         (ROOT / "example_workflows" / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
         (ROOT / "tests" / "pack" / "workflows" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
-        uses_sd = any(n[0] == "CheckpointLoaderSimple" for n in desc["nodes"].values())
-        wanted = not args.only or name in args.only
-        if not args.no_thumbnails and not uses_sd and wanted:  # SD graphs: scripts/graph_thumbnails.py (no weights here)
+        kinds = {n[0] for n in desc["nodes"].values()}
+        wanted = not args.no_thumbnails and (not args.only or name in args.only)
+        if "HSpaceLoadDemoSDModel" in kinds:  # the miniature SD world: real outputs, from a real ComfyUI
+            if wanted:
+                in_comfyui.append((name, api, desc["thumbnail"]))
+        elif "CheckpointLoaderSimple" not in kinds and wanted:  # SD checkpoints: scripts/graph_thumbnails.py
             thumbnail(name, api, ROOT / "example_workflows" / f"{name}.jpg")
         print(f"wrote {name}")
+    if in_comfyui:
+        real_comfyui_thumbnails(in_comfyui)
 
 
 if __name__ == "__main__":

@@ -98,11 +98,18 @@ def linearity(world: World, direction, attribute: str, strengths=(-1, -0.75, -0.
     base = r[attribute][:, list(strengths).index(0)] if 0 in strengths else read(world, world.inversion.x_0)[attribute]
     delta = r[attribute] - base[:, None]
     mean = delta.mean(0)
-    s = torch.tensor(strengths, dtype=torch.float32)
+    slope, r2 = line_fit(strengths, mean)
+    return {"strengths": list(strengths), "mean_change": [round(float(v), 4) for v in mean], "slope": slope, "r2": r2}
+
+
+def line_fit(strengths, mean_change: torch.Tensor) -> tuple[float, float]:
+    """(slope, R^2) of the least-squares line through (strength, mean change) [K]."""
+    s = torch.tensor([float(v) for v in strengths], dtype=torch.float32)
+    mean = mean_change.float()
     slope = float(((s - s.mean()) * (mean - mean.mean())).sum() / (s - s.mean()).pow(2).sum())
     fit = mean.mean() + slope * (s - s.mean())
     r2 = float(1 - (mean - fit).pow(2).sum() / (mean - mean.mean()).pow(2).sum().clamp_min(1e-12))
-    return {"strengths": list(strengths), "mean_change": [round(float(v), 4) for v in mean], "slope": slope, "r2": r2}
+    return slope, r2
 
 
 def directional_clip_similarity(clip, before: torch.Tensor, after: torch.Tensor, src: str, trg: str) -> torch.Tensor:
@@ -129,16 +136,28 @@ def plain_samples(world: World, n: int, *, seed: int = 60_000) -> dict:
 
 def effects(world: World, direction, attribute: str, strength: float = 1.0, *, clip=None,
             texts: tuple[str, str] | None = None, **kw) -> dict:
-    """Target change per face, other attributes' drift, and face probability, at one strength; with
-    ``clip`` and ``texts`` (source, target) also the directional CLIP similarity of the edit.
-
-    For glasses and hat (probabilities) the target's statistics and the drift count only the faces
-    the edit can change: those without the attribute for a positive strength, with it for a negative
-    one (``faces`` says how many)."""
-    out = edits(world, direction, [0.0, strength], **kw)
-    before, after = read(world, out[:, 0]), read(world, out[:, 1])
+    """``edit_effects`` of one strength on the world's faces, with the RMS pixel change; with ``clip``
+    and ``texts`` (source, target) also the directional CLIP similarity of the edit."""
     sign = 1 if strength >= 0 else -1
-    keep = torch.ones(out.shape[0], dtype=torch.bool)
+    out = edits(world, direction, [0.0, strength], **kw)
+    res = {"strength": strength, **edit_effects(read(world, out[:, 0]), read(world, out[:, 1]), attribute, sign),
+           "rms_pixel_change": float((out[:, 1] - out[:, 0]).pow(2).mean().sqrt() / 2)}
+    if clip is not None and texts is not None:
+        sim = directional_clip_similarity(clip, out[:, 0], out[:, 1], *texts) * sign
+        res["clip_similarity"] = float(sim.mean())
+    return res
+
+
+def edit_effects(before: dict, after: dict, attribute: str, sign: int = 1) -> dict:
+    """What an edit did, from the probe's readings of the same images unedited and edited ([N] each):
+    the target's change (mean, spread, range), the share of images it moved the intended way (``sign``),
+    every other attribute's mean absolute change per unit of mean absolute target change (drift), and
+    the face probability before and after.
+
+    For glasses and hat (probabilities) the target's statistics and the drift count only the images
+    the edit can change: those without the attribute for a positive sign, with it for a negative one
+    (``faces`` says how many)."""
+    keep = torch.ones(before[attribute].shape[0], dtype=torch.bool)
     if attribute in BINARY:
         keep = before[attribute] < 0.5 if sign > 0 else before[attribute] > 0.5
         if not bool(keep.any()):
@@ -150,20 +169,15 @@ def effects(world: World, direction, attribute: str, strength: float = 1.0, *, c
             continue
         d = change(after, before, other)[keep].abs().mean()
         drift[other] = float(d / target.abs().mean().clamp_min(1e-6))
-    res = {
-        "strength": strength, "faces": int(keep.sum()),
+    return {
+        "faces": int(keep.sum()),
         "target_mean": float(target.mean()), "target_std": float(target.std()) if len(target) > 1 else 0.0,
         "target_min": float(target.min()), "target_max": float(target.max()),
         "same_sign": float((target * sign > 0).float().mean()),
         "drift_per_unit": drift,
         "face_prob_edited": float(after["face"].mean()), "face_prob_unedited": float(before["face"].mean()),
         "face_prob_edited_min": float(after["face"].min()),
-        "rms_pixel_change": float((out[:, 1] - out[:, 0]).pow(2).mean().sqrt() / 2),
     }
-    if clip is not None and texts is not None:
-        sim = directional_clip_similarity(clip, out[:, 0], out[:, 1], *texts) * sign
-        res["clip_similarity"] = float(sim.mean())
-    return res
 
 
 def compositionality(world: World, a, b, attr_a: str, attr_b: str, strength: float = 1.0) -> dict:

@@ -18,11 +18,12 @@ PAIRS = {"smile": (0.8, -0.8), "eye_size": (0.9, 0.1), "face_width": (0.9, 0.1),
          "hat": (True, False)}
 
 
-def attribute_sets(attribute: str, n: int, seed: int, high: float, low: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Procedural faces identical but for ``attribute`` (``high`` vs ``low``): ([n, 3, 32, 32] x 2)."""
+def attribute_sets(attribute: str, n: int, seed: int, high: float, low: float,
+                   size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Procedural faces identical but for ``attribute`` (``high`` vs ``low``): ([n, 3, size, size] x 2)."""
     faces = sample_faces(n, seed)
-    return (render([f.replace(**{attribute: high}) for f in faces]),
-            render([f.replace(**{attribute: low}) for f in faces]))
+    return (render([f.replace(**{attribute: high}) for f in faces], size),
+            render([f.replace(**{attribute: low}) for f in faces], size))
 
 
 def supervised_direction(model: HSpaceModel, attribute: str, *, t_edit: int, n_pairs: int = 32, seed: int = 20_000,

@@ -31,7 +31,8 @@ def comfy(tmp_path_factory):
     # the test-only pack whose node stands in for CheckpointLoaderSimple in the SD workflows' twins
     (base / "custom_nodes" / "hspace_test_models").symlink_to(ROOT / "tests" / "comfyui" / "tiny_models_pack",
                                                               target_is_directory=True)
-    shutil.copy(ROOT / "tests" / "pack" / "input" / "hspace_face.png", base / "input" / "hspace_face.png")
+    for image in ("hspace_face.png", "hspace_sdworld_face.png"):
+        shutil.copy(ROOT / "tests" / "pack" / "input" / image, base / "input" / image)
     clip = make_models_dir(base / "staging")
     (base / "models" / "text_encoders").mkdir(parents=True, exist_ok=True)
     for f in (clip / "clip").iterdir():

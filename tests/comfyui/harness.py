@@ -91,6 +91,11 @@ class Run:
     def outputs(self) -> dict:
         return self.history.get("outputs", {})
 
+    def saved(self, base: Path, node: str) -> list[Path]:
+        """The files a SaveImage node of this prompt wrote, under the server's base directory."""
+        images = self.outputs().get(node, {}).get("images", [])
+        return [base / "output" / im["subfolder"] / im["filename"] for im in images]
+
 
 class ComfyServer:
     """``python main.py --cpu`` of a ComfyUI tree, on a free loopback port, with this pack installed."""

@@ -47,8 +47,7 @@ def edit_prompt(seed, prefix, strengths="0, 10", count=2, steps=0, size_policy="
 
 
 def saved_files(comfy, run, node="6") -> list[Path]:
-    images = run.outputs().get(node, {}).get("images", [])
-    return [comfy.base / "output" / im["subfolder"] / im["filename"] for im in images]
+    return run.saved(comfy.base, node)
 
 
 # ------------------------------------------------------------------ loading and node info

@@ -22,7 +22,7 @@ CORE_SEEDS = {"seed", "noise_seed"}  # ComfyUI's core seed widgets are followed 
 
 def uses_sd(prompt: dict) -> bool:
     """SD workflows need ComfyUI's own loaders and samplers: tests/comfyui runs their twins."""
-    return any(n["class_type"] == "CheckpointLoaderSimple" for n in prompt.values())
+    return any(n["class_type"] in ("CheckpointLoaderSimple", "HSpaceLoadDemoSDModel") for n in prompt.values())
 
 
 def ui_to_api(ui: dict) -> dict:
