@@ -1,8 +1,10 @@
 """Costs of the Asyrp sampler on ComfyUI's own SD1.5 model class, side by side in one run.
 
   1. one step through ComfyUI's CFGGuider (cfg 7, cond + uncond in one batch): stock euler vs the Asyrp
-     sampler outside its edit interval (target 1.0x: one call) and inside it (target <= 2.05x: two calls,
-     without and with the h shift);
+     sampler outside its edit interval (target 1.0x: one call) and inside it, with two full calls (the
+     reference path: without and with the h shift) and with the shared pass (input and middle blocks
+     once, output blocks for both; target <= 1.6x), and one step of a k = 4 sweep (shared pass); with
+     --memory, the peak resident memory of each, every one in a fresh process;
   2. a k = 4 strength sweep in one batch vs the same 4 strengths run one after another (whole 10-step
      samples, tiny configuration).
 
@@ -65,7 +67,23 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
-def step_costs(patcher, context: int, repeats: int, size: int) -> dict:
+PLAIN, OUTSIDE = "plain (stock euler)", "Asyrp, outside the interval"
+VARIANTS = {PLAIN: None, OUTSIDE: {}, "Asyrp inside, two calls": {"shared": False},
+            "Asyrp inside, shared pass": {"shared": True},
+            "Asyrp inside, shared, k = 4 sweep": {"shared": True, "strengths": (-1.0, 0.0, 1.0, 2.0)}}
+
+
+def sampler_of(name: str):
+    import comfy.samplers
+
+    import nodes.sd as sd
+
+    if VARIANTS[name] is None:
+        return comfy.samplers.sampler_object("euler")
+    return comfy.samplers.KSAMPLER(sd.sample_asyrp, extra_options=dict(VARIANTS[name]))
+
+
+def step_costs(patcher, context: int, repeats: int, size: int, only: str | None = None) -> dict:
     import comfy.samplers
 
     import nodes.sd as sd
@@ -85,9 +103,11 @@ def step_costs(patcher, context: int, repeats: int, size: int) -> dict:
         guider.set_cfg(7.0)
         return lambda: guider.sample(noise, latent, sampler, sigmas, seed=0)
 
-    runs = {"plain (stock euler)": one(patcher, comfy.samplers.sampler_object("euler")),
-            "Asyrp, outside the interval": one(outside, comfy.samplers.KSAMPLER(sd.sample_asyrp)),
-            "Asyrp, inside the interval": one(inside, comfy.samplers.KSAMPLER(sd.sample_asyrp))}
+    runs = {name: one(outside if name == OUTSIDE else inside if name != PLAIN else patcher, sampler_of(name))
+            for name in VARIANTS}
+    if only is not None:  # --peak: one variant, one step, in this (fresh) process
+        runs[only]()
+        return {}
     for fn in runs.values():
         fn()  # warm up
     times = {k: [] for k in runs}
@@ -124,11 +144,22 @@ def sweep_costs(patcher, repeats: int) -> tuple[float, float]:
     return statistics.median(batch), statistics.median(separate)
 
 
-def report(name: str, costs: dict) -> None:
-    plain = costs["plain (stock euler)"]
-    print(f"\n{name}: one CFG step (median)")
+def report(name: str, costs: dict, peaks: dict | None = None) -> None:
+    plain = costs[PLAIN]
+    print(f"\n{name}: one CFG step (median)" + (", peak resident memory (fresh process each)" if peaks else ""))
     for k, v in costs.items():
-        print(f"  {k:32s} {v * 1000:9.1f} ms   {v / plain:5.2f}x", flush=True)
+        peak = f"   peak {peaks[k]:7.0f} MiB" if peaks else ""
+        print(f"  {k:36s} {v * 1000:9.1f} ms   {v / plain:5.2f}x{peak}", flush=True)
+
+
+def peak_rss(config: str, variant: str, threads: int) -> float:
+    """Peak resident memory (MiB) of building the model and running one step of ``variant``, in a fresh
+    process."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--peak", variant, "--config", config, "--threads", str(threads)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -137,6 +168,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--real-repeats", type=int, default=2)
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--memory", action="store_true", help="also the peak memory of each variant (fresh processes)")
+    ap.add_argument("--peak", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--config", default="tiny", help=argparse.SUPPRESS)
     args = ap.parse_args()
     why = comfy_available()
     if why:
@@ -145,10 +179,23 @@ def main() -> None:
     comfy_modules()
     from tests.comfyui.tiny_models_pack.tiny_models import SD15_TINY
 
+    shapes = {"tiny": (SD15_TINY, 64, 32), "real": (SD15_REAL, 768, 64)}
+    if args.peak:
+        import resource
+
+        config, context, size = shapes[args.config]
+        with torch.inference_mode():
+            step_costs(build(config), context, 1, size, only=args.peak)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
     print(f"torch {torch.__version__}, {args.threads} threads, {args.repeats} repeats")
+
+    def peaks(config):
+        return {k: peak_rss(config, k, args.threads) for k in VARIANTS} if args.memory else None
     with torch.inference_mode():
         tiny = build(SD15_TINY)
-        report("tiny SD1.5 configuration (5.8 M), latent 32x32", step_costs(tiny, 64, args.repeats, 32))
+        report("tiny SD1.5 configuration (5.8 M), latent 32x32", step_costs(tiny, 64, args.repeats, 32),
+               peaks("tiny"))
         batch, separate = sweep_costs(tiny, args.repeats)
         print(f"\ntiny configuration, latent 32x32, 10-step samples: k = 4 sweep in one batch {batch:.2f} s, "
               f"4 runs {separate:.2f} s: {batch / separate:.2f}x")
@@ -156,7 +203,7 @@ def main() -> None:
             real = build(SD15_REAL)
             params = sum(p.numel() for p in real.model.diffusion_model.parameters()) / 1e6
             report(f"real SD1.5 configuration ({params:.1f} M, random weights), latent 64x64",
-                   step_costs(real, 768, args.real_repeats, 64))
+                   step_costs(real, 768, args.real_repeats, 64), peaks("real"))
 
 
 if __name__ == "__main__":

@@ -117,7 +117,8 @@ class CaptionEncoder:
         return torch.stack([self.cache[t] for t in texts])
 
 
-def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_file: Path, *, log=print) -> Path:
+def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_file: Path, *, until: int | None = None,
+          log=print) -> Path:
     run = RunFolder(run_dir)
     s = UNetSettings(**run.settings(asdict(settings)))
     model = unet_model(seed=s.seed)
@@ -148,7 +149,8 @@ def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_fi
     t_weights = timestep_density(len(alpha_bar), s.t_tilt)
     size = latents.shape[-1]
     ticker, window = Ticker(), []
-    while step < s.steps:
+    last = s.steps if until is None else min(s.steps, until)  # until: stop early (a time-boxed session)
+    while step < last:
         idx = torch.randint(0, len(latents), (s.batch,), generator=gen)
         post = latents[idx].float()
         z = post[:, 0] + post[:, 1] * torch.randn(post[:, 0].shape, generator=gen)
@@ -184,7 +186,7 @@ def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_fi
             log(f"unet step {step}/{s.steps} loss {entry['loss']:.4f} eps mse {entry['eps_mse']:.4f} "
                 f"({entry['steps_per_s']:.2f} steps/s)")
             window = []
-        if step % s.save_every == 0 or step == s.steps:
+        if step % s.save_every == 0 or step == last:
             run.save({"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                       "rng": gen.get_state(), "step": step})
     return run.ckpt

@@ -66,7 +66,8 @@ def vae_loss(module, x: torch.Tensor, noise: torch.Tensor, s: VAESettings) -> tu
     return loss, {"rec": rec.item(), "edge": edge.item(), "kl": kl.item(), "psnr": psnr}
 
 
-def train(run_dir: Path, settings: VAESettings, *, log=print) -> Path:
+def train(run_dir: Path, settings: VAESettings, *, until: int | None = None,
+          log=print) -> Path:
     run = RunFolder(run_dir)
     s = VAESettings(**run.settings(asdict(settings)))
     module = vae_module(seed=s.seed)
@@ -83,7 +84,8 @@ def train(run_dir: Path, settings: VAESettings, *, log=print) -> Path:
         log(f"resumed {run.ckpt} at step {step}")
     data = training_images(s.dataset_size, run.path.parent / "cache")
     ticker, window = Ticker(), []
-    while step < s.steps:
+    last = s.steps if until is None else min(s.steps, until)  # until: stop early (a time-boxed session)
+    while step < last:
         idx = torch.randint(0, len(data), (s.batch,), generator=gen)
         x = to_unit(data[idx])
         flip = torch.rand(s.batch, generator=gen) < 0.5
@@ -105,7 +107,7 @@ def train(run_dir: Path, settings: VAESettings, *, log=print) -> Path:
             log(f"vae step {step}/{s.steps} loss {entry['loss']:.4f} psnr {entry['psnr']:.2f} dB "
                 f"({entry['steps_per_s']:.2f} steps/s)")
             window = []
-        if step % s.save_every == 0 or step == s.steps:
+        if step % s.save_every == 0 or step == last:
             run.save({"model": module.state_dict(), "opt": opt.state_dict(), "rng": gen.get_state(), "step": step})
     return run.ckpt
 

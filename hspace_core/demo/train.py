@@ -77,7 +77,8 @@ def dataset(size: int, seed: int, cache_dir: Path, image_size: int = 32) -> torc
     if path.exists():
         return torch.from_numpy(np.load(path))
     faces = dataset_faces(size, seed)
-    data = torch.cat([to_uint8(render(faces[i:i + 1000], image_size)) for i in range(0, size, 1000)])
+    # contiguous, as np.load gives it back: a run and its resumption then compute in the same memory layout
+    data = torch.cat([to_uint8(render(faces[i:i + 1000], image_size)) for i in range(0, size, 1000)]).contiguous()
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path, data.numpy())
     return data

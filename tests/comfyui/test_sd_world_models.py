@@ -135,17 +135,18 @@ def test_broken_weight_files_are_refused_naming_the_file(comfy, tmp_path):
         load_demo(folder)
     # a missing file says how to rebuild it
     (folder / FILES["unet"]).unlink()
-    with pytest.raises(HSpaceError, match="weights are missing .* python -m hspace_sdworld"):
+    with pytest.raises(HSpaceError, match=r"unet weights are missing \(.*unet.safetensors\); rebuild them with `python -m hspace_sdworld`"):
         load_demo(folder)
 
 
 def test_training_resumes_to_the_same_weights(comfy, tmp_path):
-    """Two steps, stop, two more equal four uninterrupted ones (VAE and UNet, tiny batches)."""
+    """Stopped after two steps and resumed, a run ends with the weights of an uninterrupted one (VAE and UNet,
+    tiny batches)."""
     from hspace_sdworld import train_unet, train_vae
 
     vs = train_vae.VAESettings(steps=4, batch=2, dataset_size=8, save_every=2, warmup=2)
     train_vae.train(tmp_path / "a" / "vae", vs, log=lambda m: None)
-    train_vae.train(tmp_path / "b" / "vae", train_vae.VAESettings(**{**vs.__dict__, "steps": 2}), log=lambda m: None)
+    train_vae.train(tmp_path / "b" / "vae", vs, until=2, log=lambda m: None)
     train_vae.train(tmp_path / "b" / "vae", vs, log=lambda m: None)
     sa = torch.load(tmp_path / "a" / "vae" / "last.pt", weights_only=True)["model"]
     sb = torch.load(tmp_path / "b" / "vae" / "last.pt", weights_only=True)["model"]
@@ -158,8 +159,7 @@ def test_training_resumes_to_the_same_weights(comfy, tmp_path):
     te = export_text_encoder(tmp_path / "te.safetensors")
     us = train_unet.UNetSettings(steps=4, batch=3, dataset_size=8, save_every=2, warmup=2)
     train_unet.train(tmp_path / "a" / "unet", us, vae_file, te, log=lambda m: None)
-    train_unet.train(tmp_path / "b" / "unet", train_unet.UNetSettings(**{**us.__dict__, "steps": 2}), vae_file, te,
-                     log=lambda m: None)
+    train_unet.train(tmp_path / "b" / "unet", us, vae_file, te, until=2, log=lambda m: None)
     train_unet.train(tmp_path / "b" / "unet", us, vae_file, te, log=lambda m: None)
     ua = torch.load(tmp_path / "a" / "unet" / "last.pt", weights_only=True)
     ub = torch.load(tmp_path / "b" / "unet" / "last.pt", weights_only=True)
