@@ -115,6 +115,49 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
+FAILED_BASE = 100  # edit-folder's exit status when inputs failed: 100 + their number (up to 199)
+
+
+def _cmd_edit_folder(args: argparse.Namespace) -> int:
+    import torch
+
+    from .directions.io import load_direction
+    from .distributed import context
+    from .folder_job import FolderJob, run_folder_job
+    from .interval import choose_interval
+
+    coefs = args.coef or [1.0] * len(args.direction)
+    if len(coefs) != len(args.direction):
+        raise HSpaceError(f"give one --coef per --direction ({len(args.direction)}), got {len(coefs)}")
+    source = "table" if args.table else "direction" if args.from_direction else "explicit"
+    if args.from_direction and len(args.direction) != 1:
+        raise HSpaceError("--from-direction takes the interval of exactly one --direction")
+    job = FolderJob(model=args.model, directions=tuple(zip(args.direction, coefs)), strengths=tuple(args.strength),
+                    t_edit=args.t_edit, t_boost=args.t_boost or 0, steps=args.steps,
+                    inversion_steps=args.inversion_steps, method=args.inversion_method, eta=args.eta, seed=args.seed,
+                    size_policy=args.size_policy, variant=args.variant, batch=args.batch)
+    job.check()  # before anything is read or computed
+    if source != "explicit":
+        interval = choose_interval(source, t_edit=args.t_edit, t_boost=args.t_boost,
+                                   direction=load_direction(args.direction[0]) if args.from_direction else None,
+                                   dataset=args.table, text_cosine=args.text_cosine)
+        job = FolderJob(**{**job.__dict__, "t_edit": interval.t_edit, "t_boost": interval.t_boost})
+    torch.set_num_threads(args.threads)
+    ctx = context(args.device)
+    try:
+        report = run_folder_job(job, Path(args.input), Path(args.output), ctx=ctx,
+                                keep_inversions=args.keep_inversions, restart=args.restart)
+    finally:
+        ctx.close()
+    who = f"rank {ctx.rank}/{ctx.world}: " if ctx.world > 1 else ""
+    print(f"{who}{report.inputs} inputs, {report.written} outputs written, {report.skipped} already done, "
+          f"{len(report.failed)} failed, {report.seconds:.1f} s", file=sys.stderr)
+    if ctx.main:
+        for rel, why in sorted(report.failed.items()):
+            print(f"failed: {rel}: {why}", file=sys.stderr)
+    return FAILED_BASE + min(len(report.failed), 99) if report.failed else 0
+
+
 def _cmd_invert(args: argparse.Namespace) -> int:
     import torch
 
@@ -373,6 +416,35 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output strip .png")
     _add_override_args(e)
     e.set_defaults(func=_cmd_edit)
+
+    ef = sub.add_parser("edit-folder", help="edit every image under a folder (recursively) at every strength, one file "
+                        "each, resumable; spread over processes with torchrun")
+    ef.add_argument("--model", required=True, help="checkpoint file or diffusers folder")
+    ef.add_argument("--input", required=True, help="folder of PNG / JPEG images (searched recursively)")
+    ef.add_argument("--output", required=True, help="output folder: mirrors the input tree, one file per strength")
+    ef.add_argument("--direction", required=True, action="append", help="direction file (repeat to combine)")
+    ef.add_argument("--coef", type=float, action="append", help="coefficient of each --direction (default 1)")
+    ef.add_argument("--strength", type=float, action="append", required=True, help="edit strength (repeat)")
+    ef.add_argument("--t-edit", dest="t_edit", type=int, default=500)
+    ef.add_argument("--t-boost", dest="t_boost", type=int, default=None)
+    ef.add_argument("--table", choices=["celeba", "afhq", "church", "bedroom", "metface"])
+    ef.add_argument("--text-cosine", dest="text_cosine", type=float, default=1.0)
+    ef.add_argument("--from-direction", dest="from_direction", action="store_true")
+    ef.add_argument("--steps", type=int, default=None, help="generation steps (default: the inversion's)")
+    ef.add_argument("--inversion-steps", dest="inversion_steps", type=int, default=40)
+    ef.add_argument("--inversion-method", dest="inversion_method", choices=["ddim", "ddpm"], default="ddim")
+    ef.add_argument("--keep-inversions", dest="keep_inversions", action="store_true",
+                    help="write each batch's inversion under OUTPUT/.inversions and reuse it on reruns")
+    ef.add_argument("--eta", type=float, default=1.0)
+    ef.add_argument("--seed", type=int, default=0, help="batch k uses seed + k")
+    ef.add_argument("--variant", default="asymmetric", choices=["asymmetric", "symmetric", "eps_shift", "xt_shift"])
+    ef.add_argument("--size-policy", dest="size_policy", default="resize_crop", choices=["resize_crop", "resize", "error"])
+    ef.add_argument("--batch", type=int, default=8, help="images inverted and edited together (the unit of work)")
+    ef.add_argument("--restart", action="store_true",
+                    help="the output folder holds a job with other settings: remove its outputs and start over")
+    ef.add_argument("--device", default="auto", help="auto: cuda:LOCAL_RANK when there are GPUs, else the CPU")
+    ef.add_argument("--threads", type=int, default=2, help="CPU threads per process")
+    ef.set_defaults(func=_cmd_edit_folder)
 
     iv = sub.add_parser("invert", help="invert images and write the inversion file (checked by regenerating them)")
     iv.add_argument("--model", required=True, help="checkpoint file or diffusers folder")

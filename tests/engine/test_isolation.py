@@ -39,7 +39,7 @@ def test_importing_the_engine_loads_no_comfyui():
 # package (directions, discovery, demo, unets). Every module must be listed (README, development).
 LAYERS = [
     {"errors"},
-    {"schedule", "seeding"},
+    {"schedule", "seeding", "distributed"},
     {"unets", "checkpoint_files"},
     {"model"},
     {"loading", "images"},
@@ -49,6 +49,7 @@ LAYERS = [
     {"interval"},
     {"inversion"},
     {"editing"},
+    {"folder_job"},
     {"discovery"},  # direction finders: record, supervised, pca, clip_model, clip
     {"demo"},
     {"cli"},
