@@ -43,10 +43,20 @@ class RawCheckpoint:
     scheduler: Path | None = None
 
 
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _head(path: Path, n: int = 16) -> bytes:
+    try:
+        with Path(path).open("rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise HSpaceError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+
+
 def sniff_format(path: Path) -> str:
     """'safetensors', 'torch-zip', 'torch-pickle' or 'unknown', from the first bytes."""
-    with path.open("rb") as f:
-        head = f.read(16)
+    head = _head(path)
     if len(head) >= 9:
         (n,) = struct.unpack("<Q", head[:8])
         if 2 <= n <= 100_000_000 and head[8:9] == b"{":
@@ -98,9 +108,35 @@ def read_torch(path: Path, kind: str) -> object:
                 f"({culprit or 'non-tensor content'}); nothing from it was executed. If you trust its "
                 "source, convert it to .safetensors with a trusted tool") from None
         raise HSpaceError(f"{path}: not a readable torch checkpoint ({msg.splitlines()[0][:200]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, struct.error) as e:
+    except MemoryError:
+        raise HSpaceError(f"{path}: not a readable torch checkpoint (it declares more memory than there is: "
+                          "corrupt)") from None
+    except Exception as e:  # noqa: BLE001 -- any failure of the unpickler on untrusted bytes is a corrupt file
         first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise HSpaceError(f"{path}: not a readable torch checkpoint (truncated or corrupt: {first})") from None
+
+
+def check_weights(tensors: dict, where) -> None:
+    """Refuse weights (of a network or a direction) that are not finite floating-point tensors: a
+    wrong dtype or a NaN would only show later, as a black image or a diverged edit."""
+    for name, value in tensors.items():
+        if not isinstance(value, torch.Tensor):
+            raise HSpaceError(f"{where}: {name!r} is a {type(value).__name__}, not a tensor")
+        if value.dtype not in FLOAT_DTYPES:
+            raise HSpaceError(f"{where}: tensor {name!r} has dtype {str(value.dtype).replace('torch.', '')}; "
+                              "weights are floating point (float16, bfloat16, float32 or float64)")
+        if not bool(torch.isfinite(value).all()):
+            raise HSpaceError(f"{where}: tensor {name!r} contains NaN or infinite values")
+
+
+def check_declared_size(tensors: dict, path: Path) -> None:
+    """Refuse tensors that declare more bytes than the file holds (views of one storage, zero strides):
+    a torch pickle can describe a 4 GB network in a 4 MB file, which copying it would allocate."""
+    size = Path(path).stat().st_size
+    declared = sum(v.numel() * v.element_size() for v in tensors.values() if isinstance(v, torch.Tensor))
+    if declared > size + (1 << 20):
+        raise HSpaceError(f"{path}: its tensors declare {declared / 2**20:.1f} MiB of data in a {size / 2**20:.1f} "
+                          "MiB file (shared or repeated storage): corrupt or crafted, refused")
 
 
 def _is_tensor_dict(obj: object) -> bool:
@@ -173,7 +209,7 @@ def unwrap(obj: object, path: Path, accept) -> tuple[dict[str, torch.Tensor], st
             (key, value), = nested.items()
             sd, where = unwrap(value, path, accept)
             return sd, f"key {key!r}, {where}"
-        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
         if tensors:
             return tensors, "state dict (non-tensor entries ignored)"
     raise HSpaceError(f"{path}: found {_describe(obj)}, which holds no model weights")
@@ -198,10 +234,11 @@ def read_weights_file(path: Path, accept) -> RawCheckpoint:
     if kind == "unknown":
         if path.suffix.lower() == ".safetensors":
             raise HSpaceError(f"{path}: not a readable safetensors file (bad header; truncated or corrupt)")
-        raise HSpaceError(f"{path}: unrecognised file format ({size} bytes starting {path.read_bytes()[:8].hex()}); "
+        raise HSpaceError(f"{path}: unrecognised file format ({size} bytes starting {_head(path, 8).hex()}); "
                           "expected .safetensors or a torch checkpoint (.pt .pth .ckpt .bin)")
     obj = read_torch(path, kind)
     sd, where = unwrap(obj, path, accept)
+    check_declared_size(sd, path)
     return RawCheckpoint(sd, {}, f"torch {'zip' if kind == 'torch-zip' else 'legacy pickle'}, {where}")
 
 

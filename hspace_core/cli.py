@@ -34,6 +34,36 @@ def _add_override_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-timesteps", dest="num_timesteps", type=int, default=None)
 
 
+def _at_least(value, low: int, flag: str) -> None:
+    """Cheap arguments are checked before any file is read or any network runs."""
+    if value is not None and value < low:
+        raise HSpaceError(f"{flag} must be at least {low}, got {value}")
+
+
+def _finite(values, flag: str) -> None:
+    import math
+
+    bad = [v for v in values or [] if not math.isfinite(v)]
+    if bad:
+        raise HSpaceError(f"{flag} must be finite numbers, got {bad[0]}")
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    _at_least(getattr(args, "threads", None), 1, "--threads")
+    for name in ("image_size", "num_heads", "num_head_channels"):
+        _at_least(getattr(args, name, None), 1, "--" + name.replace("_", "-"))
+    _at_least(getattr(args, "num_timesteps", None), 2, "--num-timesteps")
+
+
+def _check_out(out: Path, suffix: str, overwrite: bool) -> None:
+    if out.suffix.lower() != suffix:
+        raise HSpaceError(f"{out}: the output must be a {suffix} file")
+    if not out.parent.is_dir():
+        raise HSpaceError(f"{out.parent}: no such folder for the output")
+    if out.exists() and not overwrite:
+        raise HSpaceError(f"{out}: already exists (use --overwrite to replace it)")
+
+
 class _Progress:
     """A one-line progress display on stderr for the engine's per-step callbacks (``StepInfo``; the
     losses too for a CLIP training update)."""
@@ -61,6 +91,30 @@ def _interval(args: argparse.Namespace, model, directions):
                            callback=_Progress("measure interval"))
 
 
+def _check_edit_args(args: argparse.Namespace) -> None:
+    _check_common(args)
+    if bool(args.image) == bool(args.inversion):
+        raise HSpaceError("give input images (--image) or an inversion file (--inversion), not both")
+    _at_least(args.steps, 2, "--steps")
+    _at_least(args.inversion_steps, 2, "--inversion-steps")
+    _at_least(args.t_skip, 0, "--t-skip")
+    _at_least(args.t_edit, 0, "--t-edit")
+    _at_least(args.t_boost, 0, "--t-boost")
+    _finite(args.strength, "--strength")
+    _finite(args.coef, "--coef")
+    if not 0.0 <= args.eta <= 1.0:
+        raise HSpaceError(f"--eta must lie in [0, 1], got {args.eta}")
+    if not 0.0 < args.text_cosine <= 1.0:
+        raise HSpaceError(f"--text-cosine must lie in (0, 1], got {args.text_cosine}")
+    if args.coef and len(args.coef) != len(args.direction):
+        raise HSpaceError(f"give one --coef per --direction ({len(args.direction)}), got {len(args.coef)}")
+    if args.from_direction and len(args.direction) != 1:
+        raise HSpaceError("--from-direction takes the interval of exactly one --direction")
+    if args.t_skip and args.inversion_method != "ddpm" and not args.inversion:
+        raise HSpaceError("--t-skip needs an edit-friendly inversion (--inversion-method ddpm or a ddpm --inversion)")
+    _check_out(Path(args.out), ".png", overwrite=True)
+
+
 def _cmd_edit(args: argparse.Namespace) -> int:
     import torch
 
@@ -70,34 +124,29 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     from .images import load_image, strip
     from .loading import load_model
 
+    _check_edit_args(args)  # before any file is read, any network runs
     out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise HSpaceError(f"{out}: the output must be a .png file")
-    if not out.parent.is_dir():
-        raise HSpaceError(f"{out.parent}: no such folder for the output")
     torch.set_num_threads(args.threads)
-    if bool(args.image) == bool(args.inversion):
-        raise HSpaceError("give input images (--image) or an inversion file (--inversion), not both")
+    directions = [load_direction(p) for p in args.direction]
+    images = [load_image(p) for p in args.image] if args.image else None
+    stored = load_inversion(args.inversion) if args.inversion else None
     model = load_model(args.model, **{k: getattr(args, k) for k in ("image_size", "num_heads", "num_head_channels",
                                                                        "schedule", "num_timesteps")})
     model.to(args.device)
-    directions = [load_direction(p) for p in args.direction]
     coefs = args.coef or [1.0] * len(directions)
-    if len(coefs) != len(directions):
-        raise HSpaceError(f"give one --coef per --direction ({len(directions)}), got {len(coefs)}")
+    for d in directions:
+        d.check_fits(model)
     interval = _interval(args, model, directions)
     strengths = list(args.strength)
     sweep = strengths if 0.0 in strengths else [0.0] + strengths
-    for d in directions:
-        d.check_fits(model)
-    if args.inversion:
-        inv = load_inversion(args.inversion)
+    if stored is not None:
+        inv = stored
     elif args.inversion_method == "ddpm":
-        inv = invert_ddpm(model, [load_image(p) for p in args.image], steps=args.inversion_steps, seed=args.seed,
-                          size_policy=args.size_policy, callback=_Progress("invert (ddpm)"))
+        inv = invert_ddpm(model, images, steps=args.inversion_steps, seed=args.seed, size_policy=args.size_policy,
+                          callback=_Progress("invert (ddpm)"))
     else:
-        inv = invert(model, [load_image(p) for p in args.image], steps=args.inversion_steps,
-                     size_policy=args.size_policy, callback=_Progress("invert"))
+        inv = invert(model, images, steps=args.inversion_steps, size_policy=args.size_policy,
+                     callback=_Progress("invert"))
     for what in sorted(set(inv.preprocessing)):
         print(f"input: {what}", file=sys.stderr)
     result = edit(model, inv, list(zip(directions, coefs)), sweep, t_edit=interval, steps=args.steps,
@@ -166,14 +215,16 @@ def _cmd_invert(args: argparse.Namespace) -> int:
     from .inversion import invert, invert_ddpm, save_inversion
     from .loading import load_model
 
+    _check_common(args)
+    _at_least(args.steps, 2, "--steps")
+    _at_least(args.seed, 0, "--seed")
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise HSpaceError(f"{out}: already exists (use --overwrite to replace it)")
+    _check_out(out, ".safetensors", args.overwrite)
     torch.set_num_threads(args.threads)
+    images = [load_image(p) for p in args.image]
     model = load_model(args.model, **{k: getattr(args, k) for k in ("image_size", "num_heads", "num_head_channels",
                                                                        "schedule", "num_timesteps")})
     model.to(args.device)
-    images = [load_image(p) for p in args.image]
     if args.method == "ddpm":
         inv = invert_ddpm(model, images, steps=args.steps, seed=args.seed, size_policy=args.size_policy,
                           callback=_Progress("invert (ddpm)"))
@@ -207,17 +258,29 @@ def _image_set(paths: list[str], what: str):
     return [load_image(f) for f in files]
 
 
+def _check_direction_args(args: argparse.Namespace) -> None:
+    _check_out(Path(args.out), ".safetensors", args.overwrite)
+    if args.method == "project":
+        return
+    _check_common(args)
+    _at_least(args.steps, 2, "--steps")
+    _at_least(args.t_edit, 0, "--t-edit")
+    _at_least(getattr(args, "seed", None), 0, "--seed")
+    _at_least(getattr(args, "component", None), 0, "--component")
+    _at_least(getattr(args, "iterations", None), 1, "--iterations")
+    _at_least(getattr(args, "t", None), 0, "--t")
+    _at_least(getattr(args, "samples", None), 2 if args.method == "pca" else 1, "--samples")
+    _finite([getattr(args, k) for k in ("lr", "clip_w", "l1_w") if hasattr(args, k)], "--lr, --clip-w and --l1-w")
+    if args.method == "clip" and not Path(args.clip_weights).exists():
+        raise HSpaceError(f"{args.clip_weights}: no such CLIP weights file or folder")
+
+
 def _load_for_direction(args: argparse.Namespace):
     import torch
 
     from .loading import load_model
 
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    if out.suffix != ".safetensors":
-        raise HSpaceError(f"{out}: direction files are .safetensors")
-    if out.exists() and not args.overwrite:
-        raise HSpaceError(f"{out}: already exists (use --overwrite to replace it)")
     return load_model(args.model).to(args.device)
 
 
@@ -231,13 +294,11 @@ def _save(direction, args: argparse.Namespace) -> int:
 
 
 def _cmd_direction(args: argparse.Namespace) -> int:
+    _check_direction_args(args)  # before any file is read, any network runs
     if args.method == "project":
         from .directions.io import load_direction
         from .directions.project import project_off
 
-        out = Path(args.out)
-        if out.exists() and not args.overwrite:
-            raise HSpaceError(f"{out}: already exists (use --overwrite to replace it)")
         d = load_direction(args.direction)
         return _save(project_off(d, [load_direction(p) for p in args.off], joint=not args.one_at_a_time), args)
     model = _load_for_direction(args)

@@ -55,6 +55,7 @@ def _source_grid(model: HSpaceModel, source, steps: int | None, t_0: int | None)
         if source.fingerprint != model.fingerprint:
             raise HSpaceError("this inversion was made with another model (fingerprint "
                               f"{source.fingerprint}, this model {model.fingerprint}); invert with this model")
+        model_t0(model, source.t_0)  # a grid beyond the model's schedule (a damaged file) is refused here
         if steps is None or steps == source.steps:
             return source.x_T, source.timesteps
         check_steps(steps)
@@ -79,6 +80,7 @@ def _replay(model: HSpaceModel, source: DDPMInversion, steps: int | None, t_skip
         raise HSpaceError(f"an edit-friendly inversion replays its own {source.steps}-step grid (its noise maps "
                           f"belong to it); got steps = {steps}: leave steps unset or invert again with {steps}")
     model.check_input(source.x_0)
+    model_t0(model, source.t_0)
     if not isinstance(t_skip, int) or not 0 <= t_skip < source.steps:
         raise HSpaceError(f"t_skip must be an integer in [0, {source.steps - 1}] (steps skipped at the top of the "
                           f"{source.steps}-step grid), got {t_skip!r}")

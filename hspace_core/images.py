@@ -11,6 +11,7 @@ preprocessing); ``"error"`` refuses. What was done is reported in words.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,16 +79,32 @@ def prepare_images(images, size: int, size_policy: str) -> tuple[torch.Tensor, t
     return torch.cat(out), tuple(report)
 
 
+MAX_IMAGE_PIXELS = 8192 * 8192  # a larger image is refused before it is decoded (decompression bombs)
+
+
 def load_image(path: str | Path) -> torch.Tensor:
-    """An image file as [1, 3, H, W] in [-1, 1] (alpha dropped, greyscale expanded)."""
+    """An image file as [1, 3, H, W] in [-1, 1] (alpha dropped, greyscale expanded). The size in the
+    header is checked before any pixel is decoded; whatever a broken file makes the decoder raise is an
+    HSpaceError naming the file."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise HSpaceError(f"{path}: the image is {w}x{h} pixels; images above {MAX_IMAGE_PIXELS:,} "
+                                      "pixels are refused (resize it first)")
+                arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+    except HSpaceError:
+        raise
     except FileNotFoundError:
         raise HSpaceError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise HSpaceError(f"{path}: not a readable image ({e})") from None
+    except Exception as e:  # noqa: BLE001 -- decoders raise many types (OSError, SyntaxError, zlib.error, ...)
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise HSpaceError(f"{path}: not a readable image ({type(e).__name__}: {first})") from None
+    if arr.ndim != 3 or arr.shape[2] != 3 or 0 in arr.shape:
+        raise HSpaceError(f"{path}: not a readable image (decoded to shape {list(arr.shape)})")
     return torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0
 
 

@@ -200,22 +200,51 @@ def save_inversion(inv: Inversion | DDPMInversion, path, *, overwrite: bool = Fa
 
 
 def load_inversion(path) -> Inversion | DDPMInversion:
-    """An inversion written by ``save_inversion``; anything else is refused with the reason."""
+    """An inversion written by ``save_inversion``; anything else is refused with the reason. Every tensor
+    is checked here (shapes, dtypes, finite values, the grid), so that a damaged file fails on loading,
+    not steps into an edit."""
     import json
 
     from .checkpoint_files import read_safetensors
+    from .images import check_images
 
     tensors, meta = read_safetensors(path)
     if meta.get("hspace.format") != INVERSION_FORMAT:
         raise HSpaceError(f"{path}: not an inversion file (format {meta.get('hspace.format')!r})")
     try:
         info = json.loads(meta["hspace.inversion"])
-        common = dict(x_0=tensors["x_0"], timesteps=tensors["timesteps"], fingerprint=str(info["fingerprint"]),
-                      preprocessing=tuple(info["preprocessing"]))
-        if info["kind"] == "ddpm":
-            return DDPMInversion(noise_maps=tensors["noise_maps"], seed=int(info["seed"]), **common)
-        if info["kind"] == "ddim":
-            return Inversion(x_T=tensors["x_T"], **common)
-    except (KeyError, TypeError, ValueError) as e:
+        kind, fingerprint, preprocessing = info["kind"], info["fingerprint"], info["preprocessing"]
+        x_0, timesteps = tensors["x_0"], tensors["timesteps"]
+        trajectory = tensors["noise_maps" if kind == "ddpm" else "x_T"]
+    except (KeyError, TypeError, ValueError, RecursionError) as e:
         raise HSpaceError(f"{path}: damaged inversion file ({type(e).__name__}: {e})") from None
-    raise HSpaceError(f"{path}: unknown inversion kind {info['kind']!r}")
+    if kind not in ("ddim", "ddpm"):
+        raise HSpaceError(f"{path}: unknown inversion kind {kind!r}")
+    if not isinstance(fingerprint, str) or not isinstance(preprocessing, list) or \
+            not all(isinstance(p, str) for p in preprocessing):
+        raise HSpaceError(f"{path}: damaged inversion file (fingerprint / preprocessing metadata)")
+    if x_0.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise HSpaceError(f"{path}: damaged inversion file (x_0 has dtype {str(x_0.dtype).replace('torch.', '')})")
+    try:
+        check_images(x_0, "x_0")
+    except HSpaceError as e:
+        raise HSpaceError(f"{path}: damaged inversion file ({e})") from None
+    n = len(timesteps) if timesteps.ndim == 1 else 0
+    if timesteps.dtype not in (torch.int64, torch.int32) or n < 2 or int(timesteps[0]) < 0 or \
+            bool((timesteps[1:] <= timesteps[:-1]).any()):
+        raise HSpaceError(f"{path}: damaged inversion file (timesteps {str(timesteps.dtype).replace('torch.', '')} "
+                          f"{list(timesteps.shape)} are not an ascending grid of at least 2 integer timesteps)")
+    expected = (n, *x_0.shape) if kind == "ddpm" else tuple(x_0.shape)
+    if trajectory.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64) or \
+            tuple(trajectory.shape) != expected or not bool(torch.isfinite(trajectory).all()):
+        what = "noise_maps" if kind == "ddpm" else "x_T"
+        raise HSpaceError(f"{path}: damaged inversion file ({what} {str(trajectory.dtype).replace('torch.', '')} "
+                          f"{list(trajectory.shape)}: expected finite floats of shape {list(expected)})")
+    common = dict(x_0=x_0.float(), timesteps=timesteps.to(torch.int64), fingerprint=fingerprint,
+                  preprocessing=tuple(preprocessing))
+    if kind == "ddpm":
+        seed = info.get("seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise HSpaceError(f"{path}: damaged inversion file (seed {seed!r})")
+        return DDPMInversion(noise_maps=trajectory.float(), seed=seed, **common)
+    return Inversion(x_T=trajectory.float(), **common)

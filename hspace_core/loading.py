@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint_files import RawCheckpoint, read_diffusers_folder, read_weights_file
+from .checkpoint_files import RawCheckpoint, check_weights, read_diffusers_folder, read_weights_file
 from .errors import HSpaceError
 from .model import Family, HSpaceModel
 from .schedule import NoiseSchedule, load_diffusers_scheduler_config, named_schedule, schedule_from_diffusers_config
@@ -255,21 +255,46 @@ def adm_preset(structure: dict) -> tuple[dict, str, int, bool, str]:
 
 # ------------------------------------------------------------------ load_model
 
-def _schedule_from_metadata(meta: dict[str, str]) -> NoiseSchedule | None:
+def _schedule_from_metadata(meta: dict[str, str], path: Path) -> NoiseSchedule | None:
     if "hspace.schedule" not in meta:
         return None
-    spec = json.loads(meta["hspace.schedule"])
-    if "beta_start" in spec or spec.get("kind") == "scaled_linear":  # betas named as a diffusers config names them
-        return schedule_from_diffusers_config({"beta_schedule": spec["kind"], "num_train_timesteps": spec["num_timesteps"],
-                                               **{k: spec[k] for k in ("beta_start", "beta_end") if k in spec}})
-    return named_schedule(spec["kind"], int(spec["num_timesteps"]), bool(spec.get("rescale_timesteps", False)))
+    try:
+        spec = json.loads(meta["hspace.schedule"])
+        if "beta_start" in spec or spec.get("kind") == "scaled_linear":  # betas named as a diffusers config names them
+            return schedule_from_diffusers_config({"beta_schedule": spec["kind"],
+                                                   "num_train_timesteps": spec["num_timesteps"],
+                                                   **{k: spec[k] for k in ("beta_start", "beta_end") if k in spec}})
+        return named_schedule(spec["kind"], int(spec["num_timesteps"]), bool(spec.get("rescale_timesteps", False)))
+    except HSpaceError as e:
+        raise HSpaceError(f"{path}: metadata hspace.schedule: {e}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise HSpaceError(f"{path}: metadata hspace.schedule is not a schedule ({type(e).__name__}: {e})") from None
 
 
-def _load_strict(net: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path) -> None:
-    own = net.state_dict()
+MAX_IMAGE_SIZE = 4096
+
+
+def _image_size(value, path: Path, where: str) -> int:
+    """A native resolution read from a file (metadata, config.json), checked."""
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise HSpaceError(f"{path}: {where} {value!r} is not an image size") from None
+    if not 8 <= size <= MAX_IMAGE_SIZE:
+        raise HSpaceError(f"{path}: {where} {size} is outside [8, {MAX_IMAGE_SIZE}]")
+    return size
+
+
+def _build_strict(make_net, sd: dict[str, torch.Tensor], path: Path) -> torch.nn.Module:
+    """The network ``make_net()`` with the weights ``sd`` loaded strictly. The key and shape check runs on
+    a shell built on the meta device, so that a file whose few tensors describe a huge network is refused
+    before anything is allocated; the real network is built only when every tensor fits it."""
+    with torch.device("meta"):
+        shell = make_net()
+    own = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    bad = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
+    bad = [k for k in own if k in sd and own[k] != tuple(sd[k].shape)]
     if missing or unexpected or bad:
         parts = []
         if missing:
@@ -278,9 +303,13 @@ def _load_strict(net: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path) 
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if bad:
             parts.append(f"{len(bad)} with other shapes (e.g. {bad[0]}: file {list(sd[bad[0]].shape)}, "
-                         f"network {list(own[bad[0]].shape)})")
+                         f"network {list(own[bad[0]])})")
         raise HSpaceError(f"{path}: weights do not fit the inferred network: {'; '.join(parts)}")
-    net.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
+    check_weights(sd, path)
+    net = make_net()
+    dtypes = {k: v.dtype for k, v in net.state_dict().items()}
+    net.load_state_dict({k: v.to(dtypes[k]) for k, v in sd.items()}, strict=True)
+    return net
 
 
 def load_model(path: str | Path, **overrides) -> HSpaceModel:
@@ -304,17 +333,24 @@ def load_model(path: str | Path, **overrides) -> HSpaceModel:
     sd = raw.tensors
     family = detect_family(sd, path)
     warnings: list[str] = []
-
-    if family is Family.ADM:
-        net, config, schedule = _build_adm(sd, raw, path, overrides, warnings)
-    else:
-        net, config, schedule = _build_ddpm(sd, raw, family, path, overrides, warnings)
+    try:
+        if family is Family.ADM:
+            net, config, schedule = _build_adm(sd, raw, path, overrides, warnings)
+        else:
+            net, config, schedule = _build_ddpm(sd, raw, family, path, overrides, warnings)
+    except HSpaceError as e:
+        raise HSpaceError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+    except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError, AssertionError, OverflowError,
+            RuntimeError) as e:  # names and shapes that describe no network the UNet classes can build
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise HSpaceError(f"{path}: the tensors' names and shapes describe no network this pack can build "
+                          f"({type(e).__name__}: {first})") from None
     net.eval().requires_grad_(False)
     return HSpaceModel(unet=net, family=family, config=config, schedule=schedule, source=str(path),
                        container=raw.container, warnings=tuple(warnings))
 
 
-def _pick_schedule(raw: RawCheckpoint, overrides: dict, default: tuple[str, int, bool],
+def _pick_schedule(raw: RawCheckpoint, path: Path, overrides: dict, default: tuple[str, int, bool],
                    warnings: list[str], why: str) -> NoiseSchedule:
     kind, steps, rescale = default
     if any(k in overrides for k in ("schedule", "num_timesteps", "rescale_timesteps")):
@@ -322,7 +358,7 @@ def _pick_schedule(raw: RawCheckpoint, overrides: dict, default: tuple[str, int,
                               bool(overrides.get("rescale_timesteps", rescale)))
     if raw.scheduler is not None:
         return load_diffusers_scheduler_config(raw.scheduler)
-    from_meta = _schedule_from_metadata(raw.metadata)
+    from_meta = _schedule_from_metadata(raw.metadata, path)
     if from_meta is not None:
         return from_meta
     if why:
@@ -349,17 +385,18 @@ def _build_ddpm(sd, raw: RawCheckpoint, family: Family, path: Path, overrides: d
             warnings.append("diffusers weights without config.json: assumed google/ddpm-* numerics (sin-cos "
                             "embedding with shift 1, GroupNorm eps 1e-6, one attention head)")
         size = raw.metadata.get("hspace.image_size")
-    image_size = overrides.get("image_size") or (int(size) if size else _ddpm_image_size(structure))
+    image_size = overrides.get("image_size") or (
+        _image_size(size, path, "sample_size" if raw.config is not None else "metadata hspace.image_size") if size
+        else _ddpm_image_size(structure))
     if not image_size:
         raise HSpaceError(f"{path}: cannot infer the image size of this network; pass image_size=...")
     if "num_heads" in overrides or "num_head_channels" in overrides:
         c = structure["ch"] * structure["ch_mult"][-1]
         numerics["attention_head_dim"] = overrides.get("num_head_channels") or c // int(overrides["num_heads"])
-    config = DDPMConfig(**structure, image_size=int(image_size), **numerics)
-    net = DDPMUNet(config)
-    _load_strict(net, sd, path)
-    schedule = _pick_schedule(raw, overrides, ("linear", 1000, False), warnings,
+    schedule = _pick_schedule(raw, path, overrides, ("linear", 1000, False), warnings,
                               "" if family is Family.DDIM else "diffusers folder without scheduler_config.json")
+    config = DDPMConfig(**structure, image_size=int(image_size), **numerics)
+    net = _build_strict(lambda: DDPMUNet(config), sd, path)
     return net, config, schedule
 
 
@@ -377,17 +414,14 @@ def _build_adm(sd, raw: RawCheckpoint, path: Path, overrides: dict, warnings: li
     order = overrides.get("attention_order", "legacy")
     if order not in ("legacy", "new"):
         raise HSpaceError(f"attention_order must be 'legacy' or 'new', got {order!r}")
-    size = overrides.get("image_size") or raw.metadata.get("hspace.image_size") or \
-        _ADM_IMAGE_SIZE.get(tuple(float(m) for m in structure["channel_mult"]))
+    stored = raw.metadata.get("hspace.image_size")
+    size = overrides.get("image_size") or (_image_size(stored, path, "metadata hspace.image_size") if stored else
+                                           _ADM_IMAGE_SIZE.get(tuple(float(m) for m in structure["channel_mult"])))
     if not size:
         raise HSpaceError(f"{path}: cannot infer the image size from channel_mult {structure['channel_mult']}; "
                           "pass image_size=...")
+    schedule = _pick_schedule(raw, path, overrides, (kind, steps, rescale), warnings, f"{preset} preset")
     config = ADMConfig(**structure, **heads, use_new_attention_order=order == "new", image_size=int(size))
-    try:
-        net = ADMUNet(config)
-    except ValueError as e:
-        raise HSpaceError(f"{path}: {e}") from None
-    _load_strict(net, sd, path)
-    schedule = _pick_schedule(raw, overrides, (kind, steps, rescale), warnings, f"{preset} preset")
+    net = _build_strict(lambda: ADMUNet(config), sd, path)
     return net, config, schedule
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,16 @@ class NoiseSchedule:
         return out
 
 
+MAX_TIMESTEPS = 100_000  # far above any released model (4000); a file claiming more is corrupt
+
+
+def _check_length(num_timesteps) -> int:
+    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, numbers.Integral) or \
+            not 2 <= num_timesteps <= MAX_TIMESTEPS:
+        raise HSpaceError(f"a noise schedule has 2 to {MAX_TIMESTEPS} timesteps, got {num_timesteps!r}")
+    return int(num_timesteps)
+
+
 def _from_betas(betas: torch.Tensor, kind: str, rescale_timesteps: bool = False) -> NoiseSchedule:
     betas = betas.to(torch.float64)
     return NoiseSchedule(betas, torch.cumprod(1.0 - betas, 0), kind, rescale_timesteps)
@@ -85,7 +96,7 @@ def linear_schedule(num_timesteps: int = 1000, beta_start: float = 1e-4, beta_en
     For other lengths the end points are scaled by 1000 / T, as improved-diffusion's
     ``get_named_beta_schedule("linear", T)`` does, so the process reaches the same noise level.
     """
-    scale = 1000.0 / num_timesteps
+    scale = 1000.0 / _check_length(num_timesteps)
     betas = torch.linspace(scale * beta_start, scale * beta_end, num_timesteps, dtype=torch.float64)
     return _from_betas(betas, "linear", rescale_timesteps)
 
@@ -96,6 +107,7 @@ def cosine_schedule(num_timesteps: int = 4000, s: float = 0.008, max_beta: float
     def f(u: float) -> float:
         return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
 
+    _check_length(num_timesteps)
     betas = [min(1 - f((i + 1) / num_timesteps) / f(i / num_timesteps), max_beta)
              for i in range(num_timesteps)]
     return _from_betas(torch.tensor(betas, dtype=torch.float64), "cosine", rescale_timesteps)
@@ -107,17 +119,24 @@ def schedule_from_diffusers_config(config: dict) -> NoiseSchedule:
     Supports ``beta_schedule`` linear, scaled_linear and squaredcos_cap_v2, and ``trained_betas``;
     refuses v-prediction and sample-prediction models, which Asyrp's eps-based step does not cover.
     """
+    if not isinstance(config, dict):
+        raise HSpaceError(f"a scheduler config is a JSON object, got {type(config).__name__}")
     pred = config.get("prediction_type", "epsilon")
     if pred != "epsilon":
         raise HSpaceError(f"scheduler prediction_type {pred!r} is not supported (only 'epsilon')")
     if config.get("rescale_betas_zero_snr"):
         raise HSpaceError("zero-terminal-SNR schedules are not supported")
-    T = int(config.get("num_train_timesteps", 1000))
-    start = float(config.get("beta_start", 1e-4))
-    end = float(config.get("beta_end", 0.02))
+    try:
+        T = _check_length(int(config.get("num_train_timesteps", 1000)))
+        start = float(config.get("beta_start", 1e-4))
+        end = float(config.get("beta_end", 0.02))
+        trained = config.get("trained_betas")
+        if trained is not None:
+            _check_length(len(trained))
+            return _from_betas(torch.tensor(trained, dtype=torch.float64), "custom")
+    except (TypeError, ValueError, OverflowError) as e:
+        raise HSpaceError(f"scheduler config: not a schedule ({type(e).__name__}: {e})") from None
     kind = config.get("beta_schedule", "linear")
-    if config.get("trained_betas") is not None:
-        return _from_betas(torch.tensor(config["trained_betas"], dtype=torch.float64), "custom")
     if kind == "linear":
         return _from_betas(torch.linspace(start, end, T, dtype=torch.float64), "linear")
     if kind == "scaled_linear":

@@ -71,19 +71,37 @@ FLAVOURS = {"ddpm": DDPMDeltaBlock, "adm": ADMDeltaBlock}
 
 def block_from_state_dict(sd: dict[str, torch.Tensor], where: str) -> nn.Module:
     """Build the DeltaBlock a state dict belongs to and load it strictly (a partial load would leave a
-    random block that still edits strongly: asyrp.md 4.5)."""
+    random block that still edits strongly: asyrp.md 4.5). Shapes are checked on a block built on the
+    meta device first, so that a few small tensors cannot make it allocate a huge block."""
+    from ..checkpoint_files import check_weights
+
+    if not isinstance(sd, dict) or not all(isinstance(k, str) for k in sd):
+        raise HSpaceError(f"{where}: not an Asyrp DeltaBlock (expected a dict of named tensors)")
     keys = set(sd)
     if keys == DDPM_KEYS:
-        block = DDPMDeltaBlock(sd["conv1.weight"].shape[0], sd["temb_proj.weight"].shape[1])
+        cls, width_key, emb_key = DDPMDeltaBlock, "conv1.weight", "temb_proj.weight"
     elif keys == ADM_KEYS:
-        block = ADMDeltaBlock(sd["in_layers.2.weight"].shape[0], sd["emb_layers.1.weight"].shape[1])
+        cls, width_key, emb_key = ADMDeltaBlock, "in_layers.2.weight", "emb_layers.1.weight"
     else:
         raise HSpaceError(f"{where}: not an Asyrp DeltaBlock (expected the 8 DDPM-flavour or 10 ADM-flavour keys, "
                           f"found {sorted(keys)[:6]}{' ...' if len(keys) > 6 else ''})")
+    check_weights(sd, where)
+    width, emb = sd[width_key], sd[emb_key]
+    if width.ndim != 4 or emb.ndim != 2:
+        raise HSpaceError(f"{where}: DeltaBlock tensors have inconsistent shapes ({width_key} {list(width.shape)}, "
+                          f"{emb_key} {list(emb.shape)})")
     try:
-        block.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
-    except RuntimeError as e:
-        raise HSpaceError(f"{where}: DeltaBlock tensors have inconsistent shapes ({str(e).splitlines()[0]})") from None
+        with torch.device("meta"):
+            shell = cls(width.shape[0], emb.shape[1])
+    except (ValueError, RuntimeError) as e:  # e.g. a channel count GroupNorm's 32 groups cannot divide
+        raise HSpaceError(f"{where}: DeltaBlock tensors describe no block ({str(e).splitlines()[0]})") from None
+    wrong = [k for k, v in shell.state_dict().items() if tuple(v.shape) != tuple(sd[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise HSpaceError(f"{where}: DeltaBlock tensors have inconsistent shapes ({k}: {list(sd[k].shape)}, "
+                          f"expected {list(shell.state_dict()[k].shape)})")
+    block = cls(width.shape[0], emb.shape[1])
+    block.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     return block.eval().requires_grad_(False)
 
 
@@ -98,7 +116,7 @@ def load_official_deltablock(path: str | Path) -> DeltaBlockDirection:
     training step count (``ngen``: n_train_step, which sets the strength's step scaling) come from
     the file name; without it 40 steps are assumed, as for every released file.
     """
-    from ..checkpoint_files import read_torch, sniff_format
+    from ..checkpoint_files import check_declared_size, read_torch, sniff_format
 
     path = Path(path)
     if not path.is_file():
@@ -109,6 +127,7 @@ def load_official_deltablock(path: str | Path) -> DeltaBlockDirection:
     obj = read_torch(path, kind)
     if not isinstance(obj, dict) or not isinstance(obj.get("0"), dict):
         raise HSpaceError(f"{path}: not an official Asyrp direction (no DeltaBlock under key '0')")
+    check_declared_size(obj["0"], path)
     block = block_from_state_dict(obj["0"], str(path))
     m = _OFFICIAL_NAME.match(path.stem)
     made_steps = int(m["ngen"]) if m else 40

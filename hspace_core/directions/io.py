@@ -12,6 +12,7 @@ direction (``term{i}.values`` and optionally ``term{i}.timesteps``) or a DeltaBl
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -33,15 +34,62 @@ def _info_json(info: DirectionInfo) -> dict:
     return d
 
 
-def _info_from(d: dict, where: str) -> DirectionInfo:
+def _optional(d: dict, key: str, kind, where: str):
+    value = d.get(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
+        raise HSpaceError(f"{where}: direction metadata {key!r} is {value!r}, not a {kind.__name__}")
+    return value
+
+
+def _info_from(d, where: str) -> DirectionInfo:
+    """A ``DirectionInfo`` from the file's JSON, every field checked (the file may come from anywhere)."""
+    if not isinstance(d, dict):
+        raise HSpaceError(f"{where}: direction metadata is {type(d).__name__}, not a JSON object")
+    shape = d.get("h_shape")
+    if not isinstance(shape, list) or len(shape) != 3 or \
+            not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 65536 for x in shape):
+        raise HSpaceError(f"{where}: direction metadata is incomplete (h_shape {shape!r}: expected 3 positive "
+                          "integers [C, H, W])")
+    made_steps, t_edit = _optional(d, "made_steps", int, where), _optional(d, "t_edit", int, where)
+    if made_steps is not None and not 1 <= made_steps <= 100_000:
+        raise HSpaceError(f"{where}: direction metadata made_steps {made_steps} is outside [1, 100000]")
+    if t_edit is not None and not 0 <= t_edit <= 100_000:
+        raise HSpaceError(f"{where}: direction metadata t_edit {t_edit} is outside [0, 100000]")
+    return DirectionInfo(h_shape=tuple(shape), network_fingerprint=_optional(d, "network_fingerprint", str, where),
+                         family=_optional(d, "family", str, where), made_steps=made_steps,
+                         strength_unit=_optional(d, "strength_unit", str, where) or "raw",
+                         name=_optional(d, "name", str, where) or "",
+                         provenance=_optional(d, "provenance", dict, where) or {}, t_edit=t_edit,
+                         which_h=_optional(d, "which_h", str, where) or "middle_block_output")
+
+
+def _tensor_term(tensors: dict, i: int, info: DirectionInfo, where: str) -> TensorDirection:
+    """Term i's values (and timesteps), checked against the h it says it was made for."""
+    from ..checkpoint_files import check_weights
+
+    if f"term{i}.values" not in tensors:
+        raise HSpaceError(f"{where}: term {i} has no values tensor")
+    values, timesteps = tensors[f"term{i}.values"], tensors.get(f"term{i}.timesteps")
+    check_weights({f"term{i}.values": values}, where)
+    if timesteps is not None:
+        if timesteps.dtype not in (torch.int64, torch.int32, torch.int16) or timesteps.ndim != 1 or \
+                len(timesteps) == 0 or int(timesteps.min()) < 0 or values.ndim == 0 or \
+                len(timesteps) != values.shape[0]:
+            raise HSpaceError(f"{where}: term {i}'s timesteps ({str(timesteps.dtype).replace('torch.', '')} "
+                              f"{list(timesteps.shape)}) are not one non-negative integer timestep per slice of its "
+                              f"values {list(values.shape)}")
+    one = values.shape[1:] if timesteps is not None else values.shape
     try:
-        return DirectionInfo(h_shape=tuple(int(x) for x in d["h_shape"]),
-                             network_fingerprint=d.get("network_fingerprint"), family=d.get("family"),
-                             made_steps=d.get("made_steps"), strength_unit=d.get("strength_unit", "raw"),
-                             name=d.get("name", ""), provenance=d.get("provenance") or {},
-                             t_edit=d.get("t_edit"), which_h=d.get("which_h", "middle_block_output"))
-    except (KeyError, TypeError, ValueError) as e:
-        raise HSpaceError(f"{where}: direction metadata is incomplete ({e})") from None
+        fits = len(one) <= 3 and torch.broadcast_shapes(tuple(one), info.h_shape) == info.h_shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise HSpaceError(f"{where}: term {i}'s values {list(values.shape)} do not fit the h it was made for "
+                          f"{list(info.h_shape)}")
+    try:
+        return TensorDirection(values.float(), None if timesteps is None else timesteps.to(torch.int64), info)
+    except HSpaceError as e:
+        raise HSpaceError(f"{where}: term {i}: {e}") from None
 
 
 def _flatten(direction: Direction) -> list[tuple[Direction, float]]:
@@ -105,25 +153,37 @@ def load_direction(path: str | Path) -> Direction:
         raise HSpaceError(f"{path}: direction format {fmt!r} is not supported by this version (reads {FORMAT!r})")
     try:
         d = json.loads(meta["hspace.direction"])
-    except json.JSONDecodeError as e:
-        raise HSpaceError(f"{path}: corrupt direction metadata ({e})") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise HSpaceError(f"{path}: corrupt direction metadata ({type(e).__name__})") from None
     info = _info_from(d, str(path))
+    listed = d.get("terms", [])
+    if not isinstance(listed, list) or not all(isinstance(term, dict) for term in listed):
+        raise HSpaceError(f"{path}: direction metadata 'terms' is not a list of objects")
     terms = []
-    for i, term in enumerate(d.get("terms", [])):
+    for i, term in enumerate(listed):
         tinfo = _info_from(term.get("info", {}), str(path))
+        coefficient = term.get("coefficient", 1.0)
+        if isinstance(coefficient, bool) or not isinstance(coefficient, (int, float)) or \
+                not math.isfinite(coefficient):
+            raise HSpaceError(f"{path}: term {i}'s coefficient {coefficient!r} is not a finite number")
         if term.get("kind") == "tensor":
-            if f"term{i}.values" not in tensors:
-                raise HSpaceError(f"{path}: term {i} has no values tensor")
-            direction: Direction = TensorDirection(tensors[f"term{i}.values"], tensors.get(f"term{i}.timesteps"), tinfo)
+            direction: Direction = _tensor_term(tensors, i, tinfo, str(path))
         elif term.get("kind") == "deltablock":
             prefix = f"term{i}.block."
             sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            direction = DeltaBlockDirection(block_from_state_dict(sd, f"{path} term {i}"), tinfo)
+            block = block_from_state_dict(sd, f"{path} term {i}")
+            if block.channels != tinfo.channels:
+                raise HSpaceError(f"{path}: term {i}'s DeltaBlock has {block.channels} channels, but its metadata "
+                                  f"says h has {tinfo.channels}")
+            direction = DeltaBlockDirection(block, tinfo)
         else:
             raise HSpaceError(f"{path}: unknown direction kind {term.get('kind')!r}")
-        terms.append((direction, float(term.get("coefficient", 1.0))))
+        terms.append((direction, float(coefficient)))
     if not terms:
         raise HSpaceError(f"{path}: the direction file holds no terms")
+    if any(t.info.channels != info.channels for t, _ in terms):
+        raise HSpaceError(f"{path}: its terms were made for h of other channel counts than the direction's "
+                          f"{info.channels}")
     if len(terms) == 1 and terms[0][1] == 1.0 and not d.get("sqrt_n"):
         return terms[0][0]
     return DirectionMix(tuple(terms), info=info, sqrt_n=bool(d.get("sqrt_n")))
