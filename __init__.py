@@ -23,4 +23,8 @@ else:
     # is not a valid package name (a clone into "/tmp/ci.1234"); there is nothing to register then.
     NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+# Served by ComfyUI under /extensions/<pack folder>/: the node library's help pages (docs/<node id>.md and
+# their pictures in docs/images/). A plain string, so the pack imports without ComfyUI.
+WEB_DIRECTORY = "./web"
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
