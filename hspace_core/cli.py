@@ -275,13 +275,13 @@ def _check_direction_args(args: argparse.Namespace) -> None:
         raise HSpaceError(f"{args.clip_weights}: no such CLIP weights file or folder")
 
 
-def _load_for_direction(args: argparse.Namespace):
+def _load_for_direction(args: argparse.Namespace, device: str):
     import torch
 
     from .loading import load_model
 
     torch.set_num_threads(args.threads)
-    return load_model(args.model).to(args.device)
+    return load_model(args.model).to(device)
 
 
 def _save(direction, args: argparse.Namespace) -> int:
@@ -301,16 +301,32 @@ def _cmd_direction(args: argparse.Namespace) -> int:
 
         d = load_direction(args.direction)
         return _save(project_off(d, [load_direction(p) for p in args.off], joint=not args.one_at_a_time), args)
-    model = _load_for_direction(args)
+    from .distributed import Context, context
+
+    ctx = context(args.device) if args.method in ("supervised", "clip") else Context(device=args.device)
+    try:
+        d = _find_direction(args, _load_for_direction(args, ctx.device), ctx)
+        return _save(d, args) if ctx.main else 0  # every process holds the direction; the first writes it
+    finally:
+        ctx.close()
+
+
+def _find_direction(args: argparse.Namespace, model, ctx):
     t_edit = args.t_edit
     if args.method == "supervised":
         from .discovery.supervised import classifier_normal, mean_difference
 
         pos, neg = _image_set(args.positive, "positive"), _image_set(args.negative, "negative")
-        finder = classifier_normal if args.classifier else mean_difference
-        d = finder(model, pos, neg, steps=args.steps, t_edit=t_edit, name=args.name or "supervised",
-                   data=f"{', '.join(args.positive)} vs {', '.join(args.negative)}",
-                   callback=_Progress("record h"))
+        data = f"{', '.join(args.positive)} vs {', '.join(args.negative)}"
+        if args.classifier:
+            if ctx.world > 1:
+                raise HSpaceError("the classifier normal runs in one process; without --classifier the mean "
+                                  "difference is spread over the processes")
+            d = classifier_normal(model, pos, neg, steps=args.steps, t_edit=t_edit, name=args.name or "supervised",
+                                  data=data, callback=_Progress("record h"))
+        else:
+            d = mean_difference(model, pos, neg, steps=args.steps, t_edit=t_edit, name=args.name or "supervised",
+                                data=data, callback=_Progress("record h"), ctx=ctx)
     elif args.method == "jacobian":
         from .discovery.jacobian import jacobian_directions
         from .images import load_image
@@ -333,11 +349,12 @@ def _cmd_direction(args: argparse.Namespace) -> int:
         clip = load_clip(args.clip_weights, args.clip_arch, device=args.device)
         images = _image_set(args.images, "training") if args.images else None
         settings = ClipTrainSettings(kind=args.kind, n_train_step=args.steps, t_edit=t_edit, lr=args.lr,
-                                     n_iter=args.iterations, clip_w=args.clip_w, l1_w=args.l1_w, seed=args.seed)
+                                     n_iter=args.iterations, clip_w=args.clip_w, l1_w=args.l1_w, seed=args.seed,
+                                     batch=args.batch)
 
         d = train_clip_direction(model, clip, args.source, args.target, images=images, n_samples=args.samples,
-                                 settings=settings, name=args.name, callback=_Progress("train"))
-    return _save(d, args)
+                                 settings=settings, name=args.name, callback=_Progress("train"), ctx=ctx)
+    return d
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -554,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--clip-w", dest="clip_w", type=float, default=1.0)
     c.add_argument("--l1-w", dest="l1_w", type=float, default=3.0)
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--batch", type=int, default=1,
+                   help="images per update (1: the official recipe); under torchrun the processes share each batch")
 
     sv = dsub.add_parser("supervised", help="mean difference of h between two image sets (Haas et al.)")
     common(sv)

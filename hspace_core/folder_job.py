@@ -77,7 +77,7 @@ class FolderJob:
 
 @dataclass
 class JobReport:
-    """What a run did: outputs written, skipped (already done), inputs failed (with reasons)."""
+    """What a run did: outputs written, outputs skipped (already done), inputs failed (with reasons)."""
 
     inputs: int = 0
     written: int = 0
@@ -247,7 +247,8 @@ def run_folder_job(job: FolderJob, input_dir: Path, output_dir: Path, *, ctx: Co
     report = JobReport(inputs=sum(len(batches[k]) for k in mine))
     todo = [k for k in mine if not all(r in settled or all(output_name(r, s) in done for s in job.strengths)
                                        for r in batches[k])]
-    report.skipped = sum(len(batches[k]) for k in mine if k not in todo) * len(job.strengths)
+    report.skipped = sum(output_name(r, s) in done for k in mine if k not in todo for r in batches[k]
+                         for s in job.strengths)
     bar = _Progress(sum(len(batches[k]) for k in todo), ctx.rank, ctx.world, progress)
     rank_manifest = out / f".manifest.rank{ctx.rank}.jsonl"
     interval = EditInterval(job.t_edit, job.t_boost, "folder job")

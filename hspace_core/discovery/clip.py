@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..directions.base import DeltaBlockDirection, DirectionInfo, TensorDirection
+from ..distributed import Context, all_reduce_sum, share
 from ..directions.deltablock import FLAVOURS
 from ..errors import HSpaceError
 from ..images import prepare_images
@@ -45,9 +46,15 @@ from .record import BATCH, invert_prepared, invert_steps, seeded_noise
 def directional_clip_loss(edited_features: torch.Tensor, source_features: torch.Tensor,
                           text_dir: torch.Tensor) -> torch.Tensor:
     """1 - cos(dI, dT), mean over the batch; dI = normalize(E_I(edited) - E_I(source)) with +1e-7."""
+    return directional_clip_losses(edited_features, source_features, text_dir).mean()
+
+
+def directional_clip_losses(edited_features: torch.Tensor, source_features: torch.Tensor,
+                            text_dir: torch.Tensor) -> torch.Tensor:
+    """1 - cos(dI, dT) per image [N]."""
     d = edited_features - source_features
     d = d / (d.norm(dim=-1, keepdim=True) + 1e-7)
-    return (1 - F.cosine_similarity(d, text_dir.unsqueeze(0).to(d.dtype), dim=-1)).mean()
+    return 1 - F.cosine_similarity(d, text_dir.unsqueeze(0).to(d.dtype), dim=-1)
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,9 @@ class ClipTrainSettings:
     scheduler_step: int = 20
     scheduler_gamma: float = 0.9
     seed: int = 0
+    # images per update: the official recipe updates once per image (1); a batch of B averages the per-image
+    # losses of B images walked together, and is what several processes share (``ctx``)
+    batch: int = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +110,7 @@ def autograd_ready(module: torch.nn.Module) -> torch.nn.Module:
 def train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: str, *, images=None,
                          n_samples: int = 0, inversion_steps: int = 40, settings: ClipTrainSettings = ClipTrainSettings(),
                          name: str = "", callback: Callable[[StepInfo], None] | None = None,
-                         reference_cache_mib: float = 2048):
+                         reference_cache_mib: float = 2048, ctx: Context = Context()):
     """Train a direction from the text pair ``src`` -> ``trg``.
 
     images:    real images ([N, 3, H, W] in [-1, 1] or a list), DDIM-inverted with ``inversion_steps``;
@@ -112,6 +122,10 @@ def train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: str
     reference_cache_mib: with ``n_iter > 1``, the unedited reference trajectory's P_t (it does not depend
     on the direction) is kept in CPU memory up to this size and reused by later iterations instead of
     being recomputed; the result is the same either way.
+    ctx: several processes (``distributed.context``, torchrun) share each batch of ``settings.batch`` images:
+    every process walks its share of the batch, its loss is the sum of its images' losses over the batch's
+    size, and the gradients are summed over the processes before each update, so N processes give the
+    one-process direction (up to float summation order). Every process returns the same direction.
     """
     with torch.inference_mode(False):
         model = replace(model, unet=autograd_ready(model.unet))
@@ -122,11 +136,12 @@ def train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: str
             images = [im.clone() if isinstance(im, torch.Tensor) else im for im in images]
         return _train_clip_direction(model, clip, src, trg, images=images, n_samples=n_samples,
                                      inversion_steps=inversion_steps, settings=settings, name=name,
-                                     callback=callback, cache_bytes=int(reference_cache_mib * 2**20))
+                                     callback=callback, cache_bytes=int(reference_cache_mib * 2**20), ctx=ctx)
 
 
 def _train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: str, *, images, n_samples: int,
-                          inversion_steps: int, settings: ClipTrainSettings, name: str, callback, cache_bytes: int):
+                          inversion_steps: int, settings: ClipTrainSettings, name: str, callback, cache_bytes: int,
+                          ctx: Context):
     s = settings
     if not src.strip() or not trg.strip():
         raise HSpaceError("give both a source and a target text")
@@ -138,20 +153,33 @@ def _train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: st
         raise HSpaceError(f"no training step at or above t_edit = {s.t_edit}")
     if images is None and n_samples <= 0:
         raise HSpaceError("give training images or a number of model samples (n_samples > 0)")
+    if s.batch < 1:
+        raise HSpaceError(f"the training batch must be at least 1, got {s.batch}")
     dev, dt = model.device, torch.float32
-    x0_all = prepare_images(images, model.image_size, "resize_crop")[0].to(dev, dt) if images is not None else None
+    x0_all = prepare_images(images, model.image_size, "resize_crop")[0] if images is not None else None
     n_images = x0_all.shape[0] if x0_all is not None else n_samples
+    batches = [list(range(i, min(i + s.batch, n_images))) for i in range(0, n_images, s.batch)]
+    shares = [share(b, ctx.rank, ctx.world) for b in batches]
+    mine = [i for part in shares for i in part]  # this process's images, in order
     pairs = generation_steps(train_ts)  # the lowest training step goes to t_prev = -1 (asyrp.md 1.2)
-    prep_steps = invert_steps(n_images, inversion_steps, BATCH) if x0_all is not None else len(grid)
-    updates = s.n_iter * n_images * len(pairs)
+    prep_steps = invert_steps(len(mine), inversion_steps, BATCH) if x0_all is not None else len(grid)
+    updates = s.n_iter * len(batches) * len(pairs)
     job = JobProgress(callback, prep_steps + updates)
+    x_T, x0 = {}, {}
     if x0_all is not None:
-        x_T = invert_prepared(model, x0_all, inversion_steps, callback=job.part(prep_steps)).to(dev, dt)
+        if mine:
+            inverted = invert_prepared(model, x0_all[mine].to(dev, dt), inversion_steps,
+                                       callback=job.part(prep_steps)).to(dev, dt)
+            x_T = {i: inverted[k:k + 1] for k, i in enumerate(mine)}
+            x0 = {i: x0_all[i:i + 1].to(dev, dt) for i in mine}
         source = "images"
     else:
-        x_T = seeded_noise(model, n_samples, s.seed).to(dev, dt)
-        with torch.inference_mode():
-            x0_all = ddim_sample(model, x_T, grid, callback=job.part(prep_steps)).clone()
+        noise = seeded_noise(model, n_samples, s.seed).to(dev, dt)
+        if mine:
+            with torch.inference_mode():
+                sampled = ddim_sample(model, noise[mine], grid, callback=job.part(prep_steps)).clone()
+            x_T = {i: noise[i:i + 1] for i in mine}
+            x0 = {i: sampled[k:k + 1] for k, i in enumerate(mine)}
         source = "samples"
 
     g = torch.Generator().manual_seed(s.seed)
@@ -167,25 +195,44 @@ def _train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: st
     step_of = {t: k for k, (t, _) in enumerate(pairs)}
     # P_t of the unedited trajectory per image, kept while it fits: it does not depend on the direction
     reference: dict[int, list[torch.Tensor]] = {}
-    per_image = len(pairs) * x_T[:1].numel() * 4
+    per_image = len(pairs) * x0_all[:1].numel() * 4 if x0_all is not None else len(pairs) * model.in_channels * \
+        model.image_size ** 2 * 4
     room = cache_bytes // per_image if s.n_iter > 1 else 0
     report = job.part(updates)
+
+    def update() -> None:
+        """The gradients summed over the processes, then one SGD step."""
+        for p in f.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            all_reduce_sum(p.grad, ctx)
+        opt.step()
+
     for it in range(s.n_iter):
-        for b in range(x_T.shape[0]):
+        for bi, (batch, rows) in enumerate(zip(batches, shares)):
+            if not rows:  # more processes than images in this batch: take part in every update
+                for _ in pairs:
+                    opt.zero_grad(set_to_none=True)
+                    update()
+                continue
             with torch.no_grad():
-                src_feat = clip.image_features(x0_all[b:b + 1].float())
-                p_o = reference.get(b)
-                if p_o is None:
-                    p_o = []
-                    generate(plain_predictor(model), x_T[b:b + 1], pairs, model.schedule,
-                             callback=lambda info: p_o.append(info.x0_pred))
-                    if b < room:
-                        reference[b] = [p.to("cpu", copy=True) for p in p_o]
+                src_feat = torch.cat([clip.image_features(x0[i].float()) for i in rows])
+                p_o = []
+                for i in rows:
+                    ref = reference.get(i)
+                    if ref is None:
+                        ref = []
+                        generate(plain_predictor(model), x_T[i], pairs, model.schedule,
+                                 callback=lambda info, ref=ref: ref.append(info.x0_pred))
+                        if i < room:
+                            reference[i] = [p.to("cpu", copy=True) for p in ref]
+                    p_o.append(ref)
             losses: dict[str, float] = {}
 
-            def train_step(x: torch.Tensor, t: int) -> StepPrediction:
-                """One SGD update at t on the edited trajectory; the walk then steps with its P_t."""
-                tt = torch.full((1,), t, device=dev, dtype=torch.long)
+            def train_step(x: torch.Tensor, t: int, rows=rows, src_feat=src_feat, p_o=p_o, size=len(batch)) -> StepPrediction:
+                """One SGD update at t on the edited trajectories of this process's images of the batch; the
+                walk then steps with their P_t."""
+                tt = torch.full((x.shape[0],), t, device=dev, dtype=torch.long)
                 a = model.schedule.alpha_bar_at(t, like=x)
                 with torch.no_grad():
                     enc = model.encode(x.detach(), tt)
@@ -196,31 +243,34 @@ def _train_clip_direction(model: HSpaceModel, clip: ClipModel, src: str, trg: st
                     dh = f(h, enc.emb.float()) if s.kind == "deltablock" else f(h, enc.emb, t)
                     eps_e = model.decode(enc, h + dh).eps
                     p_e = predict_x0(x.detach(), eps_e, a)
-                    l_clip = -torch.log((2 - directional_clip_loss(clip.image_features(p_e.float()), src_feat,
-                                                                   text_dir)) / 2)
-                    l_l1 = (p_e - p_o[step_of[t]].to(dev)).abs().mean()
-                    loss = s.clip_w * l_clip + s.l1_w * cos * l_l1
+                    l_clip = -torch.log((2 - directional_clip_losses(clip.image_features(p_e.float()), src_feat,
+                                                                     text_dir)) / 2)
+                    ref = torch.cat([p[step_of[t]] for p in p_o]).to(dev)
+                    l_l1 = (p_e - ref).abs().flatten(1).mean(1)
+                    image_losses = s.clip_w * l_clip + s.l1_w * cos * l_l1
+                    loss = image_losses.sum() / size  # this process's part of the batch's mean loss
                     loss.backward()
-                opt.step()
-                losses.update(loss=float(loss.detach()), clip=float(l_clip.detach()), l1=float(l_l1.detach()))
+                update()
+                losses.update(loss=float(image_losses.detach().mean()), clip=float(l_clip.detach().mean()),
+                              l1=float(l_l1.detach().mean()))
                 if not math.isfinite(losses["loss"]):
                     raise HSpaceError(f"training diverged at t = {t} (loss {losses['loss']}); lower the learning rate")
                 return StepPrediction(p_e.detach(), eps, eps_e.detach(), enc.h)
 
-            def progress(info: StepInfo, it=it, b=b) -> None:
+            def progress(info: StepInfo, it=it, bi=bi, rows=rows) -> None:
                 if report is not None:
                     t = pairs[info.i][0]
-                    report(TrainStep(info.i + (it * x_T.shape[0] + b) * len(pairs), updates, t, info.x_t,
-                                     info.x0_pred, iteration=it, image=b, loss=losses["loss"],
+                    report(TrainStep(info.i + (it * len(batches) + bi) * len(pairs), updates, t, info.x_t,
+                                     info.x0_pred, iteration=it, image=rows[0], loss=losses["loss"],
                                      clip_loss=losses["clip"], l1_loss=losses["l1"]))
 
-            generate(train_step, x_T[b:b + 1], pairs, model.schedule, callback=progress)
+            generate(train_step, torch.cat([x_T[i] for i in rows]), pairs, model.schedule, callback=progress)
         sched.step()
 
     f.eval().requires_grad_(False)
     prov = {"method": "clip", "source_text": src, "target_text": trg, "clip_arch": clip.arch,
             "clip_weights": Path(clip.weights).name, "text_cosine": cos, "training_data": source,
-            "n_images": int(x_T.shape[0]), "kind": s.kind, "lr": s.lr, "n_iter": s.n_iter, "clip_w": s.clip_w,
+            "n_images": int(n_images), "batch": s.batch, "processes": ctx.world, "kind": s.kind, "lr": s.lr, "n_iter": s.n_iter, "clip_w": s.clip_w,
             "l1_w": s.l1_w, "n_train_step": s.n_train_step, "t_edit": s.t_edit, "seed": s.seed,
             "optimizer": "SGD", "templates": list(clip.templates) if clip.templates else "open_clip OPENAI_IMAGENET_TEMPLATES"}
     label = name or trg

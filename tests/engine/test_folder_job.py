@@ -52,6 +52,19 @@ def torchrun(args: list[str], nproc: int = 2, **kw) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (torchrun's workers), from /proc."""
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0").strip()) == pid:
+            out.append(int(status.parent.name))
+    return out
+
+
 def files(out: Path) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.png"))}
 
@@ -166,15 +179,13 @@ def test_a_killed_process_leaves_no_partial_file_and_the_rerun_completes_the_job
     names = make_inputs(folder, 16, seed=5)
     out, ref = tmp_path / "out", tmp_path / "ref"
     args = cli_args(folder, out, "--batch", "1")
-    proc = torchrun(args, start_new_session=True)
+    proc = torchrun(args)
     deadline = time.time() + 300
     while time.time() < deadline and len(list(out.rglob("*.png"))) < 4 and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the job ended before it could be killed"
-    workers = [int(p) for p in subprocess.run(["pgrep", "-f", "-s", str(proc.pid), "hspace_core edit-folder"],
-                                              capture_output=True, text=True).stdout.split()
-               if int(p) != proc.pid]
-    assert workers
+    workers = children(proc.pid)
+    assert len(workers) == 2, workers
     os.kill(max(workers), signal.SIGKILL)  # one rank dies; torchrun then stops the other
     proc.communicate(timeout=300)
     assert proc.returncode != 0
