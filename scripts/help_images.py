@@ -1,4 +1,5 @@
-"""Build the pictures of the node help pages (web/docs/images/) from the miniature world's real outputs.
+"""Build the pictures of the node help pages (web/docs/images/) and the registry icon (docs/icon.png) from
+the miniature world's real outputs.
 
 Sources, all real outputs of the engine or the pack: the demo strip (``python -m hspace_core demo``,
 docs/demo_strip.png: per row the input, its reconstruction and a direction at four strengths), the pixel
@@ -7,7 +8,7 @@ model's samples (docs/demo_model/samples.png), procedural faces rendered by the 
 the miniature SD world's face (tests/pack/input/hspace_sdworld_face.png). Nearest-neighbour scaling keeps
 the 32 px pixels crisp; every image is a small PNG (JPEG for the workflow thumbnails, which are JPEGs).
 
-    .venv/bin/python scripts/help_images.py        # writes web/docs/images/*.png, *.jpg
+    .venv/bin/python scripts/help_images.py        # writes web/docs/images/*.png, *.jpg and docs/icon.png
 """
 
 from __future__ import annotations
@@ -110,6 +111,18 @@ def build() -> dict[str, Image.Image]:
     }
 
 
+def icon() -> Image.Image:
+    """256 x 256: one procedural face of the demo strip, reconstructed, smiling (+8), with glasses, with a hat."""
+    with Image.open(STRIP) as im:
+        strip = im.convert("RGB")
+    cells = [strip.crop((PAD + c * (CELL + PAD), PAD + r * (CELL + PAD), PAD + c * (CELL + PAD) + CELL,
+                         PAD + r * (CELL + PAD) + CELL)) for r, c in ((1, 1), (1, 5), (9, 5), (11, 5))]
+    canvas = Image.new("RGB", (2 * CELL, 2 * CELL))
+    for k, cell in enumerate(cells):
+        canvas.paste(cell, ((k % 2) * CELL, (k // 2) * CELL))
+    return canvas
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -125,6 +138,8 @@ def main() -> int:
         total += path.stat().st_size
         print(f"{path.relative_to(ROOT)}: {im.width}x{im.height}, {path.stat().st_size / 1024:.1f} KiB")
     print(f"total {total / 1024:.0f} KiB")
+    icon().save(ROOT / "docs" / "icon.png", optimize=True)
+    print(f"docs/icon.png: 256x256, {(ROOT / 'docs' / 'icon.png').stat().st_size / 1024:.1f} KiB")
     return 0
 
 
