@@ -652,3 +652,66 @@ def test_generated_image_files_load_or_are_refused(corpus, tmp_path, budget):
     run_property(prop, st.tuples(st.sampled_from(["png-header", *real]), st.integers(0, 4096),
                                  st.binary(max_size=256), st.integers(0, 2 ** 31 - 1), st.integers(0, 2 ** 31 - 1)),
                  budget)
+
+
+# ------------------------------------------------------------------ the bugs fuzzing found, one file each
+
+def _regression_files(folder: Path) -> dict[str, tuple[Path, object]]:
+    """Each file made one of the readers raise something other than HSpaceError (or accept it) before the
+    fix noted beside it."""
+    from safetensors import safe_open
+
+    out = {}
+    path = folder / "int_keys.pt"  # TypeError in detect_family: a dict with non-string keys
+    torch.save({0: torch.zeros(1), "conv_in.weight": torch.zeros(1)}, path)
+    out["a checkpoint dict with integer keys"] = (path, load_model)
+    sd = {k: v.contiguous() for k, v in _tiny_ddpm().state_dict().items()}
+    for name, meta in {"schedule metadata that is not JSON": {"hspace.schedule": "{linear"},  # JSONDecodeError
+                       "schedule metadata of the wrong type": {"hspace.schedule": "[1, 2]"},  # TypeError
+                       "a 10^9-step schedule": {"hspace.schedule": json.dumps({"kind": "cosine",  # a hang, 8 GB
+                                                                                "num_timesteps": 10 ** 9})},
+                       "image size metadata 'null'": {"hspace.image_size": "null"}}.items():  # ValueError
+        path = folder / f"{len(out)}.safetensors"
+        save_file(sd, str(path), metadata=meta)
+        out[name] = (path, load_model)
+    block = {k: v.contiguous() for k, v in DDPMDeltaBlock(64, 128).state_dict().items()}
+    odd = {k: torch.zeros([48 if d == 64 else d for d in v.shape]) for k, v in block.items()}
+    path = folder / f"odd_{OFFICIAL_NAME}"  # ValueError from GroupNorm(32, 48)
+    torch.save({"0": odd}, path)
+    out["a DeltaBlock of 48 channels"] = (path, load_direction)
+    path = folder / f"str_{OFFICIAL_NAME}"  # AttributeError: 'str' object has no attribute 'float'
+    torch.save({"0": {**block, "conv1.bias": "zeros"}}, path)
+    out["a DeltaBlock with a string for a tensor"] = (path, load_direction)
+    info = DirectionInfo(h_shape=(64, 8, 8), name="t")
+    source = folder / "source.safetensors"
+    save_direction(TensorDirection(torch.ones(64, 1, 1), None, info), source)
+    with safe_open(str(source), framework="pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    d = json.loads(meta["hspace.direction"])
+    for name, (new_meta, new_tensors) in {
+            "direction metadata that is a list": ("[1, 2]", tensors),  # AttributeError: 'list' ... 'get'
+            "direction terms that are not a list": (json.dumps({**d, "terms": "x"}), tensors),  # AttributeError
+            "a coefficient that is a word": (json.dumps({**d, "terms": [{**d["terms"][0], "coefficient": "x"}]}),
+                                             tensors),  # ValueError from float()
+            "values that do not fit h": (meta["hspace.direction"], {"term0.values": torch.ones(5, 7)}),  # accepted
+    }.items():
+        path = folder / f"{len(out)}.safetensors"
+        save_file(new_tensors, str(path), metadata={**meta, "hspace.direction": new_meta})
+        out[name] = (path, load_direction)
+    return out
+
+
+def test_the_files_that_broke_the_readers_are_refused(tmp_path):
+    for name, (path, reader) in _regression_files(tmp_path).items():
+        assert read(reader, path) == "refused", name
+
+
+def test_an_inversion_beyond_the_models_schedule_is_refused_before_sampling():
+    from hspace_core import edit
+    from tests.engine.references import tiny_model
+
+    model = tiny_model("ddpm", size=16)
+    inv = Inversion(x_T=torch.zeros(1, 3, 16, 16), x_0=torch.zeros(1, 3, 16, 16), timesteps=torch.tensor([0, 5000]),
+                    fingerprint=model.fingerprint, preprocessing=("16x16",))
+    with pytest.raises(HSpaceError, match="t_0 must lie in"):  # was an IndexError in the schedule mid-walk
+        edit(model, inv, None, 0.0)
