@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from hspace_core import EditInterval, HSpaceError, Variant, choose_interval, edit, invert, invert_ddpm
@@ -73,9 +74,12 @@ def parse_strengths(strength: float, strengths: str) -> list[float]:
     if not strengths.strip():
         return [float(strength)]
     try:
-        return [float(x) for x in strengths.replace(",", " ").split()]
+        values = [float(x) for x in strengths.replace(",", " ").split()]
     except ValueError:
         raise HSpaceError(f"strengths must be numbers separated by commas, got {strengths!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise HSpaceError(f"strengths must be finite numbers, got {strengths!r}")
+    return values
 
 
 def interval_of(mode: str, t_edit: int, t_boost: int, text_cosine: float, model, direction, clip_x0: bool,

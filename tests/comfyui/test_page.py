@@ -144,3 +144,68 @@ def test_a_workflow_queued_from_the_page_runs(browser_page, comfy):
     assert prompt["5"]["inputs"]["seed"] == 4242  # the frontend built it from the graph
     images = [im for out in entry["outputs"].values() for im in out.get("images", [])]
     assert images and all((comfy.base / "output" / im["subfolder"] / im["filename"]).exists() for im in images)
+
+
+# ------------------------------------------------------------------ help pages in the node library
+
+HELP_NODES = {"HSpaceAsyrpSampler": "Asyrp Sampler (h-space)",  # a pixel node
+              "HSpaceApplyDirection": "Apply H-Space Direction (SD MODEL)",  # an SD node
+              "HSpaceDirectionMixer": "H-Space Direction Mixer"}  # the mixer
+
+# the node library's list with its search box: open the tab, or leave a help page shown in it (its back arrow)
+OPEN_NODE_LIBRARY = """async () => {
+    for (let i = 0; i < 4 && !document.querySelector(".node-lib-search-box input"); i++) {
+        const back = document.querySelector(".node-help-content") &&
+            [...document.querySelectorAll("button")].find(b => b.querySelector('[class*="arrow-left"]'));
+        if (back) back.click();
+        else await window.app.extensionManager.command.execute("Workspace.ToggleSidebarTab.node-library");
+        await new Promise(r => setTimeout(r, 700));
+    }
+    return !!document.querySelector(".node-lib-search-box input");
+}"""
+
+HELP_SHOWN = """([title]) => {
+    const box = document.querySelector(".node-help-content");
+    if (!box) return null;
+    const h1 = box.querySelector("h1");
+    const imgs = [...box.querySelectorAll("img")];
+    if (!h1 || h1.textContent.trim() !== title || !imgs.length || !imgs.every(i => i.complete)) return null;
+    return {heading: h1.textContent.trim(), text: box.innerText,
+            images: imgs.map(i => ({src: i.getAttribute("src"), width: i.naturalWidth, height: i.naturalHeight}))};
+}"""
+
+
+@pytest.mark.parametrize("node_id", list(HELP_NODES))
+def test_the_node_librarys_help_shows_the_packs_page_with_its_picture(browser_page, comfy, tmp_path, node_id):
+    """As a user: open the node library, search the node, press its help button. The panel shows the pack's
+    own page (web/docs/<node id>.md, fetched from /extensions/<pack>/docs/), its heading and its picture
+    (loaded: the frontend resolves the relative path against the docs folder), not the generic description."""
+    page, _ = browser_page
+    title = HELP_NODES[node_id]
+    _close_toasts(page)
+    page.keyboard.press("Escape")
+    fetched = []
+    page.on("response", lambda r: fetched.append((r.url, r.status)) if "/docs/" in r.url else None)
+    assert page.evaluate(OPEN_NODE_LIBRARY), "the node library did not open"
+    search = page.locator(".node-lib-search-box input").first
+    search.fill("")
+    search.fill(title)
+    row = page.locator(".p-tree-node-content", has_text=title).first
+    row.wait_for(timeout=30_000)
+    row.hover()
+    row.locator(".help-button").click(force=True)
+    shown = page.wait_for_function(HELP_SHOWN, arg=[title], timeout=30_000).json_value()
+    shots = [tmp_path / f"help_{node_id}.png"]
+    if os.environ.get("HSPACE_SCREENSHOTS"):
+        Path(os.environ["HSPACE_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
+        shots.append(Path(os.environ["HSPACE_SCREENSHOTS"]) / f"help_{node_id}.png")
+    for shot in shots:
+        page.screenshot(path=str(shot))
+    assert shots[0].stat().st_size > 10_000
+    page_text = (ROOT / "web" / "docs" / f"{node_id}.md").read_text()
+    assert "## Ranges that work" in page_text and "Ranges that work" in shown["text"]  # the page, not the tooltip
+    assert all(im["width"] > 0 for im in shown["images"]), shown["images"]
+    assert all(im["src"].startswith(f"/extensions/{PACK_NAME}/docs/images/") for im in shown["images"]), shown
+    assert (f"{comfy.url}/extensions/{PACK_NAME}/docs/{node_id}.md", 200) in fetched or any(
+        url.endswith(f"/docs/{node_id}.md") and status == 200 for url, status in fetched), fetched
+    page.keyboard.press("Escape")

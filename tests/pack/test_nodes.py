@@ -186,3 +186,13 @@ def test_strip_and_faces():
     strip = ImageStrip().tile(f, 2, 2)[0]
     assert strip.shape == (1, 128, 128, 3)
     assert torch.equal(strip[0, :64:2, :64:2], f[0])
+
+
+def test_a_strength_sweep_must_be_finite_numbers():
+    from hspace_core import HSpaceError
+    from nodes.editing import parse_strengths
+
+    assert parse_strengths(1.0, "-1, 0 2.5") == [-1.0, 0.0, 2.5] and parse_strengths(0.5, " ") == [0.5]
+    for bad, message in (("0, nan", "finite"), ("inf", "finite"), ("1, two", "numbers")):
+        with pytest.raises(HSpaceError, match=message):
+            parse_strengths(1.0, bad)
