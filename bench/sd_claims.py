@@ -271,7 +271,7 @@ def measured_t_edit(world: World, seeds, text_cosine: float) -> dict:
     ts = [float(ms.timestep(s.reshape(1))) for s in up[1:]]
     m = interval_from_curves(torch.tensor(ts), torch.stack(xi), torch.stack(gamma), "multiscale_rmse",
                              text_cosine=text_cosine, what=f"{len(seeds)} samples, {world.steps} steps, VAE-decoded P_t")
-    return {"t_edit": m.interval.t_edit, "t_boost": m.interval.t_boost, "source": m.interval.source,
+    return {"t_edit": int(round(m.interval.t_edit)), "t_boost": m.interval.t_boost, "source": m.interval.source,
             "curve": {round(t): round(float(v / m.xi[-1]), 3) for t, v in zip(ts, m.xi)}}
 
 
@@ -328,7 +328,7 @@ def main() -> None:
     from hspace_core.discovery.clip_model import text_cosine
 
     tic = time.time()
-    parts = set(args.only.split(",")) if args.only else {"follow", "interval", "methods", "real"}
+    parts = set(args.only.split(",")) if args.only else {"follow", "interval", "scan", "methods", "real"}
     world = World(args.steps, args.cfg)
     seeds = [SEED0 + i for i in range(args.seeds)]
     report: dict = {"seeds": args.seeds, "steps": args.steps, "cfg": args.cfg}
@@ -351,20 +351,20 @@ def main() -> None:
         t_edit = iv["t_edit"] if t_edit is None else t_edit
     report["t_edit"] = t_edit
 
-    if "methods" in parts or "real" in parts:
+    if parts & {"scan", "methods", "real"}:
         pp = prompt_pair_direction(world, args.direction_seeds, args.spatial)
+    S = args.strength
+    strengths = [-S, -S / 2, 0.0, S / 2, S]
+    if "scan" in parts and args.scan:
+        report["scan"] = {}
+        print("\n### t_edit scan (prompt-pair direction, Asyrp, strengths up to S)\n\n| t_edit | change at S | same sign | "
+              "R^2 | largest drift per unit | PSNR to unedited |\n|---|---|---|---|---|---|")
+        for te in [int(v) for v in args.scan.split(",")]:
+            row = method_row(world, asyrp_sweep(world, pp, strengths, seeds, te), strengths)
+            report["scan"][te] = row
+            print(f"| {te} | {row['change']:+.3f} | {row['same_sign']:.0%} | {row['r2']:.3f} | "
+                  f"{row['drift']:.3f} ({row['drift_attribute']}) | {row['psnr']:.1f} dB |", flush=True)
     if "methods" in parts:
-        S = args.strength
-        strengths = [-S, -S / 2, 0.0, S / 2, S]
-        if args.scan:
-            report["scan"] = {}
-            print("\n### t_edit scan (prompt-pair direction, Asyrp, strength S)\n\n| t_edit | change | same sign | R^2 | "
-                  "drift | PSNR |\n|---|---|---|---|---|---|")
-            for te in [int(v) for v in args.scan.split(",")]:
-                row = method_row(world, asyrp_sweep(world, pp, strengths, seeds, te), strengths)
-                report["scan"][te] = row
-                print(f"| {te} | {row['change']:+.3f} | {row['same_sign']:.0%} | {row['r2']:.3f} | "
-                      f"{row['drift']:.3f} ({row['drift_attribute']}) | {row['psnr']:.1f} dB |")
         rows, images = {}, {}
         images["prompt pair, asymmetric (Asyrp)"] = asyrp_sweep(world, pp, strengths, seeds, t_edit)
         images["prompt pair, symmetric (stock sampler)"] = symmetric_sweep(world, pp, strengths, seeds, t_edit)

@@ -182,10 +182,13 @@ def read_weights(name: str, folder=WEIGHTS) -> dict:
     return {k: v.float() for k, v in state.items()}
 
 
-def load_demo(folder=WEIGHTS):
+def load_demo(folder=None):
     """(MODEL, CLIP, VAE) of the miniature SD world from its shipped files, as a checkpoint loader gives
-    them."""
-    base = Path(folder)
+    them. ``folder``: another folder of the three files (default: ``HSPACE_SDWORLD_WEIGHTS`` if set, for
+    trying retrained weights, else the shipped ones)."""
+    import os
+
+    base = Path(folder or os.environ.get("HSPACE_SDWORLD_WEIGHTS") or WEIGHTS)
     model = build_model(read_weights("unet", base), str(base / FILES["unet"]))
     clip = build_clip(read_weights("text_encoder", base), str(base / FILES["text_encoder"]))
     vae = build_vae(read_weights("vae", base), str(base / FILES["vae"]))

@@ -105,6 +105,15 @@ def latent_dataset(vae_file: Path, size: int, cache_dir: Path, log=print) -> tor
     return data
 
 
+def differentiable_attention(func, *args, **kwargs):
+    """``transformer_options["optimized_attention_override"]`` for training: PyTorch's attention. On the
+    CPU ComfyUI picks sub-quadratic attention, which chunks (and then writes in place, breaking autograd)
+    as soon as free memory looks short; a training step must not depend on what else the machine runs."""
+    from comfy.ldm.modules.attention import attention_pytorch
+
+    return attention_pytorch(*args, **kwargs)
+
+
 class CaptionEncoder:
     """Conditioning [N, 77, 64] of captions through ComfyUI's CLIP object, each caption encoded once."""
 
@@ -162,7 +171,8 @@ def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_fi
         drop = torch.rand(s.batch, generator=gen) < s.skip_drop
         rng = np.random.default_rng([s.seed, step])
         context = encode(captions([faces[int(i)] for i in idx], rng, drop=s.caption_drop))
-        options = {"patches": {"output_block_patch": [SkipDrop(drop, size)]}}
+        options = {"patches": {"output_block_patch": [SkipDrop(drop, size)]},
+                   "optimized_attention_override": differentiable_attention}
         eps = net(x_t, t.float(), context=context, transformer_options=options)
         mse = (eps - noise).pow(2).mean(dim=(1, 2, 3))
         loss = (mse * snr_weight(a.flatten(), s.snr_weight_cap)).mean()
