@@ -106,8 +106,11 @@ def step_costs(patcher, context: int, repeats: int, size: int, only: str | None 
     runs = {name: one(outside if name == OUTSIDE else inside if name != PLAIN else patcher, sampler_of(name))
             for name in VARIANTS}
     if only is not None:  # --peak: one variant, one step, in this (fresh) process
+        runs[only]()  # first call: ComfyUI loads the model, builds its caches
+        loaded = _status_mib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux)
         runs[only]()
-        return {}
+        return {"loaded": loaded, "peak": _status_mib("VmHWM")}
     for fn in runs.values():
         fn()  # warm up
     times = {k: [] for k in runs}
@@ -144,22 +147,32 @@ def sweep_costs(patcher, repeats: int) -> tuple[float, float]:
     return statistics.median(batch), statistics.median(separate)
 
 
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def report(name: str, costs: dict, peaks: dict | None = None) -> None:
     plain = costs[PLAIN]
-    print(f"\n{name}: one CFG step (median)" + (", peak resident memory (fresh process each)" if peaks else ""))
+    print(f"\n{name}: one CFG step (median)" + (", resident memory with the model loaded and its peak during a "
+                                                "second step (fresh process each)" if peaks else ""))
     for k, v in costs.items():
-        peak = f"   peak {peaks[k]:7.0f} MiB" if peaks else ""
+        peak = f"   {peaks[k][0]:6.0f} MiB loaded, step peak {peaks[k][1]:6.0f} MiB (+{peaks[k][1] - peaks[k][0]:.0f})" \
+            if peaks else ""
         print(f"  {k:36s} {v * 1000:9.1f} ms   {v / plain:5.2f}x{peak}", flush=True)
 
 
-def peak_rss(config: str, variant: str, threads: int) -> float:
-    """Peak resident memory (MiB) of building the model and running one step of ``variant``, in a fresh
-    process."""
+def peak_rss(config: str, variant: str, threads: int) -> tuple[float, float]:
+    """(resident memory with the model loaded, peak resident memory during one more step of ``variant``) in
+    MiB, in a fresh process (the peak is reset before that step, so building the model does not count)."""
     import subprocess
 
     out = subprocess.run([sys.executable, __file__, "--peak", variant, "--config", config, "--threads", str(threads)],
                          capture_output=True, text=True, check=True).stdout
-    return float(out.strip().splitlines()[-1])
+    loaded, peak = out.strip().splitlines()[-1].split()
+    return float(loaded), float(peak)
 
 
 def main() -> None:
@@ -185,8 +198,8 @@ def main() -> None:
 
         config, context, size = shapes[args.config]
         with torch.inference_mode():
-            step_costs(build(config), context, 1, size, only=args.peak)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            m = step_costs(build(config), context, 1, size, only=args.peak)
+        print(m["loaded"], m["peak"])
         return
     print(f"torch {torch.__version__}, {args.threads} threads, {args.repeats} repeats")
 
