@@ -439,4 +439,5 @@ def write_docs(world: World, images: dict, rows: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with torch.inference_mode():  # as ComfyUI's executor runs nodes
+        main()

@@ -128,4 +128,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with torch.inference_mode():  # as ComfyUI's executor runs nodes
+        main()

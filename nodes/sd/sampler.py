@@ -85,7 +85,8 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
         t_edit, t_end = min(s.t_edit for s in shifts), max(s.t_end for s in shifts)
         blocker = sharing_blocker(options, extra_args) if shared else "asked for the two-call path"
         if blocker is None:
-            predict = paired_predictor(denoise, _pair(model, extra_args, options, scales), t_edit=t_edit, t_end=t_end)
+            predict = paired_predictor(denoise, _pair(model, extra_args, options, scales.repeat(x.shape[0] // k)),
+                                       t_edit=t_edit, t_end=t_end)
         else:
             if shared:
                 say_once(blocker)
@@ -106,7 +107,9 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
 
 def _pair(model, extra_args: dict, options: dict, scales: torch.Tensor):
     """pair(x, step) -> (D, D_edit): one guider call on [x; x], the second half with the edit strengths, the
-    work below h done once (``shared.shared_forward``, a DIFFUSION_MODEL wrapper)."""
+    work below h done once (``shared.shared_forward``, a DIFFUSION_MODEL wrapper). scales: [N], one strength
+    per row of x (the halves' per-row strengths are [0] * N then scales: a shorter vector would be repeated
+    across both halves by ``shift_h``)."""
     import comfy.patcher_extension as pe
 
     pair_options = _with_transformer_option(options, EDIT_KEY, torch.cat([torch.zeros_like(scales), scales]))

@@ -98,7 +98,8 @@ def with_control(cond, control):
     return [[c[0], {**c[1], "control": control, "control_apply_to_uncond": True}] for c in cond]
 
 
-def edit(comfy, model, kind, strengths, shared, cfg=4.0, control=None, branch="both", t_edit=300, steps=8):
+def edit(comfy, model, kind, strengths, shared, cfg=4.0, control=None, branch="both", t_edit=300, steps=8,
+         latents=1):
     m = sd().ApplyHSpaceDirection().apply(model, direction(kind), 2.0, t_edit, 999, branch, "asymmetric")[0]
     sig = comfy.samplers.KSampler(m, steps=steps, device="cpu", sampler="euler", scheduler="normal").sigmas
     pos, neg = (conditioning(i, kind, width=8 * SIZE, height=8 * SIZE) for i in (1, 2))
@@ -108,8 +109,8 @@ def edit(comfy, model, kind, strengths, shared, cfg=4.0, control=None, branch="b
     guider.set_conds(pos, neg)
     guider.set_cfg(cfg)
     sampler = comfy.samplers.KSAMPLER(sd().sample_asyrp, extra_options={"strengths": tuple(strengths), "shared": shared})
-    noise = torch.randn(1, 4, SIZE, SIZE, generator=torch.Generator().manual_seed(7))
-    return guider.sample(noise, torch.zeros(1, 4, SIZE, SIZE), sampler, sig, seed=7)
+    noise = torch.randn(latents, 4, SIZE, SIZE, generator=torch.Generator().manual_seed(7))
+    return guider.sample(noise, torch.zeros(latents, 4, SIZE, SIZE), sampler, sig, seed=7)
 
 
 def counting_passes(monkeypatch):
@@ -134,6 +135,18 @@ def test_the_shared_pass_equals_two_calls_with_freeu_and_a_controlnet(comfy, kin
     rel = (one - two).abs().max() / two.abs().max()
     assert rel <= 1e-5, rel
     assert (one[0] - one[1]).abs().max() > 1e-2 and (one[3] - one[1]).abs().max() > 1e-2  # the sweep edits
+
+
+@pytest.mark.parametrize("latents,strengths", [(3, (1.5,)), (2, (0.0, 1.5))])
+def test_a_batch_of_latents_is_edited_as_by_two_calls(comfy, latents, strengths):
+    """A batch of N latents with one strength (or N strengths, one each): every edited row gets its strength
+    and no plain row any (a per-row vector shorter than the batch once alternated 0 and s over the rows)."""
+    model = tiny_model("sd15")
+    two = edit(comfy, model, "sd15", strengths, shared=False, latents=latents)
+    one = edit(comfy, model, "sd15", strengths, shared=True, latents=latents)
+    assert (one - two).abs().max() / two.abs().max() <= 1e-5
+    plain = edit(comfy, model, "sd15", (0.0,) * len(strengths), shared=True, latents=latents)
+    assert all((one[i] - plain[i]).abs().max() > 1e-3 for i in range(latents) if strengths[i % len(strengths)])
 
 
 @pytest.mark.parametrize("branch", ["cond", "uncond"])
