@@ -1,6 +1,10 @@
 """The miniature SD world's claims: Stable Diffusion edits in h-space, measured with the world's probe.
 
-    python bench/sd_claims.py [--seeds 16] [--steps 30] [--cfg 5] [--t-edit auto] [--json out.json]
+    python bench/sd_claims.py [--seeds 16] [--steps 30] [--cfg 5] [--t-edit 100] [--scan 50,100,200]
+                              [--docs] [--json out.json]
+
+Defaults are the recommended settings (``hspace_sdworld.configs.RECOMMENDED``): the edits act on the
+prompt's CFG branch inside [t_edit, t_end], strengths 0, S/4, S/2, 3S/4, S.
 
 Runs in a ComfyUI process (ComfyUI found as the tests find it, imported on the CPU) on the shipped
 model (``hspace_sdworld/weights``), through ComfyUI's own objects (CLIP encoding as CLIPTextEncode,
@@ -37,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hspace_sdworld.comfy_import import import_comfy  # noqa: E402
+from hspace_sdworld.configs import RECOMMENDED  # noqa: E402
 
 SOURCE, TARGET, NEGATIVE = "a face", "a smiling face", ""
 # prompt -> (attribute, does a reading agree with the prompt?); the captions' own thresholds (clip_world.caption)
@@ -55,7 +60,7 @@ DIRECTION_SEED = 500
 class World:
     """The shipped model in ComfyUI's objects, the probe, and what every measurement shares."""
 
-    def __init__(self, steps: int, cfg: float):
+    def __init__(self, steps: int, cfg: float, branch: str = "cond", t_end: int = 999):
         from hspace_core.demo.probe import load_probe
         from hspace_sdworld.models import load_demo
         from hspace_sdworld import sampling as sw
@@ -63,7 +68,7 @@ class World:
         self.sw = sw
         self.model, self.clip, self.vae = load_demo()
         self.probe = load_probe()
-        self.steps, self.cfg = steps, cfg
+        self.steps, self.cfg, self.branch, self.t_end = steps, cfg, branch, t_end
         self.sigmas = sw.sigmas(self.model, steps)
         self._conds = {}
 
@@ -132,7 +137,8 @@ def pca_direction(world: World, n: int, component: int, spatial: str):
 # ------------------------------------------------------------------ edits
 
 def applied(world: World, direction, strength: float, t_edit: int, mode: str):
-    return sd_nodes().ApplyHSpaceDirection().apply(world.model, direction, strength, t_edit, 999, "both", mode)[0]
+    return sd_nodes().ApplyHSpaceDirection().apply(world.model, direction, strength, t_edit, world.t_end, world.branch,
+                                                     mode)[0]
 
 
 def asyrp_sweep(world: World, direction, strengths, seeds, t_edit: int, *, positive=None, cfg=None,
@@ -312,12 +318,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--cfg", type=float, default=5.0, help="the recommended cfg (edits and baselines)")
     ap.add_argument("--cfgs", default="1,3,5,7.5", help="cfg values of the prompt-following table")
-    ap.add_argument("--t-edit", default="auto", help="'auto': the measured t_edit; or a timestep")
+    ap.add_argument("--t-edit", default=str(RECOMMENDED["t_edit"]),
+                    help="'auto': the measured t_edit; or a timestep (the measured one is reported with part interval)")
     ap.add_argument("--scan", default="", help="t_edit values to scan, e.g. 300,500,700")
-    ap.add_argument("--strength", type=float, default=2.0, help="largest shown strength of the prompt-pair edit")
-    ap.add_argument("--direction-seeds", type=int, default=16)
-    ap.add_argument("--spatial", default="average", choices=["average", "keep"])
-    ap.add_argument("--only", default="", help="comma list of parts: follow,interval,methods,real")
+    ap.add_argument("--strength", type=float, default=RECOMMENDED["strength"],
+                    help="largest shown strength of the prompt-pair edit (the sweeps run 0, S/4, ..., S)")
+    ap.add_argument("--real-strength", type=float, default=RECOMMENDED["real_strength"],
+                    help="the strength of the edits of inverted images (sampled at cfg 1)")
+    ap.add_argument("--t-end", type=int, default=RECOMMENDED["t_end"], help="the edit interval's upper end")
+    ap.add_argument("--direction-seeds", type=int, default=8, help="seeds of the prompt-pair direction (as the workflows)")
+    ap.add_argument("--spatial", default=RECOMMENDED["spatial"], choices=["average", "keep"])
+    ap.add_argument("--branch", default=RECOMMENDED["branch"], choices=["cond", "uncond", "both"],
+                    help="the CFG branch the directions act on (cond: the edit is scaled by cfg as the prompt is)")
+    ap.add_argument("--only", default="", help="comma list of parts: follow,interval,scan,methods,real")
     ap.add_argument("--docs", action="store_true", help="write docs/sd_world/strength_plot.png and strip")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
@@ -329,9 +342,9 @@ def main() -> None:
 
     tic = time.time()
     parts = set(args.only.split(",")) if args.only else {"follow", "interval", "scan", "methods", "real"}
-    world = World(args.steps, args.cfg)
+    world = World(args.steps, args.cfg, args.branch, args.t_end)
     seeds = [SEED0 + i for i in range(args.seeds)]
-    report: dict = {"seeds": args.seeds, "steps": args.steps, "cfg": args.cfg}
+    report: dict = {"seeds": args.seeds, "steps": args.steps, "cfg": args.cfg, "branch": args.branch}
 
     if "follow" in parts:
         cfgs = [float(c) for c in args.cfgs.split(",")]
@@ -354,7 +367,7 @@ def main() -> None:
     if parts & {"scan", "methods", "real"}:
         pp = prompt_pair_direction(world, args.direction_seeds, args.spatial)
     S = args.strength
-    strengths = [-S, -S / 2, 0.0, S / 2, S]
+    strengths = [0.0, S / 4, S / 2, 3 * S / 4, S]
     if "scan" in parts and args.scan:
         report["scan"] = {}
         print("\n### t_edit scan (prompt-pair direction, Asyrp, strengths up to S)\n\n| t_edit | change at S | same sign | "
@@ -400,10 +413,10 @@ def main() -> None:
             write_docs(world, images, rows)
 
     if "real" in parts:
-        report["real"] = real = real_images(world, pp, args.seeds, args.strength, t_edit)
+        report["real"] = real = real_images(world, pp, args.seeds, args.real_strength, t_edit)
         print(f"\n### Real images: {real['faces']} held-out faces, VAE reconstruction {real['vae_psnr']:.1f} dB\n")
         print("| inversion | strength-0 PSNR to the input (mean / worst) | PSNR to the VAE reconstruction | "
-              f"smile change at strength {args.strength:g} | same sign | largest drift per unit |")
+              f"smile change at strength {args.real_strength:g} (cfg 1) | same sign | largest drift per unit |")
         print("|---|---|---|---|---|---|")
         for name in ("ddim", "ddpm"):
             r = real[name]

@@ -44,5 +44,11 @@ CLIP_TEXT = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_
              "vocab_size": 49408}
 
 # What the measurements recommend for editing in this world (bench/sd_claims.py; README, "The miniature SD
-# world"): the sampler's steps and cfg, the prompt-pair smile's t_edit and its largest strength.
-RECOMMENDED = {"steps": 30, "cfg": 5.0, "t_edit": 500, "strength": 2.0}
+# world"): the sampler's steps and cfg, and for the prompt-pair smile (8 seeds, h averaged over space) its
+# edit interval [t_edit, t_end], its largest strength and the CFG branch it acts on. On the cond branch alone
+# the shift is scaled by cfg as the prompt's own effect is; on both branches it cancelled in the guidance
+# difference and moved the smile with no consistent sign. Negative strengths do not take the smile away
+# (they change the face in other ways), so the sweeps run from 0 up. Edits of inverted images sample at cfg 1,
+# where nothing scales the shift: ``real_strength``.
+RECOMMENDED = {"steps": 30, "cfg": 5.0, "t_edit": 100, "t_end": 500, "strength": 6.0, "branch": "cond",
+               "spatial": "average", "real_strength": 30.0}

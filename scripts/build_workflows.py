@@ -313,8 +313,8 @@ def sd_world_workflows() -> dict:
     the SaveImage node whose first image is the workflow's thumbnail (run in a real ComfyUI)."""
     from hspace_sdworld.configs import RECOMMENDED as R
 
-    steps, cfg, t_edit, s = R["steps"], R["cfg"], R["t_edit"], R["strength"]
-    sweep = ", ".join(f"{v:g}" for v in (-s, -s / 2, 0, s / 2, s))
+    steps, cfg, t_edit, t_end, s, s_real = R["steps"], R["cfg"], R["t_edit"], R["t_end"], R["strength"], R["real_strength"]
+    sweep = ", ".join(f"{v:g}" for v in (0, s / 4, s / 2, 3 * s / 4, s))
     loader = ("HSpaceLoadDemoSDModel", {"weights": "faces64 (embedded, miniature world)"})
 
     def text(t):
@@ -323,11 +323,11 @@ def sd_world_workflows() -> dict:
     def prompts_direction(source, target, name):
         return ("HSpaceDirectionFromPrompts", {"model": ("1", 0), "source": (source, 0), "target": (target, 0),
                                                "sigmas": ("5", 0), "seeds": 8, "seed": 500, "width": 64,
-                                               "height": 64, "spatial": "average", "name": name})
+                                               "height": 64, "spatial": R["spatial"], "name": name})
 
     def apply(direction, mode="asymmetric", strength=1.0):
         return ("HSpaceApplyDirection", {"model": ("1", 0), "direction": (direction, 0), "strength": strength,
-                                         "t_edit": t_edit, "t_end": 999, "branch": "both", "mode": mode})
+                                         "t_edit": t_edit, "t_end": t_end, "branch": R["branch"], "mode": mode})
 
     def asyrp(strengths, **links):
         return ("HSpaceAsyrpSamplerSD", {"strengths": strengths, "eta": 0.0, "t_boost": 0, "t_skip": 0, **links})
@@ -355,7 +355,7 @@ def sd_world_workflows() -> dict:
                                        "sigmas": ("5", 0), "check_reconstruction": True, "method": method, "seed": 0})
     return {
         "sd_world_prompt_pair_sweep": {
-            "title": "Miniature SD world: 'a face' -> 'a smiling face' from a prompt pair, swept over five strengths "
+            "title": "Miniature SD world: 'a face' -> 'a smiling face' from a prompt pair, swept over five strengths from 0 "
                      "(Asyrp sampler)",
             "thumbnail": "14",
             "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"),
@@ -371,7 +371,7 @@ def sd_world_workflows() -> dict:
                       "8": ("LoadImage", {"image": SD_WORLD_FACE, "upload": "image"}),
                       "9": ("VAEEncode", {"pixels": ("8", 0), "vae": ("1", 2)}),
                       "10": inverted("ddim", "9"), "11": inverted("ddpm (edit-friendly)", "9"),
-                      "12": asyrp(f"0, {s:g}"), "13": asyrp(f"0, {s:g}", noise_maps=("11", 2)),
+                      "12": asyrp(f"0, {s_real:g}"), "13": asyrp(f"0, {s_real:g}", noise_maps=("11", 2)),
                       "14": sample("7", "12", "10", add_noise=False, cfg_=1.0),
                       "15": sample("7", "13", "11", add_noise=False, cfg_=1.0),
                       "16": decode("14"), "17": decode("15"),
@@ -400,7 +400,7 @@ def sd_world_workflows() -> dict:
                       "9": ("HSpaceDirectionMixer", {"direction_1": ("6", 0), "weight_1": 1.0, "weight_2": 1.0,
                                                      "weight_3": 1.0, "weight_4": 1.0, "sqrt_n": False,
                                                      "projection": "joint", "direction_2": ("8", 0)}),
-                      "10": apply("9"), "11": asyrp(f"0, {s / 2:g}, {s:g}"), "12": empty,
+                      "10": apply("9"), "11": asyrp(f"0, {s / 8:g}, {s / 4:g}"), "12": empty,
                       "13": sample("10", "11", "12"), "14": decode("13"), "15": strip("14", 3),
                       "16": save("15", "hspace/sdworld_mix")}},
     }
