@@ -6,7 +6,8 @@ first half: ``EDIT_KEY``), so CFG, conds, ControlNet and every patch see an ordi
 CFG chunk of that batch the two halves are then the same rows; this wrapper runs ComfyUI's own input
 blocks and middle block on one half only, repeats h, the skips and the time embedding to every row,
 and runs the output blocks on all rows: the h patch (``HSpacePatch`` at ("output", 0)) then shifts the
-second half's rows. Everything below h is computed once; the decoder runs for both halves together.
+second half's rows. Everything below h is computed once; the decoder runs for both halves together, or
+on the CPU for one half after the other (``HALVES_ONE_BY_ONE``: per-row options cut to each half).
 
 The loop walks ComfyUI's own modules (``input_blocks``, ``middle_block``, ``output_blocks``, ``out``)
 through ComfyUI's ``forward_timestep_embed`` and ``apply_control``, calls the patches ComfyUI's UNet
@@ -28,10 +29,16 @@ import logging
 
 import torch
 
+from .patch import EDIT_KEY
+
 SHARED_KEY = "hspace_shared"  # transformer_options key: the batch is [plain half; edited half] per CFG chunk
 # patch kinds the shared loop calls itself, or that run inside the transformer blocks row by row
 KNOWN_PATCHES = {"emb_patch", "input_block_patch", "input_block_patch_after_skip", "output_block_patch",
                  "middle_patch", "attn1_patch", "attn2_patch", "attn1_output_patch", "attn2_output_patch"}
+# devices where the output blocks run for the plain and the edited half one after the other: on the CPU a
+# bigger batch buys no speed, ComfyUI's CPU attention grows faster than the batch (its chunking follows
+# the free memory), and the step's peak memory stays a plain step's; elsewhere (GPUs) both halves at once
+HALVES_ONE_BY_ONE = {"cpu"}
 _said: set[str] = set()
 
 
@@ -107,10 +114,10 @@ def shared_forward(executor, x, timesteps=None, context=None, y=None, control=No
     if reason is not None:
         say_once(reason)
         return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
-    return _encode_once(unet, x, timesteps, context, y, control, to, first, expand)
+    return _encode_once(unet, x, timesteps, context, y, control, to, first, second, expand)
 
 
-def _encode_once(unet, x, timesteps, context, y, control, to, first, expand):
+def _encode_once(unet, x, timesteps, context, y, control, to, first, second, expand):
     from comfy.ldm.modules.diffusionmodules.openaimodel import apply_control, forward_timestep_embed
     from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 
@@ -143,9 +150,46 @@ def _encode_once(unet, x, timesteps, context, y, control, to, first, expand):
     if unet.middle_block is not None:
         h = forward_timestep_embed(unet.middle_block, h, emb, ctx, to)
     h = apply_control(h, half_control, "middle")
-    # from here on every row: h, the skips and the time embedding repeated for the edited half
-    h, emb, hs = h[expand], emb[expand], [s[expand] for s in hs]
-    to["original_shape"] = list(x.shape)
+    if x.device.type not in HALVES_ONE_BY_ONE:
+        # every row at once: h, the skips and the time embedding repeated for the edited half
+        to["original_shape"] = list(x.shape)
+        return _decode(unet, h[expand], emb[expand], [s[expand] for s in hs], context, control, to, x.dtype)
+    out = None
+    for half, rows in enumerate((first, second)):
+        sub = _rows_of(to, rows, half, x.shape[0])
+        sub["original_shape"] = [len(rows), *x.shape[1:]]
+        row_control = None if control is None else {**control, "output": [
+            None if c is None else c[rows] for c in control.get("output", [])]}
+        # ComfyUI adds output residuals to the skips in place, and block patches (FreeU) write into h: the
+        # first half gets copies, the second the originals
+        h_, hs_ = (h.clone(), [t.clone() for t in hs]) if half == 0 else (h, list(hs))
+        d = _decode(unet, h_, emb, hs_, None if context is None else context[rows], row_control, sub, x.dtype)
+        if out is None:
+            out = d.new_empty((x.shape[0], *d.shape[1:]))
+        out[rows] = d
+    return out
+
+
+def _rows_of(to: dict, rows: torch.Tensor, half: int, total: int) -> dict:
+    """transformer_options for the batch's ``rows``, the plain (``half`` 0) or edited (1) half of every CFG
+    chunk: per-row entries cut to them (the step's sigmas; the Asyrp sampler's strengths, [0] * n then the
+    n edited rows' strengths, one chunk's worth)."""
+    sub, n = dict(to), len(rows) // max(len(to.get("cond_or_uncond", [])), 1)
+    for key in ("sigmas", EDIT_KEY):  # ComfyUI's sigmas: one per row of a chunk [x; x], as the strengths
+        v = to.get(key)
+        if isinstance(v, torch.Tensor) and v.ndim == 1:
+            if len(v) == 2 * n:
+                sub[key] = v[half * n:(half + 1) * n]
+            elif len(v) == total:
+                sub[key] = v[rows.to(v.device)]
+    return sub
+
+
+def _decode(unet, h, emb, hs, context, control, to, dtype):
+    """ComfyUI's output blocks and ``out`` on h with the skips ``hs`` (consumed), as UNetModel._forward."""
+    from comfy.ldm.modules.diffusionmodules.openaimodel import apply_control, forward_timestep_embed
+
+    patches = to.get("patches", {})
     for i, module in enumerate(unet.output_blocks):
         to["block"] = ("output", i)
         hsp = apply_control(hs.pop(), control, "output")
@@ -153,4 +197,4 @@ def _encode_once(unet, x, timesteps, context, y, control, to, first, expand):
             h, hsp = p(h, hsp, to)
         h = torch.cat([h, hsp], dim=1)
         h = forward_timestep_embed(module, h, emb, context, to, hs[-1].shape if hs else None)
-    return unet.out(h.type(x.dtype))
+    return unet.out(h.type(dtype))

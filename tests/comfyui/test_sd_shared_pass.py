@@ -122,8 +122,13 @@ def counting_passes(monkeypatch):
     return calls
 
 
+@pytest.mark.parametrize("together", [False, True], ids=["halves one by one (CPU)", "halves together (GPU)"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_shared_pass_equals_two_calls_with_freeu_and_a_controlnet(comfy, kind, monkeypatch):
+def test_the_shared_pass_equals_two_calls_with_freeu_and_a_controlnet(comfy, kind, together, monkeypatch):
+    import nodes.sd.shared as shared
+
+    if together:  # the GPU's way, on the CPU: the output blocks on both halves in one batch
+        monkeypatch.setattr(shared, "HALVES_ONE_BY_ONE", set())
     model = freeu(tiny_model(kind))
     control = PlantedControl(model, kind)
     calls = counting_passes(monkeypatch)
