@@ -30,27 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+from hspace_sdworld.comfy_import import find_comfyui  # noqa: E402,F401  (one search for ComfyUI, shared with training and benches)
+
 PACK_NAME = "comfyui-hspace"
 # what the tests need from ComfyUI's requirements (installed by the README's test command)
 NEEDED_MODULES = ("aiohttp", "yarl", "torchsde", "einops", "transformers", "scipy", "psutil", "alembic", "sqlalchemy",
                   "av", "comfyui_frontend_package")
-
-
-def find_comfyui() -> tuple[Path | None, str]:
-    """(the ComfyUI root, how it was found) or (None, why none was found)."""
-    env = os.environ.get("COMFYUI_PATH")
-    if env:
-        path = Path(env).expanduser()
-        if (path / "main.py").is_file() and (path / "comfy").is_dir():
-            return path, f"COMFYUI_PATH={path}"
-        return None, f"COMFYUI_PATH={env} is not a ComfyUI folder (no main.py and comfy/)"
-    if ROOT.parent.name == "custom_nodes" and (ROOT.parent.parent / "main.py").is_file():
-        return ROOT.parent.parent, "the ComfyUI this pack is installed in"
-    shared = ROOT.parent / "shared" / "comfyui"
-    if (shared / "main.py").is_file():
-        return shared, f"{shared}"
-    return None, ("no ComfyUI found: set COMFYUI_PATH to a ComfyUI folder, install the pack in ComfyUI's "
-                  "custom_nodes, or put a ComfyUI at ../shared/comfyui")
 
 
 def missing_requirements() -> list[str]:
