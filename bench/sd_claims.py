@@ -439,7 +439,7 @@ def write_docs(world: World, images: dict, rows: dict) -> None:
         top = max(r["strengths"])
         series[name] = ([s / top for s in r["strengths"]], r["mean_change"])
     line_plot(series, out / "strength_plot.png", title="smile change vs strength (fraction of the largest shown)",
-              x_label="strength / largest strength", y_label="probe smile change", width=1000)
+              x_label="strength / largest strength", y_label="probe smile change", width=1100)
     cols = 4
     rows_img = []
     for name, im in images.items():

@@ -30,7 +30,9 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], out: Path, *, 
     y0, y1 = y0 - pad, y1 + pad
     img = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(img)
-    left, right, top, bottom = 60, 200, 30, 45
+    # the legend's column as wide as its longest name; the title on its own line above the y axis' label
+    left, top, bottom = 60, 40, 45
+    right = max(200, 45 + int(max(d.textlength(name) for name in series)))
     d.rectangle([left, top, width - right, height - bottom], outline="black")
 
     def xy(x, y):
@@ -58,7 +60,7 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], out: Path, *, 
         ly = top + 8 + 18 * i
         d.line([(width - right + 10, ly + 6), (width - right + 30, ly + 6)], fill=color, width=3)
         d.text((width - right + 35, ly), name, fill="black")
-    d.text((left, 8), title, fill="black")
+    d.text((left, 4), title, fill="black")
     d.text((left + (width - right - left) // 2 - 40, height - 18), x_label, fill="black")
-    d.text((4, top - 24), y_label, fill="black")
+    d.text((4, top - 16), y_label, fill="black")
     img.save(out)
