@@ -194,8 +194,6 @@ def main() -> None:
 
     shapes = {"tiny": (SD15_TINY, 64, 32), "real": (SD15_REAL, 768, 64)}
     if args.peak:
-        import resource
-
         config, context, size = shapes[args.config]
         with torch.inference_mode():
             m = step_costs(build(config), context, 1, size, only=args.peak)
