@@ -60,7 +60,7 @@ DIRECTION_SEED = 500
 class World:
     """The shipped model in ComfyUI's objects, the probe, and what every measurement shares."""
 
-    def __init__(self, steps: int, cfg: float, branch: str = "cond", t_end: int = 999):
+    def __init__(self, steps: int, cfg: float, branch: str, t_end: int):
         from hspace_core.demo.probe import load_probe
         from hspace_sdworld.models import load_demo
         from hspace_sdworld import sampling as sw
@@ -326,7 +326,8 @@ def main() -> None:
     ap.add_argument("--real-strength", type=float, default=RECOMMENDED["real_strength"],
                     help="the strength of the edits of inverted images (sampled at cfg 1)")
     ap.add_argument("--t-end", type=int, default=RECOMMENDED["t_end"], help="the edit interval's upper end")
-    ap.add_argument("--direction-seeds", type=int, default=8, help="seeds of the prompt-pair direction (as the workflows)")
+    ap.add_argument("--direction-seeds", type=int, default=RECOMMENDED["direction_seeds"],
+                    help="seeds of the prompt-pair direction (as the workflows)")
     ap.add_argument("--spatial", default=RECOMMENDED["spatial"], choices=["average", "keep"])
     ap.add_argument("--branch", default=RECOMMENDED["branch"], choices=["cond", "uncond", "both"],
                     help="the CFG branch the directions act on (cond: the edit is scaled by cfg as the prompt is)")

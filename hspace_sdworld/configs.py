@@ -51,4 +51,4 @@ CLIP_TEXT = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_
 # (they change the face in other ways), so the sweeps run from 0 up. Edits of inverted images sample at cfg 1,
 # where nothing scales the shift: ``real_strength``.
 RECOMMENDED = {"steps": 30, "cfg": 5.0, "t_edit": 100, "t_end": 500, "strength": 6.0, "branch": "cond",
-               "spatial": "average", "real_strength": 30.0}
+               "spatial": "average", "direction_seeds": 8, "real_strength": 30.0}

@@ -322,7 +322,7 @@ def sd_world_workflows() -> dict:
 
     def prompts_direction(source, target, name):
         return ("HSpaceDirectionFromPrompts", {"model": ("1", 0), "source": (source, 0), "target": (target, 0),
-                                               "sigmas": ("5", 0), "seeds": 8, "seed": 500, "width": 64,
+                                               "sigmas": ("5", 0), "seeds": R["direction_seeds"], "seed": 500, "width": 64,
                                                "height": 64, "spatial": R["spatial"], "name": name})
 
     def apply(direction, mode="asymmetric", strength=1.0):

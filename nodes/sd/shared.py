@@ -156,7 +156,7 @@ def _encode_once(unet, x, timesteps, context, y, control, to, first, second, exp
         return _decode(unet, h[expand], emb[expand], [s[expand] for s in hs], context, control, to, x.dtype)
     out = None
     for half, rows in enumerate((first, second)):
-        sub = _rows_of(to, rows, half, x.shape[0])
+        sub = _rows_of(to, len(rows) // (len(to.get("cond_or_uncond", [])) or 1), half)
         sub["original_shape"] = [len(rows), *x.shape[1:]]
         row_control = None if control is None else {**control, "output": [
             None if c is None else c[rows] for c in control.get("output", [])]}
@@ -170,18 +170,15 @@ def _encode_once(unet, x, timesteps, context, y, control, to, first, second, exp
     return out
 
 
-def _rows_of(to: dict, rows: torch.Tensor, half: int, total: int) -> dict:
-    """transformer_options for the batch's ``rows``, the plain (``half`` 0) or edited (1) half of every CFG
-    chunk: per-row entries cut to them (the step's sigmas; the Asyrp sampler's strengths, [0] * n then the
-    n edited rows' strengths, one chunk's worth)."""
-    sub, n = dict(to), len(rows) // max(len(to.get("cond_or_uncond", [])), 1)
-    for key in ("sigmas", EDIT_KEY):  # ComfyUI's sigmas: one per row of a chunk [x; x], as the strengths
+def _rows_of(to: dict, n: int, half: int) -> dict:
+    """transformer_options for the plain (``half`` 0) or edited (1) half of every CFG chunk, n rows each: the
+    per-row entries, one per row of a chunk [x; x] (ComfyUI's step sigmas; the Asyrp sampler's strengths,
+    [0] * n then the edited rows'), cut to that half."""
+    sub = dict(to)
+    for key in ("sigmas", EDIT_KEY):
         v = to.get(key)
-        if isinstance(v, torch.Tensor) and v.ndim == 1:
-            if len(v) == 2 * n:
-                sub[key] = v[half * n:(half + 1) * n]
-            elif len(v) == total:
-                sub[key] = v[rows.to(v.device)]
+        if isinstance(v, torch.Tensor) and v.ndim == 1 and len(v) == 2 * n:
+            sub[key] = v[half * n:(half + 1) * n]
     return sub
 
 
