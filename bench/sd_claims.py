@@ -333,6 +333,8 @@ def main() -> None:
                     help="the CFG branch the directions act on (cond: the edit is scaled by cfg as the prompt is)")
     ap.add_argument("--only", default="", help="comma list of parts: follow,interval,scan,methods,real")
     ap.add_argument("--docs", action="store_true", help="write docs/sd_world/strength_plot.png and strip")
+    ap.add_argument("--seed0", type=int, default=SEED0,
+                    help="first evaluation seed (another range checks settings chosen on the default one)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -344,7 +346,7 @@ def main() -> None:
     tic = time.time()
     parts = set(args.only.split(",")) if args.only else {"follow", "interval", "scan", "methods", "real"}
     world = World(args.steps, args.cfg, args.branch, args.t_end)
-    seeds = [SEED0 + i for i in range(args.seeds)]
+    seeds = [args.seed0 + i for i in range(args.seeds)]
     report: dict = {"seeds": args.seeds, "steps": args.steps, "cfg": args.cfg, "branch": args.branch}
 
     if "follow" in parts:

@@ -45,10 +45,10 @@ CLIP_TEXT = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_
 
 # What the measurements recommend for editing in this world (bench/sd_claims.py; README, "The miniature SD
 # world"): the sampler's steps and cfg, and for the prompt-pair smile (8 seeds, h averaged over space) its
-# edit interval [t_edit, t_end], its largest strength and the CFG branch it acts on. On the cond branch alone
-# the shift is scaled by cfg as the prompt's own effect is; on both branches it cancelled in the guidance
-# difference and moved the smile with no consistent sign. Negative strengths do not take the smile away
-# (they change the face in other ways), so the sweeps run from 0 up. Edits of inverted images sample at cfg 1,
-# where nothing scales the shift: ``real_strength``.
-RECOMMENDED = {"steps": 30, "cfg": 5.0, "t_edit": 100, "t_end": 500, "strength": 6.0, "branch": "cond",
-               "spatial": "average", "direction_seeds": 8, "real_strength": 30.0}
+# edit interval [t_edit, t_end], its largest strength and the CFG branch it acts on. This UNet was trained
+# with most coarse skips dropped (skip_drop 0.9), so its decoder takes the content from h and the shift works
+# on both CFG branches, as on the pixel side (the earlier skip_drop 0.5 UNet needed the cond branch alone:
+# docs/sd_world/experiments). Negative strengths do not take the smile away (they change the face in other
+# ways), so the sweeps run from 0 up. Edits of inverted images sample at cfg 1: ``real_strength``.
+RECOMMENDED = {"steps": 30, "cfg": 5.0, "t_edit": 100, "t_end": 999, "strength": 6.0, "branch": "both",
+               "spatial": "average", "direction_seeds": 8, "real_strength": 6.0}

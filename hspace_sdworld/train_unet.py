@@ -44,14 +44,14 @@ from .train_common import RunFolder, Ticker, warmup_cosine
 
 @dataclass(frozen=True)
 class UNetSettings:
-    steps: int = 10000
+    steps: int = 3000
     batch: int = 128
     lr: float = 2e-4
     warmup: int = 500
     ema_decay: float = 0.9995
     t_tilt: float = 2.0
     snr_weight_cap: float = 20.0
-    skip_drop: float = 0.5
+    skip_drop: float = 0.9
     caption_drop: float = 0.1
     dataset_size: int = 50000
     seed: int = 0
