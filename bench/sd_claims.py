@@ -136,19 +136,20 @@ def pca_direction(world: World, n: int, component: int, spatial: str):
 
 # ------------------------------------------------------------------ edits
 
-def applied(world: World, direction, strength: float, t_edit: int, mode: str):
-    return sd_nodes().ApplyHSpaceDirection().apply(world.model, direction, strength, t_edit, world.t_end, world.branch,
+def applied(world: World, direction, strength: float, t_edit: int, mode: str, t_end: int | None = None):
+    t_end = world.t_end if t_end is None else t_end
+    return sd_nodes().ApplyHSpaceDirection().apply(world.model, direction, strength, t_edit, t_end, world.branch,
                                                      mode)[0]
 
 
 def asyrp_sweep(world: World, direction, strengths, seeds, t_edit: int, *, positive=None, cfg=None,
-                starts: torch.Tensor | None = None, maps=None) -> torch.Tensor:
+                starts: torch.Tensor | None = None, maps=None, t_end: int | None = None) -> torch.Tensor:
     """Images [N, K, 3, 64, 64]: the Asyrp sampler's sweep of ``strengths`` from each seed's noise (or from
     ``starts`` [N, 4, 8, 8], inverted latents, with add_noise off; with ``maps`` their noise maps)."""
     import comfy.samplers
 
     sd = sd_nodes()
-    m = world.model if direction is None else applied(world, direction, 1.0, t_edit, "asymmetric")
+    m = world.model if direction is None else applied(world, direction, 1.0, t_edit, "asymmetric", t_end)
     out = []
     for i, seed in enumerate(seeds):
         options = {"strengths": tuple(strengths)}
@@ -283,7 +284,7 @@ def measured_t_edit(world: World, seeds, text_cosine: float) -> dict:
 
 # ------------------------------------------------------------------ 4. real images
 
-def real_images(world: World, direction, n: int, strength: float, t_edit: int) -> dict:
+def real_images(world: World, direction, n: int, strength: float, t_edit: int, t_end: int) -> dict:
     from hspace_core.demo.faces import render, sample_faces
     from hspace_sdworld.data import HELD_OUT_SEED
 
@@ -295,7 +296,7 @@ def real_images(world: World, direction, n: int, strength: float, t_edit: int) -
     ddim = ddim_inversions(world, latents)
     starts, maps = ddpm_inversions(world, latents)
     for name, kw in (("ddim", {"starts": ddim}), ("ddpm", {"starts": starts, "maps": maps})):
-        imgs = asyrp_sweep(world, direction, (0.0, strength), seeds, t_edit, cfg=1.0, **kw)
+        imgs = asyrp_sweep(world, direction, (0.0, strength), seeds, t_edit, cfg=1.0, t_end=t_end, **kw)
         r = world.read(imgs)
         from hspace_core.demo import claims
 
@@ -305,6 +306,7 @@ def real_images(world: World, direction, n: int, strength: float, t_edit: int) -
         out[name] = {"psnr_to_input": float(psnr(imgs[:, 0], images).mean()),
                      "psnr_to_input_min": float(psnr(imgs[:, 0], images).min()),
                      "psnr_to_vae": float(psnr(imgs[:, 0], vae_rec).mean()),
+                     "psnr_edited_to_unedited": float(psnr(imgs[:, 1], imgs[:, 0]).mean()),
                      "smile_change": eff["target_mean"], "same_sign": eff["same_sign"],
                      "drift": max(eff["drift_per_unit"].values())}
     return out
@@ -326,6 +328,8 @@ def main() -> None:
     ap.add_argument("--real-strength", type=float, default=RECOMMENDED["real_strength"],
                     help="the strength of the edits of inverted images (sampled at cfg 1)")
     ap.add_argument("--t-end", type=int, default=RECOMMENDED["t_end"], help="the edit interval's upper end")
+    ap.add_argument("--real-t-end", type=int, default=RECOMMENDED["real_t_end"],
+                    help="the edit interval's upper end for inverted images")
     ap.add_argument("--direction-seeds", type=int, default=RECOMMENDED["direction_seeds"],
                     help="seeds of the prompt-pair direction (as the workflows)")
     ap.add_argument("--spatial", default=RECOMMENDED["spatial"], choices=["average", "keep"])
@@ -416,15 +420,17 @@ def main() -> None:
             write_docs(world, images, rows)
 
     if "real" in parts:
-        report["real"] = real = real_images(world, pp, args.seeds, args.real_strength, t_edit)
+        report["real"] = real = real_images(world, pp, args.seeds, args.real_strength, t_edit, args.real_t_end)
         print(f"\n### Real images: {real['faces']} held-out faces, VAE reconstruction {real['vae_psnr']:.1f} dB\n")
         print("| inversion | strength-0 PSNR to the input (mean / worst) | PSNR to the VAE reconstruction | "
-              f"smile change at strength {args.real_strength:g} (cfg 1) | same sign | largest drift per unit |")
-        print("|---|---|---|---|---|---|")
+              f"smile change at strength {args.real_strength:g} (cfg 1, interval [{t_edit}, {args.real_t_end}]) | "
+              "same sign | largest drift per unit | PSNR edited to strength 0 |")
+        print("|---|---|---|---|---|---|---|")
         for name in ("ddim", "ddpm"):
             r = real[name]
             print(f"| {name} | {r['psnr_to_input']:.1f} / {r['psnr_to_input_min']:.1f} dB | {r['psnr_to_vae']:.1f} dB | "
-                  f"{r['smile_change']:+.3f} | {r['same_sign']:.0%} | {r['drift']:.3f} |")
+                  f"{r['smile_change']:+.3f} | {r['same_sign']:.0%} | {r['drift']:.3f} | "
+                  f"{r['psnr_edited_to_unedited']:.1f} dB |")
     report["seconds"] = round(time.time() - tic)
     print(f"\ntime: {report['seconds']} s")
     if args.json:

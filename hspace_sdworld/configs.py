@@ -49,6 +49,7 @@ CLIP_TEXT = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_
 # with most coarse skips dropped (skip_drop 0.9), so its decoder takes the content from h and the shift works
 # on both CFG branches, as on the pixel side (the earlier skip_drop 0.5 UNet needed the cond branch alone:
 # docs/sd_world/experiments). Negative strengths do not take the smile away (they change the face in other
-# ways), so the sweeps run from 0 up. Edits of inverted images sample at cfg 1: ``real_strength``.
+# ways), so the sweeps run from 0 up. Edits of inverted images sample at cfg 1, with ``real_strength`` over
+# [t_edit, ``real_t_end``]: the shorter interval keeps more of the photo and moves the smile further there.
 RECOMMENDED = {"steps": 30, "cfg": 5.0, "t_edit": 100, "t_end": 999, "strength": 6.0, "branch": "both",
-               "spatial": "average", "direction_seeds": 8, "real_strength": 6.0}
+               "spatial": "average", "direction_seeds": 8, "real_strength": 12.0, "real_t_end": 500}

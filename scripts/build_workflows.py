@@ -325,9 +325,9 @@ def sd_world_workflows() -> dict:
                                                "sigmas": ("5", 0), "seeds": R["direction_seeds"], "seed": 500, "width": 64,
                                                "height": 64, "spatial": R["spatial"], "name": name})
 
-    def apply(direction, mode="asymmetric", strength=1.0):
+    def apply(direction, mode="asymmetric", strength=1.0, end=t_end):
         return ("HSpaceApplyDirection", {"model": ("1", 0), "direction": (direction, 0), "strength": strength,
-                                         "t_edit": t_edit, "t_end": t_end, "branch": R["branch"], "mode": mode})
+                                         "t_edit": t_edit, "t_end": end, "branch": R["branch"], "mode": mode})
 
     def asyrp(strengths, **links):
         return ("HSpaceAsyrpSamplerSD", {"strengths": strengths, "eta": 0.0, "t_boost": 0, "t_skip": 0, **links})
@@ -365,18 +365,19 @@ def sd_world_workflows() -> dict:
                       "15": save("12", "hspace/sdworld_sweep")}},
         "sd_world_edit_real_image": {
             "title": "Miniature SD world: a held-out face VAE-encoded, inverted (DDIM and edit-friendly) and smiled at "
-                     "strengths 0 and the recommended one",
+                     "strength 0, half the recommended one and the recommended one",
             "thumbnail": "20",
-            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"), "7": apply("6"),
-                      "8": ("LoadImage", {"image": SD_WORLD_FACE, "upload": "image"}),
+            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"),
+                      "7": apply("6", end=R["real_t_end"]), "8": ("LoadImage", {"image": SD_WORLD_FACE, "upload": "image"}),
                       "9": ("VAEEncode", {"pixels": ("8", 0), "vae": ("1", 2)}),
                       "10": inverted("ddim", "9"), "11": inverted("ddpm (edit-friendly)", "9"),
-                      "12": asyrp(f"0, {s_real:g}"), "13": asyrp(f"0, {s_real:g}", noise_maps=("11", 2)),
+                      "12": asyrp(f"0, {s_real / 2:g}, {s_real:g}"),
+                      "13": asyrp(f"0, {s_real / 2:g}, {s_real:g}", noise_maps=("11", 2)),
                       "14": sample("7", "12", "10", add_noise=False, cfg_=1.0),
                       "15": sample("7", "13", "11", add_noise=False, cfg_=1.0),
                       "16": decode("14"), "17": decode("15"),
                       "18": ("ImageBatch", {"image1": ("16", 0), "image2": ("17", 0)}),
-                      "19": strip("18", 2), "20": save("19", "hspace/sdworld_real_strip"),
+                      "19": strip("18", 3), "20": save("19", "hspace/sdworld_real_strip"),
                       "21": save("18", "hspace/sdworld_real")}},
         "sd_world_symmetric_edit": {
             "title": "Miniature SD world: the smile direction symmetric, with the stock KSampler (before / after)",
