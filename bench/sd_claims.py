@@ -4,7 +4,8 @@
                               [--docs] [--json out.json]
 
 Defaults are the recommended settings (``hspace_sdworld.configs.RECOMMENDED``): the edits act on the
-prompt's CFG branch inside [t_edit, t_end], strengths 0, S/4, S/2, 3S/4, S.
+recommended CFG branch (``--branch``) inside [t_edit, t_end], strengths 0, S/4, S/2, 3S/4, S; inverted
+images are edited inside [t_edit, real_t_end] at the real-image strength.
 
 Runs in a ComfyUI process (ComfyUI found as the tests find it, imported on the CPU) on the shipped
 model (``hspace_sdworld/weights``), through ComfyUI's own objects (CLIP encoding as CLIPTextEncode,
