@@ -26,11 +26,29 @@ CONTEXT_DIM = 64
 # is exported with its latent scaled so that the UNet's input has unit standard deviation.
 LATENT_SCALE = 0.18215
 
-UNET = dict(image_size=LATENT_SIZE, in_channels=4, out_channels=4, model_channels=64, num_res_blocks=[1, 1, 1],
-            channel_mult=[1, 2, 3], transformer_depth=[1, 1, 0], transformer_depth_middle=1,
-            transformer_depth_output=[1, 1, 1, 1, 0, 0], use_spatial_transformer=True, legacy=False,
-            context_dim=CONTEXT_DIM, num_heads=4, use_linear_in_transformer=False, adm_in_channels=None,
-            use_temporal_attention=False, use_temporal_resblock=False)
+# The UNet's levels: three (channels 64 / 128 / 192, h 192 x 2 x 2 at 64 px) or two (64 / 192, h 192 x 4 x 4:
+# more positions in h for an edit kept per position; docs/sd_world/experiments). Cross-attention as SD1.5:
+# at every level but the lowest of three, and in the middle block.
+UNET_LEVELS = {
+    3: dict(num_res_blocks=[1, 1, 1], channel_mult=[1, 2, 3], transformer_depth=[1, 1, 0],
+            transformer_depth_output=[1, 1, 1, 1, 0, 0]),
+    2: dict(num_res_blocks=[1, 1], channel_mult=[1, 3], transformer_depth=[1, 1],
+            transformer_depth_output=[1, 1, 1, 1]),
+}
+DEFAULT_LEVELS = 3
+
+
+def unet_config(levels: int = DEFAULT_LEVELS) -> dict:
+    """The ``SD15`` UNet configuration with ``levels`` levels (a key of ``UNET_LEVELS``)."""
+    if levels not in UNET_LEVELS:
+        raise ValueError(f"the miniature SD world's UNet has {sorted(UNET_LEVELS)} levels, not {levels!r}")
+    return dict(image_size=LATENT_SIZE, in_channels=4, out_channels=4, model_channels=64,
+                transformer_depth_middle=1, use_spatial_transformer=True, legacy=False, context_dim=CONTEXT_DIM,
+                num_heads=4, use_linear_in_transformer=False, adm_in_channels=None, use_temporal_attention=False,
+                use_temporal_resblock=False, **UNET_LEVELS[levels])
+
+
+UNET = unet_config()
 
 VAE = {"double_z": True, "z_channels": 4, "resolution": IMAGE_SIZE, "in_channels": 3, "out_ch": 3, "ch": 32,
        "ch_mult": [1, 1, 2, 4], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}

@@ -16,7 +16,7 @@ import torch
 
 from hspace_core.errors import HSpaceError
 
-from .configs import CLIP_TEXT, UNET, VAE, VAE_EMBED_DIM
+from .configs import CLIP_TEXT, DEFAULT_LEVELS, UNET_LEVELS, VAE, VAE_EMBED_DIM, unet_config
 from .train_common import init_comfy_module
 
 
@@ -130,30 +130,31 @@ def encode_prompts(clip, prompts: list[str]) -> torch.Tensor:
 
 # ------------------------------------------------------------------ UNet (MODEL)
 
-def unet_model(seed: int | None = None, device: str = "cpu"):
+def unet_model(seed: int | None = None, device: str = "cpu", levels: int = DEFAULT_LEVELS):
     """ComfyUI's ``SD15`` model (``BaseModel``: eps prediction on SD's schedule, SD1.5 latent format)
-    with the world's UNet; ``seed``: seeded initialisation for training."""
+    with the world's UNet of ``levels`` levels (``configs.UNET_LEVELS``); ``seed``: seeded initialisation
+    for training."""
     _comfy()
     import comfy.supported_models as sm
 
-    model = sm.SD15(dict(UNET)).get_model({}, device=device)
+    model = sm.SD15(unet_config(levels)).get_model({}, device=device)
     if seed is not None:
         init_comfy_module(model.diffusion_model, seed)
     return model
 
 
-def build_model(state: dict, source: str = "the UNet file"):
-    """A MODEL (``ModelPatcher``) of the world's UNet with ``state`` (``diffusion_model`` key names
-    without the prefix), on ComfyUI's device with ComfyUI's choice of dtype, as its diffusion-model
-    loader does for a detected checkpoint."""
+def build_model(state: dict, source: str = "the UNet file", levels: int = DEFAULT_LEVELS):
+    """A MODEL (``ModelPatcher``) of the world's UNet of ``levels`` levels with ``state``
+    (``diffusion_model`` key names without the prefix), on ComfyUI's device with ComfyUI's choice of
+    dtype, as its diffusion-model loader does for a detected checkpoint."""
     _comfy()
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models as sm
     import comfy.utils
 
-    _check_keys("UNet", unet_model().diffusion_model.state_dict(), state, source)
-    config = sm.SD15(dict(UNET))
+    _check_keys(f"UNet ({levels} levels)", unet_model(levels=levels).diffusion_model.state_dict(), state, source)
+    config = sm.SD15(unet_config(levels))
     load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
     dtype = mm.unet_dtype(model_params=comfy.utils.calculate_parameters(state),
                           supported_dtypes=list(config.supported_inference_dtypes))
@@ -169,17 +170,28 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 FILES = {"unet": "unet.safetensors", "text_encoder": "text_encoder.safetensors", "vae": "vae.safetensors"}
 
 
-def read_weights(name: str, folder=WEIGHTS) -> dict:
-    """The float32 state dict of one shipped network (``FILES``); a clear error when it is missing or not
-    a safetensors file of ours (read by the engine's one safetensors reader, which runs nothing)."""
+def read_weights(name: str, folder=WEIGHTS) -> tuple[dict, dict]:
+    """The float32 state dict of one shipped network (``FILES``) and the file's metadata; a clear error
+    when it is missing or not a safetensors file of ours (read by the engine's one safetensors reader,
+    which runs nothing)."""
     from hspace_core.checkpoint_files import read_safetensors
 
     path = Path(folder) / FILES[name]
     if not path.exists():
         raise HSpaceError(f"the miniature SD world's {name} weights are missing ({path}); rebuild them with "
                           "`python -m hspace_sdworld` (see docs/sd_world/README.md)")
-    state, _ = read_safetensors(path)
-    return {k: v.float() for k, v in state.items()}
+    state, metadata = read_safetensors(path)
+    return {k: v.float() for k, v in state.items()}, dict(metadata or {})
+
+
+def unet_levels(metadata: dict, source: str) -> int:
+    """The UNet's number of levels as its exported file records it (``hspace.unet_levels``); files written
+    before the setting existed hold the three-level UNet."""
+    value = metadata.get("hspace.unet_levels", str(DEFAULT_LEVELS))
+    if value not in {str(k) for k in UNET_LEVELS}:
+        raise HSpaceError(f"{source} records a UNet of {value!r} levels; the miniature SD world's UNet has "
+                          f"{' or '.join(str(k) for k in sorted(UNET_LEVELS))}")
+    return int(value)
 
 
 def load_demo(folder=None):
@@ -189,7 +201,9 @@ def load_demo(folder=None):
     import os
 
     base = Path(folder or os.environ.get("HSPACE_SDWORLD_WEIGHTS") or WEIGHTS)
-    model = build_model(read_weights("unet", base), str(base / FILES["unet"]))
-    clip = build_clip(read_weights("text_encoder", base), str(base / FILES["text_encoder"]))
-    vae = build_vae(read_weights("vae", base), str(base / FILES["vae"]))
+    source = str(base / FILES["unet"])
+    unet, metadata = read_weights("unet", base)
+    model = build_model(unet, source, unet_levels(metadata, source))
+    clip = build_clip(read_weights("text_encoder", base)[0], str(base / FILES["text_encoder"]))
+    vae = build_vae(read_weights("vae", base)[0], str(base / FILES["vae"]))
     return model, clip, vae

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class UNetSettings:
     seed: int = 0
     save_every: int = 200
     init_from: str = ""
+    levels: int = 3
 
 
 class SkipDrop:
@@ -130,7 +132,7 @@ def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_fi
           log=print) -> Path:
     run = RunFolder(run_dir)
     s = UNetSettings(**run.settings(asdict(settings)))
-    model = unet_model(seed=s.seed)
+    model = unet_model(seed=s.seed, levels=s.levels)
     net = model.diffusion_model
     net.requires_grad_(True).train()
     ema = copy.deepcopy(net).requires_grad_(False)
@@ -203,14 +205,18 @@ def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_fi
 
 
 def export(run_dir: Path, out_path: Path, docs: Path | None = None) -> Path:
-    """The EMA weights as float16 safetensors (``diffusion_model`` key names without the prefix); the
-    run's loss log and settings are copied to ``docs`` (the model card's folder)."""
+    """The EMA weights as float16 safetensors (``diffusion_model`` key names without the prefix, the
+    UNet's levels in the metadata, for the loader); the run's loss log and settings are copied to ``docs``
+    (the model card's folder)."""
     from safetensors.torch import save_file
 
     run = RunFolder(run_dir)
     state = run.load()
+    settings = run.path / "settings.json"
+    levels = int(json.loads(settings.read_text()).get("levels", 3)) if settings.exists() else UNetSettings().levels
     run.keep_log(docs, "unet")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}, str(out_path),
-              metadata={"hspace.format": "hspace-sdworld-unet-1", "hspace.training_steps": str(state["step"])})
+              metadata={"hspace.format": "hspace-sdworld-unet-1", "hspace.training_steps": str(state["step"]),
+                                  "hspace.unet_levels": str(levels)})
     return out_path

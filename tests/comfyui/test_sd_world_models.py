@@ -120,7 +120,7 @@ def test_broken_weight_files_are_refused_naming_the_file(comfy, tmp_path):
     folder = tmp_path / "w"
     # the VAE's weights where the UNet's belong
     _write(folder, FILES["unet"], vae)
-    with pytest.raises(HSpaceError, match=r"unet.safetensors is not the miniature SD world's UNet: .*missing"):
+    with pytest.raises(HSpaceError, match=r"unet.safetensors is not the miniature SD world's UNet \(3 levels\): .*missing"):
         load_demo(folder)
     # a truncated file
     good = _write(folder, FILES["unet"], unet)
@@ -196,3 +196,43 @@ def test_skip_drop_zeroes_only_the_coarse_skips_of_the_dropped_rows(comfy):
         assert seen[i][1].abs().max() == 0 and plain[i][1].abs().max() > 0
         assert torch.equal(seen[i][[0, 2]], plain[i][[0, 2]])
     assert all(torch.equal(seen[i], plain[i]) for i in range(len(seen)) if i not in coarse)
+
+
+def test_the_unet_file_records_its_levels_and_the_loader_builds_them(comfy, tmp_path):
+    """A two-level run exports its levels in the file's metadata; ``load_demo`` builds that UNet (h at 4 x 4
+    on 8 x 8 latents, not 2 x 2), refuses an unknown count and a file whose weights are of other levels."""
+    from safetensors.torch import save_file
+
+    from hspace_core.checkpoint_files import read_safetensors
+    from hspace_sdworld.export import export_text_encoder
+    from hspace_sdworld.models import FILES, load_demo, unet_model, vae_module
+    from hspace_sdworld.train_common import RunFolder
+    from hspace_sdworld.train_unet import UNetSettings, export
+    from dataclasses import asdict, replace
+
+    run = RunFolder(tmp_path / "run")
+    run.settings(asdict(replace(UNetSettings(), levels=2)))
+    run.save({"ema": unet_model(seed=0, levels=2).diffusion_model.state_dict(), "step": 0})
+    folder = tmp_path / "w"
+    export(run.path, folder / FILES["unet"])
+    assert read_safetensors(folder / FILES["unet"])[1]["hspace.unet_levels"] == "2"
+    save_file({k: v.contiguous() for k, v in vae_module(seed=0).state_dict().items()}, str(folder / FILES["vae"]))
+    export_text_encoder(folder / FILES["text_encoder"])
+
+    model, _, _ = load_demo(folder)
+    seen = []
+    net = model.model.diffusion_model
+    handle = net.middle_block[-1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.no_grad():
+        net(torch.zeros(1, 4, 8, 8), torch.tensor([500.0]), context=torch.zeros(1, 77, 64))
+    handle.remove()
+    assert seen == [(1, 192, 4, 4)]
+
+    state, meta = read_safetensors(folder / FILES["unet"])
+    save_file(state, str(folder / FILES["unet"]), metadata=dict(meta, **{"hspace.unet_levels": "7"}))
+    with pytest.raises(HSpaceError, match=r"unet.safetensors records a UNet of '7' levels; .* has 2 or 3"):
+        load_demo(folder)
+    three = {k: v.contiguous() for k, v in unet_model(seed=0).diffusion_model.state_dict().items()}
+    save_file(three, str(folder / FILES["unet"]), metadata=dict(meta))
+    with pytest.raises(HSpaceError, match=r"is not the miniature SD world's UNet \(2 levels\): .*(missing|unexpected)"):
+        load_demo(folder)
