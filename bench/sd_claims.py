@@ -381,6 +381,9 @@ def main() -> None:
         print("\n### t_edit scan (prompt-pair direction, Asyrp, strengths up to S)\n\n| t_edit | change at S | same sign | "
               "R^2 | largest drift per unit | PSNR to unedited |\n|---|---|---|---|---|---|")
         for te in [int(v) for v in args.scan.split(",")]:
+            if te >= args.t_end:  # an empty interval edits nothing: no row to read
+                print(f"| {te} | no edit: t_edit is not below t_end {args.t_end} | | | | |")
+                continue
             row = method_row(world, asyrp_sweep(world, pp, strengths, seeds, te), strengths)
             report["scan"][te] = row
             print(f"| {te} | {row['change']:+.3f} | {row['same_sign']:.0%} | {row['r2']:.3f} | "
