@@ -23,7 +23,9 @@ under docs/sd_world/. Every number comes from this run.
    Asyrp sampler (asymmetric), the same direction symmetric with the stock sampler, the latent-set and
    PCA directions (asymmetric), and the stock-node baselines: the conditioning moved from the source
    prompt towards the target one (ConditioningAverage) from the same noise, and from the same
-   edit-friendly inversion. Target change, homogeneity, linearity, drift, PSNR to the unedited image.
+   edit-friendly inversion; and the prompt-pair direction kept per position, on all of h and on the lower
+   half of the image only (Direction Region: the mouth's half). Target change, homogeneity, linearity,
+   drift, PSNR to the unedited image.
 4. Real images: held-out faces VAE-encoded, inverted (DDIM, edit-friendly), regenerated at strength 0
    (PSNR) and edited with the prompt-pair direction.
 """
@@ -119,6 +121,16 @@ def sd_nodes():
 def prompt_pair_direction(world: World, n: int, spatial: str):
     return sd_nodes().DirectionFromPrompts().make(world.model, world.cond(SOURCE), world.cond(TARGET), world.sigmas,
                                                   n, DIRECTION_SEED, 64, 64, spatial, "smile (prompt pair)")[0]
+
+
+def mouth_region(direction):
+    """The direction kept on the lower half of the image (the mouth's half; the eyes are in the upper one),
+    through the pack's Direction Region node with a MASK as ComfyUI's mask nodes give it ([1, 64, 64])."""
+    from nodes.region import DirectionRegion
+
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 32:] = 1.0
+    return DirectionRegion().restrict(direction, mask, False)[0]
 
 
 def latent_set_direction(world: World, n: int, spatial: str):
@@ -391,6 +403,11 @@ def main() -> None:
     if "methods" in parts:
         rows, images = {}, {}
         images["prompt pair, asymmetric (Asyrp)"] = asyrp_sweep(world, pp, strengths, seeds, t_edit)
+        keep = pp if args.spatial == "keep" else prompt_pair_direction(world, args.direction_seeds, "keep")
+        if args.spatial != "keep":
+            images["prompt pair kept per position, asymmetric"] = asyrp_sweep(world, keep, strengths, seeds, t_edit)
+        images["prompt pair kept per position on the lower half (Direction Region), asymmetric"] = asyrp_sweep(
+            world, mouth_region(keep), strengths, seeds, t_edit)
         images["prompt pair, symmetric (stock sampler)"] = symmetric_sweep(world, pp, strengths, seeds, t_edit)
         images["latent sets, asymmetric"] = asyrp_sweep(world, latent_set_direction(world, args.direction_seeds,
                                                                                     args.spatial), strengths, seeds,

@@ -5,6 +5,7 @@ from .discovery import DirectionFromImages, DirectionFromText, DirectionJacobian
 from .editing import AsyrpSampler, DDIMInvert
 from .loaders import LoadDirection, LoadUnconditionalDDPM, SaveDirection
 from .mixer import DirectionMixer
+from .region import DirectionRegion
 from .sd import (ApplyHSpaceDirection, AsyrpSamplerSD, DirectionFromLatentSets, DirectionFromPrompts, DirectionPCASD,
                  InvertLatent)
 from .sd_world import LoadDemoSDModel
@@ -18,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
     "HSpaceDirectionPCA": DirectionPCA,
     "HSpaceDirectionJacobian": DirectionJacobian,
     "HSpaceDirectionMixer": DirectionMixer,
+    "HSpaceDirectionRegion": DirectionRegion,
     "HSpaceAsyrpSampler": AsyrpSampler,
     "HSpaceSaveDirection": SaveDirection,
     "HSpaceImageStrip": ImageStrip,
@@ -40,6 +42,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HSpaceDirectionPCA": "H-Space PCA Direction",
     "HSpaceDirectionJacobian": "H-Space Jacobian Direction",
     "HSpaceDirectionMixer": "H-Space Direction Mixer",
+    "HSpaceDirectionRegion": "H-Space Direction Region (mask)",
     "HSpaceAsyrpSampler": "Asyrp Sampler (h-space)",
     "HSpaceSaveDirection": "Save H-Space Direction",
     "HSpaceImageStrip": "Image Strip (h-space)",

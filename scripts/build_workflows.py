@@ -53,6 +53,9 @@ CORE = {
     "ImageScale": ([("upscale_method", "COMBO"), ("width", "INT"), ("height", "INT"), ("crop", "COMBO")],
                    [("image", "IMAGE")], [("IMAGE", "IMAGE")]),
     "ImageBatch": ([], [("image1", "IMAGE"), ("image2", "IMAGE")], [("IMAGE", "IMAGE")]),
+    "SolidMask": ([("value", "FLOAT"), ("width", "INT"), ("height", "INT")], [], [("MASK", "MASK")]),
+    "MaskComposite": ([("x", "INT"), ("y", "INT"), ("operation", "COMBO")], [("destination", "MASK"), ("source", "MASK")],
+                      [("MASK", "MASK")]),
 }
 # the standard checkpoints the SD workflows name, where ComfyUI's missing-models dialog sends users
 CHECKPOINTS = {
@@ -320,10 +323,10 @@ def sd_world_workflows() -> dict:
     def text(t):
         return ("CLIPTextEncode", {"text": t, "clip": ("1", 1)})
 
-    def prompts_direction(source, target, name):
+    def prompts_direction(source, target, name, spatial=R["spatial"]):
         return ("HSpaceDirectionFromPrompts", {"model": ("1", 0), "source": (source, 0), "target": (target, 0),
                                                "sigmas": ("5", 0), "seeds": R["direction_seeds"], "seed": 500, "width": 64,
-                                               "height": 64, "spatial": R["spatial"], "name": name})
+                                               "height": 64, "spatial": spatial, "name": name})
 
     def apply(direction, mode="asymmetric", strength=1.0, end=t_end):
         return ("HSpaceApplyDirection", {"model": ("1", 0), "direction": (direction, 0), "strength": strength,
@@ -393,6 +396,22 @@ def sd_world_workflows() -> dict:
                       "11": decode("9"), "12": decode("10"),
                       "13": ("ImageBatch", {"image1": ("11", 0), "image2": ("12", 0)}),
                       "14": strip("13", 2), "15": save("14", "hspace/sdworld_symmetric")}},
+        "sd_world_region_edit": {
+            "title": "Miniature SD world: the smile direction kept per position, on all of h (top row) and only on the "
+                     "lower half of the image, the mouth's (Direction Region, bottom row), strengths 0 to the recommended "
+                     "one",
+            "thumbnail": "21",
+            "nodes": {**base, "6": prompts_direction("2", "3", "smile per position (miniature SD world)", "keep"),
+                      "7": ("SolidMask", {"value": 0.0, "width": 64, "height": 64}),
+                      "8": ("SolidMask", {"value": 1.0, "width": 64, "height": 32}),
+                      "9": ("MaskComposite", {"destination": ("7", 0), "source": ("8", 0), "x": 0, "y": 32,
+                                              "operation": "add"}),
+                      "10": ("HSpaceDirectionRegion", {"direction": ("6", 0), "mask": ("9", 0), "invert": False}),
+                      "11": apply("6"), "12": apply("10"), "13": asyrp(f"0, {s / 2:g}, {s:g}"), "14": empty,
+                      "15": sample("11", "13", "14"), "16": sample("12", "13", "14"),
+                      "17": decode("15"), "18": decode("16"),
+                      "19": ("ImageBatch", {"image1": ("17", 0), "image2": ("18", 0)}),
+                      "20": strip("19", 3), "21": save("20", "hspace/sdworld_region_strip")}},
         "sd_world_mix_two_directions": {
             "title": "Miniature SD world: smile + glasses, two prompt-pair directions mixed (Direction Mixer)",
             "thumbnail": "16",

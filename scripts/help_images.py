@@ -100,6 +100,7 @@ def build() -> dict[str, Image.Image]:
         "pca_directions.jpg": scaled(ex / "pca_directions.jpg", 480),
         "jacobian_directions.jpg": scaled(ex / "jacobian_direction.jpg", 480),
         "mix_two_directions.jpg": scaled(ex / "mix_two_directions.jpg", 384),
+        "region_edit.jpg": scaled(ex / "sd_world_region_edit.jpg", 384),
         "edit_friendly_inversion.jpg": scaled(ex / "edit_friendly_inversion.jpg", 384),
         "image_strip.jpg": scaled(ex / "strength_sweep_strip.jpg", 480),
         "save_direction.png": arrow_pair(strip_cell(strip, 5, 1), strip_cell(strip, 5, 5)),

@@ -16,7 +16,8 @@ CORE_WIDGETS = {"LoadImage": ["image", "upload"], "SaveImage": ["filename_prefix
                 "CLIPTextEncode": ["text"], "EmptyLatentImage": ["width", "height", "batch_size"],
                 "BasicScheduler": ["scheduler", "steps", "denoise"], "SamplerCustom": ["add_noise", "noise_seed", "cfg"],
                 "KSampler": ["seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"], "VAEDecode": [],
-                "VAEEncode": [], "ImageScale": ["upscale_method", "width", "height", "crop"], "ImageBatch": []}
+                "VAEEncode": [], "ImageScale": ["upscale_method", "width", "height", "crop"], "ImageBatch": [],
+                "SolidMask": ["value", "width", "height"], "MaskComposite": ["x", "y", "operation"]}
 CORE_SEEDS = {"seed", "noise_seed"}  # ComfyUI's core seed widgets are followed by their control value
 
 
@@ -55,13 +56,14 @@ def ui_to_api(ui: dict) -> dict:
     return prompt
 
 
-def test_sixteen_workflows_with_thumbnails_and_twins():
+def test_seventeen_workflows_with_thumbnails_and_twins():
     names = {p.stem for p in UI}
     assert names == {"edit_image_with_direction", "strength_sweep_strip", "mix_two_directions",
                      "direction_from_image_sets", "direction_from_text", "pca_directions",
                      "sd15_prompt_pair_sweep", "sdxl_symmetric_edit", "sd15_edit_real_image", "edit_friendly_inversion",
                      "jacobian_direction", "sd15_edit_friendly_inversion", "sd_world_prompt_pair_sweep",
-                     "sd_world_edit_real_image", "sd_world_symmetric_edit", "sd_world_mix_two_directions"}
+                     "sd_world_edit_real_image", "sd_world_symmetric_edit", "sd_world_mix_two_directions",
+                     "sd_world_region_edit"}
     for p in UI:
         assert p.with_suffix(".jpg").exists(), f"{p.name} has no thumbnail"
         assert (TWINS / p.name).exists(), f"{p.name} has no API twin"

@@ -1,0 +1,31 @@
+"""Direction Region: a direction's shift kept only where a mask says (``hspace_core.directions.region``)."""
+
+from __future__ import annotations
+
+from hspace_core.directions.region import restrict_to_region
+
+from .types import CATEGORY, DIRECTION
+
+
+class DirectionRegion:
+    DESCRIPTION = ("Keeps a direction's h shift only where a mask is white: each position of h's grid gets the share "
+                   "of its area the mask covers (the mask may have any resolution; it is laid over the image). Edits "
+                   "one region, e.g. the mouth for a smile, and leaves the h of the others alone. Needs a direction "
+                   "kept per position (SD direction nodes: spatial 'keep'; pixel-model directions are). The grid is "
+                   "coarse (2 x 2 in the miniature SD world, 8 x 8 for SD1.5 at 512 px), so regions are coarse too.")
+    CATEGORY = CATEGORY
+    FUNCTION = "restrict"
+    RETURN_TYPES = (DIRECTION,)
+    RETURN_NAMES = ("direction",)
+    OUTPUT_TOOLTIPS = ("the direction, weighted per h position by the mask",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "direction": (DIRECTION, {"tooltip": "a direction kept per position (h grid larger than 1 x 1)"}),
+            "mask": ("MASK", {"tooltip": "white (1) where to edit, over the whole image; the first mask of a batch"}),
+            "invert": ("BOOLEAN", {"default": False, "tooltip": "edit where the mask is black instead"}),
+        }}
+
+    def restrict(self, direction, mask, invert):
+        return (restrict_to_region(direction, 1.0 - mask if invert else mask),)
