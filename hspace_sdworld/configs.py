@@ -36,6 +36,9 @@ UNET_LEVELS = {
             transformer_depth_output=[1, 1, 1, 1]),
 }
 DEFAULT_LEVELS = 3
+# runs and exported files from before the setting existed hold no level count: they are three-level, whatever
+# the default becomes
+LEGACY_LEVELS = 3
 
 
 def unet_config(levels: int = DEFAULT_LEVELS) -> dict:

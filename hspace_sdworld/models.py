@@ -16,7 +16,7 @@ import torch
 
 from hspace_core.errors import HSpaceError
 
-from .configs import CLIP_TEXT, DEFAULT_LEVELS, UNET_LEVELS, VAE, VAE_EMBED_DIM, unet_config
+from .configs import CLIP_TEXT, DEFAULT_LEVELS, LEGACY_LEVELS, UNET_LEVELS, VAE, VAE_EMBED_DIM, unet_config
 from .train_common import init_comfy_module
 
 
@@ -187,7 +187,7 @@ def read_weights(name: str, folder=WEIGHTS) -> tuple[dict, dict]:
 def unet_levels(metadata: dict, source: str) -> int:
     """The UNet's number of levels as its exported file records it (``hspace.unet_levels``); files written
     before the setting existed hold the three-level UNet."""
-    value = metadata.get("hspace.unet_levels", str(DEFAULT_LEVELS))
+    value = metadata.get("hspace.unet_levels", str(LEGACY_LEVELS))
     if value not in {str(k) for k in UNET_LEVELS}:
         raise HSpaceError(f"{source} records a UNet of {value!r} levels; the miniature SD world's UNet has "
                           f"{' or '.join(str(k) for k in sorted(UNET_LEVELS))}")

@@ -37,7 +37,7 @@ import torch
 from hspace_core.checkpoint_files import read_safetensors
 from hspace_core.demo.train import snr_weight, timestep_density
 
-from .configs import LATENT_SCALE
+from .configs import DEFAULT_LEVELS, LATENT_SCALE, LEGACY_LEVELS
 from .data import captions, to_unit, training_faces, training_images
 from .models import build_clip, unet_model, vae_module
 from .train_common import RunFolder, Ticker, warmup_cosine
@@ -58,7 +58,7 @@ class UNetSettings:
     seed: int = 0
     save_every: int = 200
     init_from: str = ""
-    levels: int = 3
+    levels: int = DEFAULT_LEVELS
 
 
 class SkipDrop:
@@ -131,7 +131,8 @@ class CaptionEncoder:
 def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_file: Path, *, until: int | None = None,
           log=print) -> Path:
     run = RunFolder(run_dir)
-    s = UNetSettings(**run.settings(asdict(settings)))
+    # a run started before the levels setting existed resumes as the three-level UNet it is
+    s = UNetSettings(**{"levels": LEGACY_LEVELS, **run.settings(asdict(settings))})
     model = unet_model(seed=s.seed, levels=s.levels)
     net = model.diffusion_model
     net.requires_grad_(True).train()
@@ -213,7 +214,8 @@ def export(run_dir: Path, out_path: Path, docs: Path | None = None) -> Path:
     run = RunFolder(run_dir)
     state = run.load()
     settings = run.path / "settings.json"
-    levels = int(json.loads(settings.read_text()).get("levels", 3)) if settings.exists() else UNetSettings().levels
+    levels = int(json.loads(settings.read_text()).get("levels", LEGACY_LEVELS)) if settings.exists() \
+        else UNetSettings().levels
     run.keep_log(docs, "unet")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}, str(out_path),
