@@ -24,8 +24,10 @@ under docs/sd_world/. Every number comes from this run.
    PCA directions (asymmetric), and the stock-node baselines: the conditioning moved from the source
    prompt towards the target one (ConditioningAverage) from the same noise, and from the same
    edit-friendly inversion; and the prompt-pair direction kept per position, on all of h and on the lower
-   half of the image only (Direction Region: the mouth's half). Target change, homogeneity, linearity,
-   drift, PSNR to the unedited image.
+   half of the image only (Direction Region: the mouth's half). With ``--region-from R`` every direction
+   is kept per position and restricted to the image rows R..63 (the recommended edit), and the prompt pair
+   on all of h is the comparison row. Target change, homogeneity, linearity, drift, PSNR to the unedited
+   image.
 4. Real images: held-out faces VAE-encoded, inverted (DDIM, edit-friendly), regenerated at strength 0
    (PSNR) and edited with the prompt-pair direction.
 """
@@ -123,13 +125,14 @@ def prompt_pair_direction(world: World, n: int, spatial: str):
                                                   n, DIRECTION_SEED, 64, 64, spatial, "smile (prompt pair)")[0]
 
 
-def mouth_region(direction):
-    """The direction kept on the lower half of the image (the mouth's half; the eyes are in the upper one),
-    through the pack's Direction Region node with a MASK as ComfyUI's mask nodes give it ([1, 64, 64])."""
+def rows_region(direction, top: int):
+    """The direction (kept per position) restricted to the image's rows ``top``..63 (the mouth's rows: it sits at
+    73 % of the height, the eyes at 56 %), through the pack's Direction Region node with a MASK as ComfyUI's
+    mask nodes give it ([1, 64, 64], 1 = edit)."""
     from nodes.region import DirectionRegion
 
     mask = torch.zeros(1, 64, 64)
-    mask[:, 32:] = 1.0
+    mask[:, top:] = 1.0
     return DirectionRegion().restrict(direction, mask, False)[0]
 
 
@@ -346,6 +349,9 @@ def main() -> None:
     ap.add_argument("--direction-seeds", type=int, default=RECOMMENDED["direction_seeds"],
                     help="seeds of the prompt-pair direction (as the workflows)")
     ap.add_argument("--spatial", default=RECOMMENDED["spatial"], choices=["average", "keep"])
+    ap.add_argument("--region-from", type=int, default=RECOMMENDED["region_from"],
+                    help="restrict the directions (kept per position) to the image rows from this pixel row of 64 "
+                         "down (Direction Region); 0: all of h")
     ap.add_argument("--branch", default=RECOMMENDED["branch"], choices=["cond", "uncond", "both"],
                     help="the CFG branch the directions act on (cond: the edit is scaled by cfg as the prompt is)")
     ap.add_argument("--only", default="", help="comma list of parts: follow,interval,scan,methods,real")
@@ -360,11 +366,17 @@ def main() -> None:
     from hspace_core.demo.clip_world import load_tiny_clip
     from hspace_core.discovery.clip_model import text_cosine
 
+    if args.region_from and args.spatial != "keep":
+        ap.error("--region-from needs --spatial keep (an averaged direction has no positions to restrict)")
     tic = time.time()
     parts = set(args.only.split(",")) if args.only else {"follow", "interval", "scan", "methods", "real"}
     world = World(args.steps, args.cfg, args.branch, args.t_end)
     seeds = [args.seed0 + i for i in range(args.seeds)]
-    report: dict = {"seeds": args.seeds, "steps": args.steps, "cfg": args.cfg, "branch": args.branch}
+    report: dict = {"seeds": args.seeds, "steps": args.steps, "cfg": args.cfg, "branch": args.branch,
+                    "spatial": args.spatial, "region_from": args.region_from}
+
+    def shaped(direction):  # every direction finder's output, restricted as the main edit is
+        return rows_region(direction, args.region_from) if args.region_from else direction
 
     if "follow" in parts:
         cfgs = [float(c) for c in args.cfgs.split(",")]
@@ -385,7 +397,8 @@ def main() -> None:
     report["t_edit"] = t_edit
 
     if parts & {"scan", "methods", "real"}:
-        pp = prompt_pair_direction(world, args.direction_seeds, args.spatial)
+        pp_all = prompt_pair_direction(world, args.direction_seeds, args.spatial)
+        pp = shaped(pp_all)
     S = args.strength
     strengths = [0.0, S / 4, S / 2, 3 * S / 4, S]
     if "scan" in parts and args.scan:
@@ -402,22 +415,27 @@ def main() -> None:
                   f"{row['drift']:.3f} ({row['drift_attribute']}) | {row['psnr']:.1f} dB |", flush=True)
     if "methods" in parts:
         rows, images = {}, {}
-        images["prompt pair, asymmetric (Asyrp)"] = asyrp_sweep(world, pp, strengths, seeds, t_edit)
-        keep = pp if args.spatial == "keep" else prompt_pair_direction(world, args.direction_seeds, "keep")
-        if args.spatial != "keep":
-            images["prompt pair kept per position, asymmetric"] = asyrp_sweep(world, keep, strengths, seeds, t_edit)
-        images["prompt pair kept per position on the lower half (Direction Region), asymmetric"] = asyrp_sweep(
-            world, mouth_region(keep), strengths, seeds, t_edit)
+        where = f" on rows {args.region_from}-63 (Direction Region)" if args.region_from else ""
+        images[f"prompt pair{where}, asymmetric (Asyrp)"] = asyrp_sweep(world, pp, strengths, seeds, t_edit)
+        keep = pp_all if args.spatial == "keep" else prompt_pair_direction(world, args.direction_seeds, "keep")
+        if args.region_from:
+            images["prompt pair kept per position on all of h, asymmetric"] = asyrp_sweep(
+                world, keep, strengths, seeds, t_edit)
+        else:
+            if args.spatial != "keep":
+                images["prompt pair kept per position, asymmetric"] = asyrp_sweep(world, keep, strengths, seeds,
+                                                                                   t_edit)
+            images["prompt pair kept per position on the lower half (Direction Region), asymmetric"] = asyrp_sweep(
+                world, rows_region(keep, 32), strengths, seeds, t_edit)
         images["prompt pair, symmetric (stock sampler)"] = symmetric_sweep(world, pp, strengths, seeds, t_edit)
-        images["latent sets, asymmetric"] = asyrp_sweep(world, latent_set_direction(world, args.direction_seeds,
-                                                                                    args.spatial), strengths, seeds,
-                                                        t_edit)
-        pcs = [pca_direction(world, 2 * args.direction_seeds, k, args.spatial) for k in range(3)]
+        images[f"latent sets{where}, asymmetric"] = asyrp_sweep(
+            world, shaped(latent_set_direction(world, args.direction_seeds, args.spatial)), strengths, seeds, t_edit)
+        pcs = [shaped(pca_direction(world, 2 * args.direction_seeds, k, args.spatial)) for k in range(3)]
         pc_images = [asyrp_sweep(world, d, strengths, seeds, t_edit) for d in pcs]
         pc_rows = [method_row(world, im, strengths) for im in pc_images]
         best = max(range(3), key=lambda k: abs(pc_rows[k]["change"]))
         sign = 1 if pc_rows[best]["change"] >= 0 else -1
-        images[f"PCA component {best}{' (negated)' if sign < 0 else ''}, asymmetric"] = pc_images[best].flip(1) \
+        images[f"PCA component {best}{' (negated)' if sign < 0 else ''}{where}, asymmetric"] = pc_images[best].flip(1) \
             if sign < 0 else pc_images[best]
         weights = [0.0, 0.25, 0.5, 0.75, 1.0]
         images["stock: target prompt blended in, same noise"] = reprompt_sweep(world, weights, seeds)
@@ -428,7 +446,8 @@ def main() -> None:
             st = weights if name.startswith("stock") else strengths
             rows[name] = method_row(world, im, st)
         report["methods"] = rows
-        print(f"\n### \"{SOURCE}\" -> \"{TARGET}\" on {args.seeds} seeds (t_edit {t_edit}, cfg {args.cfg:g}; "
+        print(f"\n### \"{SOURCE}\" -> \"{TARGET}\" on {args.seeds} seeds (t_edit {t_edit}, cfg {args.cfg:g}, "
+              f"directions {'averaged over' if args.spatial == 'average' else 'kept per position of'} h{where}; "
               f"strengths up to {S:g}, the stock baselines' blend weight up to 1)\n")
         print("| method | smile change at the largest strength (mean +- std) | same sign | R^2 (5 strengths) | "
               "largest drift per unit | PSNR to unedited | other attributes' mean abs change | face prob. |")
@@ -473,8 +492,9 @@ def write_docs(world: World, images: dict, rows: dict) -> None:
     cols = 4
     rows_img = []
     for name, im in images.items():
-        k = im.shape[1]
-        rows_img.append([im[j, k // 2] for j in range(cols)] + [im[j, k - 1] for j in range(cols)])
+        strengths = rows[name]["strengths"]  # every sweep starts at 0 (the unedited image) and ends at its largest
+        zero, top = strengths.index(0.0), strengths.index(max(strengths))
+        rows_img.append([im[j, zero] for j in range(cols)] + [im[j, top] for j in range(cols)])
     grid = strip(rows_img)
     grid.resize((grid.width * 2, grid.height * 2)).save(out / "methods_strip.png")
     (out / "methods_strip.txt").write_text("rows: " + "; ".join(images) + "\ncolumns: seeds 0-3 unedited, then "
