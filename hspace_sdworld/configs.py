@@ -1,14 +1,16 @@
 """The miniature SD world's networks, in the layouts of Stable Diffusion 1.5 scaled down.
 
-Resolution: faces at 64 px, so the x8 VAE gives 4 x 8 x 8 latents and the UNet's three levels
-(8, 4, 2) put h, the middle block's output, at 192 x 2 x 2. SD1.5's own four levels would need
-128 px for a 2 x 2 h (16 x 16 latents, about 4x the training cost per step, measured).
+Resolution: faces at 64 px, so the x8 VAE gives 4 x 8 x 8 latents and the shipped UNet's two levels
+(8, 4) put h, the middle block's output, at 192 x 4 x 4: four rows of h, so that an edit kept per
+position can act on the mouth's row without the eyes' (the three-level UNet's h, 192 x 2 x 2, puts both
+in one row; docs/sd_world/experiments). SD1.5's own four levels would need 128 px for even a 2 x 2 h
+(16 x 16 latents, about 4x the training cost per step, measured).
 
   * UNet (``UNET``): ComfyUI's ``SD15`` model class (eps prediction, SD's scaled-linear schedule,
-    the SD1.5 latent format with scale 0.18215), channels 64 / 128 / 192, one res block per level,
-    cross-attention transformers at the two upper levels and in the middle block (none at the
-    lowest level, as SD1.5 has none at its lowest), conv in / out projections as SD1.5, context 64.
-    8.7 M parameters; one training step at batch 64 cost 0.39 s on 2 CPU cores (measured).
+    the SD1.5 latent format with scale 0.18215), channels 64 / 192, one res block per level,
+    cross-attention transformers at both levels and in the middle block, conv in / out projections as
+    SD1.5, context 64. 8.2 M parameters (the three-level one: 64 / 128 / 192, no transformer at the
+    lowest level as SD1.5, 8.7 M; one training step at batch 64 cost 0.39 s on 2 CPU cores, measured).
   * VAE (``VAE``): ComfyUI's ``AutoencoderKL`` (the ``ldm`` Encoder / Decoder with a KL latent),
     x8 down, 4 latent channels, channels 32 / 32 / 64 / 128, one res block per level. 2.8 M
     parameters; 0.76 s per training step at batch 32 (measured).
@@ -35,7 +37,7 @@ UNET_LEVELS = {
     2: dict(num_res_blocks=[1, 1], channel_mult=[1, 3], transformer_depth=[1, 1],
             transformer_depth_output=[1, 1, 1, 1]),
 }
-DEFAULT_LEVELS = 3
+DEFAULT_LEVELS = 2
 # runs and exported files from before the setting existed hold no level count: they are three-level, whatever
 # the default becomes
 LEGACY_LEVELS = 3
@@ -65,12 +67,15 @@ CLIP_TEXT = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_
              "vocab_size": 49408}
 
 # What the measurements recommend for editing in this world (bench/sd_claims.py; README, "The miniature SD
-# world"): the sampler's steps and cfg, and for the prompt-pair smile (8 seeds, h averaged over space) its
-# edit interval [t_edit, t_end], its largest strength and the CFG branch it acts on. This UNet was trained
+# world"): the sampler's steps and cfg, and for the prompt-pair smile (8 seeds, h kept per position and
+# restricted to the image rows from ``region_from`` down by Direction Region: the mouth's row of the 4 x 4 h)
+# its edit interval [t_edit, t_end], its largest strength and the CFG branch it acts on. t_end 700 rather
+# than 999 keeps the pose (head tilt, face width) that the noisiest steps set. This UNet was trained
 # with most coarse skips dropped (skip_drop 0.9), so its decoder takes the content from h and the shift works
 # on both CFG branches, as on the pixel side (the earlier skip_drop 0.5 UNet needed the cond branch alone:
 # docs/sd_world/experiments). Negative strengths do not take the smile away (they change the face in other
 # ways), so the sweeps run from 0 up. Edits of inverted images sample at cfg 1, with ``real_strength`` over
 # [t_edit, ``real_t_end``]: the shorter interval keeps more of the photo and moves the smile further there.
-RECOMMENDED = {"steps": 30, "cfg": 5.0, "t_edit": 100, "t_end": 999, "strength": 6.0, "branch": "both",
-               "spatial": "average", "direction_seeds": 8, "real_strength": 12.0, "real_t_end": 500}
+RECOMMENDED = {"steps": 30, "cfg": 5.0, "t_edit": 200, "t_end": 700, "strength": 6.0, "branch": "both",
+               "spatial": "keep", "region_from": 48, "direction_seeds": 8, "real_strength": 12.0,
+               "real_t_end": 500}

@@ -45,7 +45,7 @@ from .train_common import RunFolder, Ticker, warmup_cosine
 
 @dataclass(frozen=True)
 class UNetSettings:
-    steps: int = 3000
+    steps: int = 1400
     batch: int = 128
     lr: float = 2e-4
     warmup: int = 500

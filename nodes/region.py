@@ -12,7 +12,7 @@ class DirectionRegion:
                    "of its area the mask covers (the mask may have any resolution; it is laid over the image). Edits "
                    "one region, e.g. the mouth for a smile, and leaves the h of the others alone. Needs a direction "
                    "kept per position (SD direction nodes: spatial 'keep'; pixel-model directions are). The grid is "
-                   "coarse (2 x 2 in the miniature SD world, 8 x 8 for SD1.5 at 512 px), so regions are coarse too.")
+                   "coarse (4 x 4 in the miniature SD world, 8 x 8 for SD1.5 at 512 px), so regions are coarse too.")
     CATEGORY = CATEGORY
     FUNCTION = "restrict"
     RETURN_TYPES = (DIRECTION,)

@@ -17,7 +17,7 @@ class LoadDemoSDModel:
     CATEGORY = SD_CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
-    OUTPUT_TOOLTIPS = ("the UNet (SD15 class, h = 192 x 2 x 2 at 64 px, eps prediction)",
+    OUTPUT_TOOLTIPS = ("the UNet (SD15 class, h = 192 x 4 x 4 at 64 px, eps prediction)",
                        "the text encoder (SD1 tokenizer, 64 wide): prompts like 'a smiling face', 'a face with a hat'",
                        "the VAE (x8, 4 latent channels): 64 x 64 images <-> 8 x 8 latents")
 

@@ -1,6 +1,6 @@
 """Regional directions: a direction's h shift kept only where a mask says, position by position.
 
-h is a grid (192 x 2 x 2 in the miniature SD world, 1280 x 8 x 8 for SD1.5 at 512 px, 512 x 8 x 8 for
+h is a grid (192 x 4 x 4 in the miniature SD world, 1280 x 8 x 8 for SD1.5 at 512 px, 512 x 8 x 8 for
 the 256 px pixel DDPMs), and a shift kept per position acts mostly on the image region above that
 position. Weighting the shift by a mask area-averaged onto the grid (``F.adaptive_avg_pool2d``: each h
 cell gets the share of its area the mask covers) edits one region and leaves the others' h alone: in

@@ -115,7 +115,8 @@ def _write(tmp_path: Path, name: str, state: dict) -> Path:
 def test_broken_weight_files_are_refused_naming_the_file(comfy, tmp_path):
     from hspace_sdworld.models import FILES, load_demo, unet_model, vae_module
 
-    unet = unet_model(seed=0).diffusion_model.state_dict()
+    # files written without the level count read as three-level (the files from before the setting)
+    unet = unet_model(seed=0, levels=3).diffusion_model.state_dict()
     vae = vae_module(seed=0).state_dict()
     folder = tmp_path / "w"
     # the VAE's weights where the UNet's belong
@@ -232,7 +233,7 @@ def test_the_unet_file_records_its_levels_and_the_loader_builds_them(comfy, tmp_
     save_file(state, str(folder / FILES["unet"]), metadata=dict(meta, **{"hspace.unet_levels": "7"}))
     with pytest.raises(HSpaceError, match=r"unet.safetensors records a UNet of '7' levels; .* has 2 or 3"):
         load_demo(folder)
-    three = {k: v.contiguous() for k, v in unet_model(seed=0).diffusion_model.state_dict().items()}
+    three = {k: v.contiguous() for k, v in unet_model(seed=0, levels=3).diffusion_model.state_dict().items()}
     save_file(three, str(folder / FILES["unet"]), metadata=dict(meta))
     with pytest.raises(HSpaceError, match=r"is not the miniature SD world's UNet \(2 levels\): .*(missing|unexpected)"):
         load_demo(folder)
