@@ -312,7 +312,8 @@ SD_WORLD_FACE = "hspace_sdworld_face.png"
 
 def sd_world_workflows() -> dict:
     """The miniature SD world (Load Demo SD Model): the same SD nodes on a model that runs out of the box, at
-    the settings bench/sd_claims.py recommends (``hspace_sdworld.configs.RECOMMENDED``). ``thumbnail`` names
+    the settings bench/sd_claims.py recommends (``hspace_sdworld.configs.RECOMMENDED``; its edit is the
+    smile direction kept on the mouth's rows by Direction Region, with a mask from stock nodes). ``thumbnail`` names
     the SaveImage node whose first image is the workflow's thumbnail (run in a real ComfyUI)."""
     from hspace_sdworld.configs import RECOMMENDED as R
 
@@ -353,25 +354,43 @@ def sd_world_workflows() -> dict:
             "5": ("BasicScheduler", {"model": ("1", 0), "scheduler": "normal", "steps": steps, "denoise": 1.0})}
     empty = ("EmptyLatentImage", {"width": 64, "height": 64, "batch_size": 1})
 
+    def band(top, ids):
+        """Stock mask nodes (ids: three free node ids) giving a 64 px MASK, white on rows ``top``..63."""
+        a, b, c = ids
+        return {a: ("SolidMask", {"value": 0.0, "width": 64, "height": 64}),
+                b: ("SolidMask", {"value": 1.0, "width": 64, "height": 64 - top}),
+                c: ("MaskComposite", {"destination": (a, 0), "source": (b, 0), "x": 0, "y": top, "operation": "add"})}
+
+    def recommended(direction, ids=("30", "31", "32", "33")):
+        """The recommended edit's direction: ``direction`` kept on the rows from ``region_from`` down (Direction
+        Region; the mouth's row of the UNet's h), or as it is when no region is recommended. (nodes, id)."""
+        if not R["region_from"]:
+            return {}, direction
+        return {**band(R["region_from"], ids[:3]),
+                ids[3]: ("HSpaceDirectionRegion", {"direction": (direction, 0), "mask": (ids[2], 0),
+                                                   "invert": False})}, ids[3]
+
     def inverted(method, node):
         return ("HSpaceInvertLatent", {"model": ("1", 0), "positive": ("2", 0), "latent": (node, 0),
                                        "sigmas": ("5", 0), "check_reconstruction": True, "method": method, "seed": 0})
+    smile_nodes, smile = recommended("6")
+    top = R["region_from"] or 32
     return {
         "sd_world_prompt_pair_sweep": {
             "title": "Miniature SD world: 'a face' -> 'a smiling face' from a prompt pair, swept over five strengths from 0 "
                      "(Asyrp sampler)",
             "thumbnail": "14",
-            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"),
-                      "7": ("HSpaceSaveDirection", {"direction": ("6", 0), "filename_prefix": "hspace/sdworld_smile"}),
-                      "8": apply("6"), "9": asyrp(sweep), "10": empty, "11": sample("8", "9", "10"),
+            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"), **smile_nodes,
+                      "7": ("HSpaceSaveDirection", {"direction": (smile, 0), "filename_prefix": "hspace/sdworld_smile"}),
+                      "8": apply(smile), "9": asyrp(sweep), "10": empty, "11": sample("8", "9", "10"),
                       "12": decode("11"), "13": strip("12", 5), "14": save("13", "hspace/sdworld_sweep_strip"),
                       "15": save("12", "hspace/sdworld_sweep")}},
         "sd_world_edit_real_image": {
             "title": "Miniature SD world: a held-out face VAE-encoded, inverted (DDIM and edit-friendly) and smiled at "
                      "strength 0, half the recommended one and the recommended one",
             "thumbnail": "20",
-            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"),
-                      "7": apply("6", end=R["real_t_end"]), "8": ("LoadImage", {"image": SD_WORLD_FACE, "upload": "image"}),
+            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"), **smile_nodes,
+                      "7": apply(smile, end=R["real_t_end"]), "8": ("LoadImage", {"image": SD_WORLD_FACE, "upload": "image"}),
                       "9": ("VAEEncode", {"pixels": ("8", 0), "vae": ("1", 2)}),
                       "10": inverted("ddim", "9"), "11": inverted("ddpm (edit-friendly)", "9"),
                       "12": asyrp(f"0, {s_real / 2:g}, {s_real:g}"),
@@ -385,8 +404,8 @@ def sd_world_workflows() -> dict:
         "sd_world_symmetric_edit": {
             "title": "Miniature SD world: the smile direction symmetric, with the stock KSampler (before / after)",
             "thumbnail": "15",
-            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"),
-                      "7": apply("6", mode="symmetric", strength=s), "8": empty,
+            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"), **smile_nodes,
+                      "7": apply(smile, mode="symmetric", strength=s), "8": empty,
                       "9": ("KSampler", {"model": ("1", 0), "seed": 42, "steps": steps, "cfg": cfg,
                                          "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
                                          "positive": ("2", 0), "negative": ("4", 0), "latent_image": ("8", 0)}),
@@ -397,15 +416,11 @@ def sd_world_workflows() -> dict:
                       "13": ("ImageBatch", {"image1": ("11", 0), "image2": ("12", 0)}),
                       "14": strip("13", 2), "15": save("14", "hspace/sdworld_symmetric")}},
         "sd_world_region_edit": {
-            "title": "Miniature SD world: the smile direction kept per position, on all of h (top row) and only on the "
-                     "lower half of the image, the mouth's (Direction Region, bottom row), strengths 0 to the recommended "
-                     "one",
+            "title": f"Miniature SD world: the smile direction kept per position, on all of h (top row) and only on the "
+                     f"image rows {top}-63, the mouth's (Direction Region, bottom row), strengths 0 to the recommended one",
             "thumbnail": "21",
             "nodes": {**base, "6": prompts_direction("2", "3", "smile per position (miniature SD world)", "keep"),
-                      "7": ("SolidMask", {"value": 0.0, "width": 64, "height": 64}),
-                      "8": ("SolidMask", {"value": 1.0, "width": 64, "height": 32}),
-                      "9": ("MaskComposite", {"destination": ("7", 0), "source": ("8", 0), "x": 0, "y": 32,
-                                              "operation": "add"}),
+                      **band(top, ("7", "8", "9")),
                       "10": ("HSpaceDirectionRegion", {"direction": ("6", 0), "mask": ("9", 0), "invert": False}),
                       "11": apply("6"), "12": apply("10"), "13": asyrp(f"0, {s / 2:g}, {s:g}"), "14": empty,
                       "15": sample("11", "13", "14"), "16": sample("12", "13", "14"),
@@ -413,14 +428,17 @@ def sd_world_workflows() -> dict:
                       "19": ("ImageBatch", {"image1": ("17", 0), "image2": ("18", 0)}),
                       "20": strip("19", 3), "21": save("20", "hspace/sdworld_region_strip")}},
         "sd_world_mix_two_directions": {
-            "title": "Miniature SD world: smile + glasses, two prompt-pair directions mixed (Direction Mixer)",
+            "title": "Miniature SD world: smile (on the mouth's rows) + glasses (an eighth of its weight), two prompt-pair "
+                     "directions mixed (Direction Mixer), strengths 0 to the recommended one",
             "thumbnail": "16",
-            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"),
+            "nodes": {**base, "6": prompts_direction("2", "3", "smile (miniature SD world)"), **smile_nodes,
                       "7": text("a face with glasses"), "8": prompts_direction("2", "7", "glasses (miniature SD world)"),
-                      "9": ("HSpaceDirectionMixer", {"direction_1": ("6", 0), "weight_1": 1.0, "weight_2": 1.0,
+                      # the glasses direction acts on all of h and needs an eighth of the smile's strength
+                      "9": ("HSpaceDirectionMixer", {"direction_1": (smile, 0), "weight_1": 1.0,
+                                                     "weight_2": 0.125,
                                                      "weight_3": 1.0, "weight_4": 1.0, "sqrt_n": False,
                                                      "projection": "joint", "direction_2": ("8", 0)}),
-                      "10": apply("9"), "11": asyrp(f"0, {s / 8:g}, {s / 4:g}"), "12": empty,
+                      "10": apply("9"), "11": asyrp(f"0, {s / 2:g}, {s:g}"), "12": empty,
                       "13": sample("10", "11", "12"), "14": decode("13"), "15": strip("14", 3),
                       "16": save("15", "hspace/sdworld_mix")}},
     }
