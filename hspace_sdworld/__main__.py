@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=Path, default=Path("runs/sdworld/unet"))
     p.add_argument("--out", type=Path, default=WEIGHTS / "unet.safetensors")
     args = parser.parse_args(argv)
+    if args.command == "train-unet":
+        from .configs import UNET_LEVELS
+
+        if args.levels not in UNET_LEVELS:
+            parser.error(f"--levels: the miniature SD world's UNet has {sorted(UNET_LEVELS)} levels, not {args.levels}")
 
     import torch
 

@@ -237,3 +237,14 @@ def test_the_unet_file_records_its_levels_and_the_loader_builds_them(comfy, tmp_
     save_file(three, str(folder / FILES["unet"]), metadata=dict(meta))
     with pytest.raises(HSpaceError, match=r"is not the miniature SD world's UNet \(2 levels\): .*(missing|unexpected)"):
         load_demo(folder)
+
+
+def test_the_command_line_refuses_an_unknown_level_count_before_training(tmp_path, capsys):
+    from hspace_sdworld.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["train-unet", "--levels", "4", "--run", str(tmp_path / "run")])
+    assert stop.value.code == 2
+    assert "--levels: the miniature SD world's UNet has [2, 3] levels, not 4" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
