@@ -45,10 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=WEIGHTS / "unet.safetensors")
     args = parser.parse_args(argv)
     if args.command == "train-unet":
-        from .configs import UNET_LEVELS
+        from .configs import unet_config
 
-        if args.levels not in UNET_LEVELS:
-            parser.error(f"--levels: the miniature SD world's UNet has {sorted(UNET_LEVELS)} levels, not {args.levels}")
+        try:  # the configuration's own check, as a usage error rather than a traceback
+            unet_config(args.levels)
+        except ValueError as e:
+            parser.error(f"--levels: {e}")
 
     import torch
 

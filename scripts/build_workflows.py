@@ -363,9 +363,7 @@ def sd_world_workflows() -> dict:
 
     def recommended(direction, ids=("30", "31", "32", "33")):
         """The recommended edit's direction: ``direction`` kept on the rows from ``region_from`` down (Direction
-        Region; the mouth's row of the UNet's h), or as it is when no region is recommended. (nodes, id)."""
-        if not R["region_from"]:
-            return {}, direction
+        Region; the mouth's row of the UNet's h). (nodes, id of the region node)."""
         return {**band(R["region_from"], ids[:3]),
                 ids[3]: ("HSpaceDirectionRegion", {"direction": (direction, 0), "mask": (ids[2], 0),
                                                    "invert": False})}, ids[3]
@@ -374,7 +372,7 @@ def sd_world_workflows() -> dict:
         return ("HSpaceInvertLatent", {"model": ("1", 0), "positive": ("2", 0), "latent": (node, 0),
                                        "sigmas": ("5", 0), "check_reconstruction": True, "method": method, "seed": 0})
     smile_nodes, smile = recommended("6")
-    top = R["region_from"] or 32
+    top = R["region_from"]
     return {
         "sd_world_prompt_pair_sweep": {
             "title": "Miniature SD world: 'a face' -> 'a smiling face' from a prompt pair, swept over five strengths from 0 "

@@ -247,4 +247,3 @@ def test_the_command_line_refuses_an_unknown_level_count_before_training(tmp_pat
     assert stop.value.code == 2
     assert "--levels: the miniature SD world's UNet has [2, 3] levels, not 4" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
-
