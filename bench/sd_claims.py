@@ -1,6 +1,7 @@
 """The miniature SD world's claims: Stable Diffusion edits in h-space, measured with the world's probe.
 
-    python bench/sd_claims.py [--seeds 16] [--steps 30] [--cfg 5] [--t-edit 100] [--scan 50,100,200]
+    python bench/sd_claims.py [--seeds 16] [--steps 30] [--cfg 5] [--t-edit 200] [--scan 100,200,300]
+                              [--scan-t-end 999,850,700] [--region-from 48] [--region-cols 16,48]
                               [--docs] [--json out.json]
 
 Defaults are the recommended settings (``hspace_sdworld.configs.RECOMMENDED``): the edits act on the
@@ -125,14 +126,14 @@ def prompt_pair_direction(world: World, n: int, spatial: str):
                                                   n, DIRECTION_SEED, 64, 64, spatial, "smile (prompt pair)")[0]
 
 
-def rows_region(direction, top: int):
+def rows_region(direction, top: int, cols: tuple[int, int] = (0, 64)):
     """The direction (kept per position) restricted to the image's rows ``top``..63 (the mouth's rows: it sits at
-    73 % of the height, the eyes at 56 %), through the pack's Direction Region node with a MASK as ComfyUI's
-    mask nodes give it ([1, 64, 64], 1 = edit)."""
+    73 % of the height, the eyes at 56 %) and columns ``cols[0]``..``cols[1] - 1``, through the pack's Direction
+    Region node with a MASK as ComfyUI's mask nodes give it ([1, 64, 64], 1 = edit)."""
     from nodes.region import DirectionRegion
 
     mask = torch.zeros(1, 64, 64)
-    mask[:, top:] = 1.0
+    mask[:, top:, cols[0]:cols[1]] = 1.0
     return DirectionRegion().restrict(direction, mask, False)[0]
 
 
@@ -339,6 +340,7 @@ def main() -> None:
     ap.add_argument("--t-edit", default=str(RECOMMENDED["t_edit"]),
                     help="'auto': the measured t_edit; or a timestep (the measured one is reported with part interval)")
     ap.add_argument("--scan", default="", help="t_edit values to scan, e.g. 300,500,700")
+    ap.add_argument("--scan-t-end", default="", help="t_end values to scan at the chosen t_edit, e.g. 999,850,700")
     ap.add_argument("--strength", type=float, default=RECOMMENDED["strength"],
                     help="largest shown strength of the prompt-pair edit (the sweeps run 0, S/4, ..., S)")
     ap.add_argument("--real-strength", type=float, default=RECOMMENDED["real_strength"],
@@ -352,6 +354,8 @@ def main() -> None:
     ap.add_argument("--region-from", type=int, default=RECOMMENDED["region_from"],
                     help="restrict the directions (kept per position) to the image rows from this pixel row of 64 "
                          "down (Direction Region); 0: all of h")
+    ap.add_argument("--region-cols", default="0,64",
+                    help="with --region-from: the mask's columns a,b (a..b-1 of 64), e.g. 16,48 for the middle cells")
     ap.add_argument("--branch", default=RECOMMENDED["branch"], choices=["cond", "uncond", "both"],
                     help="the CFG branch the directions act on (cond: the edit is scaled by cfg as the prompt is)")
     ap.add_argument("--only", default="", help="comma list of parts: follow,interval,scan,methods,real")
@@ -375,8 +379,11 @@ def main() -> None:
     report: dict = {"seeds": args.seeds, "steps": args.steps, "cfg": args.cfg, "branch": args.branch,
                     "spatial": args.spatial, "region_from": args.region_from}
 
+    cols = tuple(int(v) for v in args.region_cols.split(","))
+    report["region_cols"] = list(cols)
+
     def shaped(direction):  # every direction finder's output, restricted as the main edit is
-        return rows_region(direction, args.region_from) if args.region_from else direction
+        return rows_region(direction, args.region_from, cols) if args.region_from else direction
 
     if "follow" in parts:
         cfgs = [float(c) for c in args.cfgs.split(",")]
@@ -413,9 +420,21 @@ def main() -> None:
             report["scan"][te] = row
             print(f"| {te} | {row['change']:+.3f} | {row['same_sign']:.0%} | {row['r2']:.3f} | "
                   f"{row['drift']:.3f} ({row['drift_attribute']}) | {row['psnr']:.1f} dB |", flush=True)
+    if "scan" in parts and args.scan_t_end:
+        report["scan_t_end"] = {}
+        print(f"\n### t_end scan (prompt-pair direction, Asyrp, t_edit {t_edit}, strengths up to S)\n\n| t_end | "
+              "change at S | same sign | R^2 | largest drift per unit | PSNR to unedited | other attributes |\n"
+              "|---|---|---|---|---|---|---|")
+        for end in [int(v) for v in args.scan_t_end.split(",")]:
+            row = method_row(world, asyrp_sweep(world, pp, strengths, seeds, t_edit, t_end=end), strengths)
+            report["scan_t_end"][end] = row
+            print(f"| {end} | {row['change']:+.3f} | {row['same_sign']:.0%} | {row['r2']:.3f} | "
+                  f"{row['drift']:.3f} ({row['drift_attribute']}) | {row['psnr']:.1f} dB | "
+                  f"{row['others_abs_change']:.3f} |", flush=True)
     if "methods" in parts:
         rows, images = {}, {}
-        where = f" on rows {args.region_from}-63 (Direction Region)" if args.region_from else ""
+        part = "" if cols == (0, 64) else f", columns {cols[0]}-{cols[1] - 1}"
+        where = f" on rows {args.region_from}-63{part} (Direction Region)" if args.region_from else ""
         images[f"prompt pair{where}, asymmetric (Asyrp)"] = asyrp_sweep(world, pp, strengths, seeds, t_edit)
         keep = pp_all if args.spatial == "keep" else prompt_pair_direction(world, args.direction_seeds, "keep")
         if args.region_from:
