@@ -1,4 +1,4 @@
-"""``python -m hspace_sdworld COMMAND``: train and export the miniature SD world's networks."""
+"""``python -m hspace_sdworld COMMAND``: train and export the miniature SD and flow worlds' networks."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ def _settings(args, cls):
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "sd_world"
+FLOW_DOCS = Path(__file__).resolve().parents[1] / "docs" / "flow_world"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .train_flow import FlowSettings
     from .train_unet import UNetSettings
     from .train_vae import VAESettings
 
@@ -43,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("export-unet", help="write the UNet's EMA weights")
     p.add_argument("--run", type=Path, default=Path("runs/sdworld/unet"))
     p.add_argument("--out", type=Path, default=WEIGHTS / "unet.safetensors")
+    p = sub.add_parser("train-flow", help="train (or resume) the flow world's transformer in --run on the exported "
+                                          "VAE's latents")
+    p.add_argument("--run", type=Path, default=Path("runs/flowworld/flow"))
+    p.add_argument("--vae", type=Path, default=WEIGHTS / "vae.safetensors")
+    p.add_argument("--text-encoder", type=Path, default=WEIGHTS / "text_encoder.safetensors")
+    p.add_argument("--until", type=int, default=None, help="stop at this step (resume later)")
+    _add_settings(p, FlowSettings)
+    p = sub.add_parser("export-flow", help="write the flow transformer's EMA weights")
+    p.add_argument("--run", type=Path, default=Path("runs/flowworld/flow"))
+    p.add_argument("--out", type=Path, default=WEIGHTS / "flow.safetensors")
     args = parser.parse_args(argv)
     if args.command == "train-unet":
         from .configs import unet_config
@@ -71,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         from .train_unet import train
 
         train(args.run, _settings(args, UNetSettings), args.vae, args.text_encoder, log=lambda m: print(m, flush=True))
+    elif args.command == "train-flow":
+        from .train_flow import train
+
+        train(args.run, _settings(args, FlowSettings), args.vae, args.text_encoder, until=args.until,
+              log=lambda m: print(m, flush=True))
+    elif args.command == "export-flow":
+        from .train_flow import export
+
+        print(f"wrote {export(args.run, args.out, docs=FLOW_DOCS)}")
     elif args.command == "export-unet":
         from .train_unet import export
 

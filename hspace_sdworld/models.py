@@ -16,7 +16,8 @@ import torch
 
 from hspace_core.errors import HSpaceError
 
-from .configs import CLIP_TEXT, DEFAULT_LEVELS, LEGACY_LEVELS, UNET_LEVELS, VAE, VAE_EMBED_DIM, unet_config
+from .configs import (CLIP_TEXT, DEFAULT_LEVELS, FLOW, FLOW_SHIFT, LEGACY_LEVELS, UNET_LEVELS, VAE, VAE_EMBED_DIM,
+                      unet_config)
 from .train_common import init_comfy_module
 
 
@@ -130,6 +131,23 @@ def encode_prompts(clip, prompts: list[str]) -> torch.Tensor:
 
 # ------------------------------------------------------------------ UNet (MODEL)
 
+def _patched(config, state: dict, builder):
+    """A ``ModelPatcher`` of ``builder``'s ComfyUI model with ``state`` (``diffusion_model`` key names without
+    the prefix), on ComfyUI's device with ComfyUI's choice of dtype, as its diffusion-model loader does for a
+    detected checkpoint."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.utils
+
+    load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
+    dtype = mm.unet_dtype(model_params=comfy.utils.calculate_parameters(state),
+                          supported_dtypes=list(config.supported_inference_dtypes))
+    config.set_inference_dtype(dtype, mm.unet_manual_cast(dtype, load_device, config.supported_inference_dtypes))
+    model = builder(config).to(offload_device)
+    model.load_model_weights(dict(state), "")
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+
+
 def unet_model(seed: int | None = None, device: str = "cpu", levels: int = DEFAULT_LEVELS):
     """ComfyUI's ``SD15`` model (``BaseModel``: eps prediction on SD's schedule, SD1.5 latent format)
     with the world's UNet of ``levels`` levels (``configs.UNET_LEVELS``); ``seed``: seeded initialisation
@@ -148,26 +166,63 @@ def build_model(state: dict, source: str = "the UNet file", levels: int = DEFAUL
     (``diffusion_model`` key names without the prefix), on ComfyUI's device with ComfyUI's choice of
     dtype, as its diffusion-model loader does for a detected checkpoint."""
     _comfy()
-    import comfy.model_management as mm
-    import comfy.model_patcher
     import comfy.supported_models as sm
-    import comfy.utils
 
     _check_keys(f"UNet ({levels} levels)", unet_model(levels=levels).diffusion_model.state_dict(), state, source)
-    config = sm.SD15(unet_config(levels))
-    load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
-    dtype = mm.unet_dtype(model_params=comfy.utils.calculate_parameters(state),
-                          supported_dtypes=list(config.supported_inference_dtypes))
-    config.set_inference_dtype(dtype, mm.unet_manual_cast(dtype, load_device, config.supported_inference_dtypes))
-    model = config.get_model({}, "").to(offload_device)
-    model.load_model_weights(dict(state), "")
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    return _patched(sm.SD15(unet_config(levels)), state, lambda c: c.get_model({}, ""))
+
+
+# ------------------------------------------------------------------ flow transformer (MODEL)
+
+def flow_config():
+    """ComfyUI's supported-model configuration of the flow world's transformer: ``comfy.supported_models.Flux``
+    (CONST flow sampling through ``ModelSamplingFlux`` with ``configs.FLOW_SHIFT``) with ``configs.FLOW`` and
+    the latent format of the SD world's VAE, whose latents it models (SD1.5's: 4 channels, scale 0.18215)."""
+    _comfy()
+    import comfy.latent_formats
+    import comfy.supported_models as sm
+
+    class FlowWorld(sm.Flux):
+        unet_config = dict(FLOW)
+        sampling_settings = {"shift": FLOW_SHIFT}
+        latent_format = comfy.latent_formats.SD15
+
+    return FlowWorld(dict(FLOW))
+
+
+def init_flow_(flux, seed: int):
+    """Seeded initialisation for training (``init_comfy_module``; RMSNorm scales 1), then adaLN-zero as
+    DiT (Peebles and Xie): every modulation layer and the final projection start at zero, so each block
+    starts as the identity and the model's first output is zero."""
+    init_comfy_module(flux, seed)
+    with torch.no_grad():
+        for name, m in flux.named_modules():
+            if type(m).__name__ == "Modulation" or name in ("final_layer.adaLN_modulation.1", "final_layer.linear"):
+                for p in m.parameters():
+                    p.zero_()
+    return flux
+
+
+def flow_model(seed: int | None = None, device: str = "cpu"):
+    """ComfyUI's ``Flux`` model (``model_base.Flux``) with the world's transformer; ``seed``: seeded
+    initialisation for training (``init_flow_``)."""
+    model = flow_config().get_model({}, device=device)
+    if seed is not None:
+        init_flow_(model.diffusion_model, seed)
+    return model
+
+
+def build_flow_model(state: dict, source: str = "the flow transformer file"):
+    """A MODEL (``ModelPatcher``) of the flow world's transformer with ``state``."""
+    _check_keys("flow transformer", flow_model().diffusion_model.state_dict(), state, source)
+    return _patched(flow_config(), state, lambda c: c.get_model({}, ""))
 
 
 # ------------------------------------------------------------------ the shipped files
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
-FILES = {"unet": "unet.safetensors", "text_encoder": "text_encoder.safetensors", "vae": "vae.safetensors"}
+FILES = {"unet": "unet.safetensors", "text_encoder": "text_encoder.safetensors", "vae": "vae.safetensors",
+         "flow": "flow.safetensors"}
 
 
 def read_weights(name: str, folder=WEIGHTS) -> tuple[dict, dict]:

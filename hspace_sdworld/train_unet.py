@@ -25,7 +25,6 @@ generator is reseeded per step, so a resumed run equals an uninterrupted one).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -40,7 +39,7 @@ from hspace_core.demo.train import snr_weight, timestep_density
 from .configs import DEFAULT_LEVELS, LATENT_SCALE, LEGACY_LEVELS
 from .data import captions, to_unit, training_faces, training_images
 from .models import build_clip, unet_model, vae_module
-from .train_common import RunFolder, Ticker, warmup_cosine
+from .train_common import RunFolder, export_ema, train_loop
 
 
 @dataclass(frozen=True)
@@ -135,24 +134,6 @@ def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_fi
     s = UNetSettings(**{"levels": LEGACY_LEVELS, **run.settings(asdict(settings))})
     model = unet_model(seed=s.seed, levels=s.levels)
     net = model.diffusion_model
-    net.requires_grad_(True).train()
-    ema = copy.deepcopy(net).requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(s.seed)
-    step = 0
-    state = run.load()
-    if state is not None:
-        net.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["rng"])
-        step = int(state["step"])
-        log(f"resumed {run.ckpt} at step {step}")
-    elif s.init_from:  # a later session continues from the shipped weights (the optimizer state is not shipped)
-        init, _ = read_safetensors(Path(s.init_from))
-        net.load_state_dict({k: v.float() for k, v in init.items()})
-        ema.load_state_dict(net.state_dict())
-        log(f"initialised from {s.init_from}")
     te_state, _ = read_safetensors(Path(text_encoder_file))
     encode = CaptionEncoder(build_clip({k: v.float() for k, v in te_state.items()}))
     latents = latent_dataset(vae_file, s.dataset_size, run.path.parent / "cache", log=log)
@@ -160,9 +141,8 @@ def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_fi
     alpha_bar = (1.0 / (1.0 + model.model_sampling.sigmas.float() ** 2))  # SD's schedule, as ComfyUI holds it
     t_weights = timestep_density(len(alpha_bar), s.t_tilt)
     size = latents.shape[-1]
-    ticker, window = Ticker(), []
-    last = s.steps if until is None else min(s.steps, until)  # until: stop early (a time-boxed session)
-    while step < last:
+
+    def batch_loss(step: int, gen: torch.Generator):
         idx = torch.randint(0, len(latents), (s.batch,), generator=gen)
         post = latents[idx].float()
         z = post[:, 0] + post[:, 1] * torch.randn(post[:, 0].shape, generator=gen)
@@ -178,47 +158,18 @@ def train(run_dir: Path, settings: UNetSettings, vae_file: Path, text_encoder_fi
                    "optimized_attention_override": differentiable_attention}
         eps = net(x_t, t.float(), context=context, transformer_options=options)
         mse = (eps - noise).pow(2).mean(dim=(1, 2, 3))
-        loss = (mse * snr_weight(a.flatten(), s.snr_weight_cap)).mean()
-        for g in opt.param_groups:
-            g["lr"] = warmup_cosine(step, s.steps, s.warmup, s.lr)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        step += 1
-        decay = min(s.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(pm, 1 - decay)
-        window.append((loss.item(), mse.mean().item()))
-        if step % 50 == 0:
-            entry = {"step": step, "loss": float(np.mean([w[0] for w in window])),
-                     "eps_mse": float(np.mean([w[1] for w in window])), "steps_per_s": round(ticker.rate(50), 3),
-                     "captions_cached": len(encode.cache)}
-            run.log(entry)
-            log(f"unet step {step}/{s.steps} loss {entry['loss']:.4f} eps mse {entry['eps_mse']:.4f} "
-                f"({entry['steps_per_s']:.2f} steps/s)")
-            window = []
-        if step % s.save_every == 0 or step == last:
-            run.save({"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                      "rng": gen.get_state(), "step": step})
-    return run.ckpt
+        return (mse * snr_weight(a.flatten(), s.snr_weight_cap)).mean(), {"eps_mse": mse.mean().item()}
+
+    return train_loop(run, s, net, batch_loss, name="unet", until=until, log=log,
+                      status=lambda: {"captions_cached": len(encode.cache)})
 
 
 def export(run_dir: Path, out_path: Path, docs: Path | None = None) -> Path:
     """The EMA weights as float16 safetensors (``diffusion_model`` key names without the prefix, the
     UNet's levels in the metadata, for the loader); the run's loss log and settings are copied to ``docs``
     (the model card's folder)."""
-    from safetensors.torch import save_file
-
     run = RunFolder(run_dir)
-    state = run.load()
     settings = run.path / "settings.json"
     levels = int(json.loads(settings.read_text()).get("levels", LEGACY_LEVELS)) if settings.exists() \
         else UNetSettings().levels
-    run.keep_log(docs, "unet")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}, str(out_path),
-              metadata={"hspace.format": "hspace-sdworld-unet-1", "hspace.training_steps": str(state["step"]),
-                                  "hspace.unet_levels": str(levels)})
-    return out_path
+    return export_ema(run, out_path, "hspace-sdworld-unet-1", {"hspace.unet_levels": str(levels)}, docs, "unet")

@@ -1,0 +1,94 @@
+"""The miniature flow world's transformer as ComfyUI's own Flux class: the differentiable training forward
+(ComfyUI's per-block hook) equals the stock forward, trains, and a stopped run resumes to the same weights."""
+
+import pytest
+import torch
+
+from tests.comfyui.tiny_sd import comfy_available, comfy_modules
+
+why = comfy_available()
+pytestmark = pytest.mark.skipif(why is not None, reason=f"ComfyUI flow tests: {why}")
+
+
+@pytest.fixture(scope="module")
+def flux():
+    """The world's transformer with seeded random weights everywhere (not adaLN-zero: every path active)."""
+    comfy_modules()
+    from hspace_sdworld.models import flow_model
+
+    net = flow_model().diffusion_model
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return net
+
+
+def _inputs(n=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 4, 8, 8, generator=g), torch.rand(n, generator=g), torch.randn(n, 77, 64, generator=g),
+            torch.randn(n, 64, generator=g))
+
+
+def test_the_training_forward_is_the_stock_forward(flux):
+    """Every block through flow_blocks (out of place, torch RoPE) gives ComfyUI's output to float32 rounding."""
+    from hspace_sdworld.flow_blocks import training_options
+
+    x, sigma, context, pooled = _inputs()
+    with torch.no_grad():
+        stock = flux(x, sigma, context, y=pooled)
+        ours = flux(x, sigma, context, y=pooled, transformer_options=training_options(flux))
+    assert stock.shape == (3, 4, 8, 8)
+    assert float((ours - stock).norm() / stock.norm()) < 1e-5
+    # and it is not the identity of a broken hook: another sigma changes the output
+    with torch.no_grad():
+        other = flux(x, sigma * 0.5, context, y=pooled, transformer_options=training_options(flux))
+    assert float((other - stock).norm() / stock.norm()) > 1e-2
+
+
+def test_gradients_reach_every_block(flux):
+    from hspace_sdworld.flow_blocks import training_options
+
+    x, sigma, context, pooled = _inputs(2)
+    flux.zero_grad(set_to_none=True)
+    flux(x, sigma, context, y=pooled, transformer_options=training_options(flux)).square().mean().backward()
+    for name in ("double_blocks.0.img_attn.qkv.weight", "double_blocks.3.txt_mlp.0.weight",
+                 "single_blocks.0.linear1.weight", "single_blocks.3.modulation.lin.weight", "img_in.weight"):
+        g = dict(flux.named_parameters())[name].grad
+        assert g is not None and float(g.abs().sum()) > 0, name
+    flux.zero_grad(set_to_none=True)
+
+
+def test_adaln_zero_start_outputs_zero():
+    comfy_modules()
+    from hspace_sdworld.models import flow_model
+
+    net = flow_model(seed=0).diffusion_model
+    x, sigma, context, pooled = _inputs(2)
+    with torch.no_grad():
+        assert float(net(x, sigma, context, y=pooled).abs().max()) == 0.0
+    assert float(net.double_blocks[0].img_attn.qkv.weight.abs().sum()) > 0
+
+
+def test_flow_training_resumes_to_the_same_weights(tmp_path):
+    """Stopped after two steps and resumed, a run ends with the EMA of an uninterrupted one; the exported
+    file loads as a MODEL."""
+    comfy_modules()
+    from hspace_sdworld import train_flow
+    from hspace_sdworld.models import WEIGHTS, build_flow_model, read_weights
+
+    s = train_flow.FlowSettings(steps=4, batch=3, dataset_size=8, save_every=2, warmup=2)
+    vae, te = WEIGHTS / "vae.safetensors", WEIGHTS / "text_encoder.safetensors"
+    train_flow.train(tmp_path / "a" / "flow", s, vae, te, log=lambda m: None)
+    train_flow.train(tmp_path / "b" / "flow", s, vae, te, until=2, log=lambda m: None)
+    train_flow.train(tmp_path / "b" / "flow", s, vae, te, log=lambda m: None)
+    a = torch.load(tmp_path / "a" / "flow" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "flow" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    assert any(float(v.abs().sum()) > 0 for k, v in a["ema"].items() if "modulation" in k or "_mod." in k)
+    out = train_flow.export(tmp_path / "a" / "flow", tmp_path / "flow.safetensors")
+    state, meta = read_weights("flow", tmp_path) if out.name == "flow.safetensors" else (None, None)
+    assert meta["hspace.format"] == train_flow.FORMAT and meta["hspace.training_steps"] == "4"
+    model = build_flow_model(state)
+    assert type(model.model.diffusion_model).__name__ == "Flux"
