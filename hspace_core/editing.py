@@ -21,6 +21,7 @@ from .inversion import DDPMInversion, Inversion, check_steps, drawn_x, model_t0
 from .model import HSpaceModel
 from .sampling import Callback, DivergedError, Predictor, asyrp_predictor, generate, generation_steps
 from .schedule import asyrp_timesteps
+from .seeding import NormalDraws, check_seed
 from .variants import Variant, image_space_shift, shift_predictor
 
 
@@ -33,7 +34,7 @@ class EditResult:
     interval: EditInterval
     steps: int
     variant: str
-    seed: int
+    seed: int | tuple[int, ...]
 
     def flat(self) -> torch.Tensor:
         """[N*K, 3, S, S], input-major (all strengths of image 0, then image 1, ...)."""
@@ -102,7 +103,8 @@ def _with_residual(predict: Predictor, t_last: int, residual: torch.Tensor) -> P
 
 def edit(model: HSpaceModel, source: Inversion | DDPMInversion | torch.Tensor, directions=None,
          strengths: float | Sequence[float] = 1.0, *, t_edit: int | EditInterval = 500, t_boost: int = 0,
-         steps: int | None = None, eta: float = 1.0, seed: int = 0, variant: str | Variant = "asymmetric",
+         steps: int | None = None, eta: float = 1.0, seed: int | tuple[int, ...] = 0,
+         variant: str | Variant = "asymmetric",
          t_0: int | None = None, clip_x0: bool = False, t_skip: int = 0,
          callback: Callback | None = None) -> EditResult:
     """Generate from x_T with an h-space edit (Asyrp), for every image and every strength in one batch.
@@ -114,6 +116,8 @@ def edit(model: HSpaceModel, source: Inversion | DDPMInversion | torch.Tensor, d
     strengths:  a number or a list (a sweep); strength 0 gives the unedited reconstruction.
     t_edit:     edit at t >= t_edit, or an ``EditInterval`` (which also sets t_boost).
     t_boost:    stochastic steps (eta) at t < t_boost; 0 disables quality boosting.
+    seed:       of the boosting steps' noise: an int (one generator for the batch) or one seed per input
+                image (its draws then do not depend on the other images; ``seeding.NormalDraws``).
     variant:    "asymmetric" (Asyrp), "symmetric", "eps_shift" or "xt_shift" (for comparisons; the
                 image-space variants shift by the batch-mean change the direction causes, ``variants``).
     t_skip:     with a ``DDPMInversion``: start that many steps below the top of its grid, from its
@@ -162,11 +166,11 @@ def edit(model: HSpaceModel, source: Inversion | DDPMInversion | torch.Tensor, d
         boost, eta = int(grid[-1]) + 1, 1.0
     else:
         boost = interval.t_boost
-        g = torch.Generator().manual_seed(int(seed))
+        draw = NormalDraws(seed, n)
         pairs = generation_steps(grid)
         noises = []
         for t, _ in pairs:
-            z = torch.randn(x_T.shape, generator=g) if interval.t_boost and t < interval.t_boost else None
+            z = draw(x_T.shape) if interval.t_boost and t < interval.t_boost else None
             noises.append(None if z is None else z.to(x_T.device, x_T.dtype).repeat_interleave(k, 0))
     with torch.inference_mode():
         if direction is not None and variant.image_space:
@@ -186,4 +190,4 @@ def edit(model: HSpaceModel, source: Inversion | DDPMInversion | torch.Tensor, d
                               f"{where}{' ...' if len(e.rows) > 8 else ''}; lower the strength. Nothing was "
                               "written") from None
     return EditResult(out.reshape(n, k, *out.shape[1:]), tuple(strengths), interval, len(grid), variant.value,
-                      int(seed))
+                      check_seed(seed, n))

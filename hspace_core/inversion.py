@@ -18,6 +18,7 @@ from .noise_maps import edit_friendly_maps
 from .sampling import (Callback, JobProgress, ddim_invert, ddim_sample, generation_steps, plain_predictor, vp_predictor,
                        vp_steps)
 from .schedule import asyrp_timesteps
+from .seeding import NormalDraws, check_seed
 
 
 class _OnGrid:
@@ -104,7 +105,8 @@ class DDPMInversion(_OnGrid):
                 added to the step's x0 as it is, so that regeneration ends exactly on x_0.
     timesteps:  [n] ascending grid (``asyrp_timesteps(n, t_0)``).
     seed:       of the independent draws x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps_t, one per grid
-                point (``drawn_x``); generation starts from the draw at its first t.
+                point (``drawn_x``); generation starts from the draw at its first t. An int (one
+                generator for the batch) or a tuple of one seed per image (``seeding.NormalDraws``).
     Memory: n + 1 image-sized tensors per image (the maps and x_0), float32.
     """
 
@@ -113,9 +115,10 @@ class DDPMInversion(_OnGrid):
     timesteps: torch.Tensor
     fingerprint: str
     preprocessing: tuple[str, ...]
-    seed: int
+    seed: int | tuple[int, ...]
 
     def __post_init__(self):
+        check_seed(self.seed, self.x_0.shape[0])
         n = len(self.timesteps)
         if self.noise_maps.shape != (n, *self.x_0.shape):
             raise HSpaceError(f"noise maps of shape {list(self.noise_maps.shape)} do not belong to {self.x_0.shape[0]} "
@@ -127,19 +130,20 @@ class DDPMInversion(_OnGrid):
         return self.noise_maps.numel() * self.noise_maps.element_size()
 
 
-def drawn_x(schedule, x_0: torch.Tensor, timesteps: torch.Tensor, seed: int, count: int) -> list[torch.Tensor]:
+def drawn_x(schedule, x_0: torch.Tensor, timesteps: torch.Tensor, seed, count: int) -> list[torch.Tensor]:
     """The first ``count`` independent draws x_t ~ q(x_t | x_0) (DDPM Eq. 4) at the grid's points in
-    generation order (t_max first), [N, 3, S, S] each, from a CPU generator seeded with ``seed``."""
-    g = torch.Generator().manual_seed(int(seed))
+    generation order (t_max first), [N, 3, S, S] each, from CPU generators seeded with ``seed`` (an int,
+    or one seed per image: ``seeding.NormalDraws``)."""
+    draw = NormalDraws(seed, x_0.shape[0])
     out = []
     for t, _ in generation_steps(timesteps)[:count]:
-        eps = torch.randn(x_0.shape, generator=g).to(x_0.device, x_0.dtype)
+        eps = draw(x_0.shape).to(x_0.device, x_0.dtype)
         a = schedule.alpha_bar_at(t, like=x_0)
         out.append(a.sqrt() * x_0 + (1 - a).sqrt() * eps)
     return out
 
 
-def invert_ddpm(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None = None, seed: int = 0,
+def invert_ddpm(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None = None, seed: int | tuple[int, ...] = 0,
                 size_policy: str = "resize_crop", callback: Callback | None = None) -> DDPMInversion:
     """Edit-friendly DDPM inversion over ``steps`` grid points (``steps`` network calls).
 
@@ -152,6 +156,7 @@ def invert_ddpm(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None 
     check_steps(steps)
     t_0 = model_t0(model, t_0)
     x_0, report = prepare_images(images, model.image_size, size_policy)
+    seed = check_seed(seed, x_0.shape[0])
     grid = asyrp_timesteps(steps, t_0)
     x_0 = x_0.to(device=model.device, dtype=torch.float32)
     pairs = generation_steps(grid)
@@ -162,7 +167,7 @@ def invert_ddpm(model: HSpaceModel, images, steps: int = 40, *, t_0: int | None 
         maps = edit_friendly_maps(vp_predictor(plain_predictor(model), model.schedule), x_0, walk_steps, draws,
                                   callback)
     return DDPMInversion(x_0=x_0, noise_maps=maps, timesteps=grid, fingerprint=model.fingerprint,
-                         preprocessing=report, seed=int(seed))
+                         preprocessing=report, seed=seed)
 
 
 # ------------------------------------------------------------------ the inversion file
@@ -189,7 +194,8 @@ def save_inversion(inv: Inversion | DDPMInversion, path, *, overwrite: bool = Fa
         tensors["noise_maps"], kind, seed = inv.noise_maps, "ddpm", inv.seed
     else:
         tensors["x_T"], kind, seed = inv.x_T, "ddim", None
-    meta = {"kind": kind, "fingerprint": inv.fingerprint, "preprocessing": list(inv.preprocessing), "seed": seed}
+    meta = {"kind": kind, "fingerprint": inv.fingerprint, "preprocessing": list(inv.preprocessing),
+            "seed": list(seed) if isinstance(seed, tuple) else seed}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file({k: v.detach().float().cpu().contiguous() if k != "timesteps" else v.cpu().contiguous()
@@ -244,7 +250,9 @@ def load_inversion(path) -> Inversion | DDPMInversion:
                   preprocessing=tuple(preprocessing))
     if kind == "ddpm":
         seed = info.get("seed")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise HSpaceError(f"{path}: damaged inversion file (seed {seed!r})")
+        try:
+            seed = check_seed(seed, common["x_0"].shape[0])
+        except HSpaceError:
+            raise HSpaceError(f"{path}: damaged inversion file (seed {seed!r})") from None
         return DDPMInversion(noise_maps=trajectory.float(), seed=seed, **common)
     return Inversion(x_T=trajectory.float(), **common)

@@ -43,3 +43,36 @@ def seeded_module(build: Callable[[], nn.Module], generator: torch.Generator) ->
     with torch.random.fork_rng(devices=[]):
         module = build()
     return reset_parameters_(module, generator)
+
+
+Seed = "int | tuple[int, ...]"
+
+
+def check_seed(seed, n: int):
+    """``seed`` as stored: a non-negative int, or a tuple of ``n`` non-negative ints (one per image)."""
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != n or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seed):
+            raise HSpaceError(f"per-image seeds must be {n} non-negative integers, got {list(seed)!r}")
+        return tuple(int(s) for s in seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise HSpaceError(f"a seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+class NormalDraws:
+    """Repeatable standard normal draws of a batch [n, ...] on the CPU: from one generator seeded with
+    ``seed`` (an int; the draw of a row depends on its place in the batch), or row i from its own
+    generator seeded with ``seed[i]`` (a tuple of n seeds: an image's draws do not depend on which
+    other images share its batch)."""
+
+    def __init__(self, seed, n: int):
+        seed = check_seed(seed, n)
+        self.per_row = isinstance(seed, tuple)
+        self.gens = [torch.Generator().manual_seed(s) for s in (seed if self.per_row else (seed,))]
+
+    def __call__(self, shape) -> torch.Tensor:
+        if not self.per_row:
+            return torch.randn(tuple(shape), generator=self.gens[0])
+        if shape[0] != len(self.gens):
+            raise HSpaceError(f"{len(self.gens)} per-image seeds for a batch of {shape[0]}")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in self.gens])

@@ -119,3 +119,26 @@ def test_cli_invert_ddpm_then_edit_from_the_file(tmp_path):
     r = _cli("edit", "--model", str(model_path), "--inversion", str(tmp_path / "inv.safetensors"), "--direction",
              str(tmp_path / "d.safetensors"), "--strength", "1", "--steps", "10", "--out", str(tmp_path / "x.png"))
     assert r.returncode == 2 and "replays its own 6-step grid" in r.stderr
+
+
+def test_per_image_seeds_make_each_image_independent_of_its_batch(model, tmp_path):
+    """One seed per image: an image's draws (inversion) and boosting noise (edit) are its own, so its
+    inversion and edit in a batch equal those of the image alone; the file keeps the seeds."""
+    from hspace_core.inversion import load_inversion, save_inversion
+
+    images = smooth_images(3, 4)
+    batch = invert_ddpm(model, images, steps=8, seed=(11, 22, 33))
+    alone = invert_ddpm(model, images[2:], steps=8, seed=(33,))
+    assert rel_err(batch.noise_maps[:, 2:], alone.noise_maps) < 1e-4
+    shared = invert_ddpm(model, images, steps=8, seed=33)  # one generator: row 2 draws the batch's third chunk
+    assert rel_err(shared.noise_maps[:, 2:], alone.noise_maps) > 1e-2
+    x_T = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    d = direction_for(model)
+    kw = dict(t_edit=400, t_boost=600, steps=8, eta=1.0)
+    in_batch = edit(model, x_T, d, 1.0, seed=(7, 8, 9), **kw).images[2]
+    assert rel_err(in_batch, edit(model, x_T[2:], d, 1.0, seed=(9,), **kw).images[0]) < 1e-4
+    assert rel_err(in_batch, edit(model, x_T[2:], d, 1.0, seed=(8,), **kw).images[0]) > 1e-2
+    save_inversion(batch, tmp_path / "inv.safetensors")
+    assert load_inversion(tmp_path / "inv.safetensors").seed == (11, 22, 33)
+    with pytest.raises(HSpaceError, match="per-image seeds must be 3"):
+        invert_ddpm(model, images, steps=8, seed=(1, 2))

@@ -265,7 +265,8 @@ def test_cli_edit_writes_a_strip(tmp_path):
              "--inversion-steps", "6", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == (4 * 32 + 5 * 2, 32 + 2 * 2)  # input, reconstruction, 2 strengths
-    assert "centre-cropped" in r.stderr and "step 5/5" in r.stderr
+    assert "centre-cropped" in r.stderr and "invert: 5/5 steps" in r.stderr
+    assert "\r" not in r.stderr  # stderr is not a terminal: plain progress lines, no carriage returns
 
 
 @pytest.mark.parametrize("extra,match", [

@@ -1,5 +1,6 @@
-"""The engine imports only torch, numpy, safetensors, pillow (open_clip for text-guided training)
-and never ComfyUI; inside it, no module imports one above it (LAYERS)."""
+"""The engine imports only torch, numpy, safetensors, pillow (open_clip for text-guided training, tqdm
+for the command line's progress bars) and never ComfyUI; inside it, no module imports one above it
+(LAYERS)."""
 
 import ast
 import subprocess
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLOWED = {"torch", "numpy", "safetensors", "PIL", "open_clip", "lpips", "hspace_core"}
+ALLOWED = {"torch", "numpy", "safetensors", "PIL", "open_clip", "lpips", "tqdm", "hspace_core"}
 
 
 def test_engine_imports_only_allowed_packages():
@@ -25,6 +26,8 @@ def test_engine_imports_only_allowed_packages():
                 assert top in stdlib or top in ALLOWED, f"{path.relative_to(ROOT)} imports {name}"
                 if top == "open_clip":
                     assert path.parent.name == "discovery", f"{path} imports open_clip"
+                if top == "tqdm":
+                    assert path.parent.name == "cli", f"{path} imports tqdm (progress reaches hosts by callback)"
 
 
 def test_importing_the_engine_loads_no_comfyui():

@@ -1,0 +1,192 @@
+"""``direction METHOD``: find a direction (CLIP training, supervised mean difference or classifier normal,
+PCA, Jacobian) or project one off others, and write it as a direction file. CLIP training and the mean
+difference spread over processes under torchrun; the first process writes the file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import HSpaceError
+from .common import StepProgress, add_threads, apply_threads, at_least, check_common, check_out, finite
+
+
+def register(sub) -> None:
+    d = sub.add_parser("direction", help="find a direction and write it as a direction file")
+    dsub = d.add_subparsers(dest="method", required=True)
+
+    def common(p, model=True):
+        if model:
+            p.add_argument("--model", required=True, help="checkpoint file or diffusers folder")
+            p.add_argument("--steps", type=int, default=40, help="grid steps the direction is made on")
+            p.add_argument("--t-edit", dest="t_edit", type=int, default=500,
+                           help="editing interval the direction is made for (t >= t_edit)")
+            p.add_argument("--device", default="cpu")
+            add_threads(p)
+            p.add_argument("--name", default="")
+        p.add_argument("--out", required=True, help="output direction file (.safetensors)")
+        p.add_argument("--overwrite", action="store_true")
+        p.set_defaults(func=run)
+
+    c = dsub.add_parser("clip", help="train a direction from a text pair with CLIP (Asyrp)")
+    common(c)
+    c.add_argument("--source", required=True, help="source text, e.g. 'face'")
+    c.add_argument("--target", required=True, help="target text, e.g. 'smiling face'")
+    c.add_argument("--clip-weights", dest="clip_weights", required=True,
+                   help="local open_clip weights file or folder (nothing is downloaded)")
+    c.add_argument("--clip-arch", dest="clip_arch", default="ViT-B-16-quickgelu")
+    c.add_argument("--images", nargs="*", help="training images (files or folders); default: model samples")
+    c.add_argument("--samples", type=int, default=8, help="model samples to train on when no --images")
+    c.add_argument("--kind", choices=["deltablock", "global"], default="deltablock")
+    c.add_argument("--lr", type=float, default=0.5)
+    c.add_argument("--iterations", type=int, default=1)
+    c.add_argument("--clip-w", dest="clip_w", type=float, default=1.0)
+    c.add_argument("--l1-w", dest="l1_w", type=float, default=3.0)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--batch", type=int, default=1,
+                   help="images per update (1: the official recipe); under torchrun the processes share each batch")
+
+    sv = dsub.add_parser("supervised", help="mean difference of h between two image sets (Haas et al.)")
+    common(sv)
+    sv.add_argument("--positive", nargs="+", required=True, help="images with the attribute (files or folders)")
+    sv.add_argument("--negative", nargs="+", required=True, help="images without it (files or folders)")
+    sv.add_argument("--classifier", action="store_true", help="use a linear classifier's normal instead")
+
+    pc = dsub.add_parser("pca", help="principal direction k of h over N model samples (Haas et al.)")
+    common(pc)
+    pc.add_argument("--samples", type=int, default=64)
+    pc.add_argument("--component", type=int, default=0, help="0 = the largest variance")
+    pc.add_argument("--seed", type=int, default=0)
+
+    jc = dsub.add_parser("jacobian", help="per-image direction: top singular vector k of dh/dx_t (Park et al.)")
+    common(jc)
+    jc.add_argument("--image", required=True, help="the image the direction is found for")
+    jc.add_argument("--component", type=int, default=0, help="0 = the largest singular value")
+    jc.add_argument("--t", type=int, default=None, help="timestep of the Jacobian (default: --t-edit)")
+    jc.add_argument("--iterations", type=int, default=10, help="subspace-iteration rounds")
+    jc.add_argument("--seed", type=int, default=0)
+
+    pj = dsub.add_parser("project", help="remove from a direction its components along others")
+    common(pj, model=False)
+    pj.add_argument("--direction", required=True)
+    pj.add_argument("--off", required=True, action="append", help="direction to hold fixed (repeat)")
+    pj.add_argument("--one-at-a-time", dest="one_at_a_time", action="store_true",
+                    help="project off one after another instead of jointly (least squares)")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _image_set(paths: list[str], what: str):
+    """Images from files and folders (folders: every image file in them, sorted by name)."""
+    from ..images import load_image
+
+    files = []
+    for p in paths or []:
+        path = Path(p)
+        if path.is_dir():
+            files += sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    if not files:
+        raise HSpaceError(f"the {what} image set is empty")
+    return [load_image(f) for f in files]
+
+
+def check(args: argparse.Namespace) -> None:
+    check_out(Path(args.out), ".safetensors", args.overwrite)
+    if args.method == "project":
+        return
+    check_common(args)
+    at_least(args.steps, 2, "--steps")
+    at_least(args.t_edit, 0, "--t-edit")
+    at_least(getattr(args, "seed", None), 0, "--seed")
+    at_least(getattr(args, "component", None), 0, "--component")
+    at_least(getattr(args, "iterations", None), 1, "--iterations")
+    at_least(getattr(args, "t", None), 0, "--t")
+    at_least(getattr(args, "samples", None), 2 if args.method == "pca" else 1, "--samples")
+    finite([getattr(args, k) for k in ("lr", "clip_w", "l1_w") if hasattr(args, k)], "--lr, --clip-w and --l1-w")
+    if args.method == "clip" and not Path(args.clip_weights).exists():
+        raise HSpaceError(f"{args.clip_weights}: no such CLIP weights file or folder")
+
+
+def _load_for_direction(args: argparse.Namespace, device: str):
+    from ..loading import load_model
+
+    apply_threads(args)
+    return load_model(args.model).to(device)
+
+
+def _save(direction, args: argparse.Namespace) -> int:
+    from ..directions.io import save_direction
+
+    path = save_direction(direction, Path(args.out), overwrite=args.overwrite)
+    print(f"wrote {path} ({direction.info.name}; {direction.info.provenance.get('method')}, "
+          f"strength unit {direction.info.strength_unit})", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    check(args)  # before any file is read, any network runs
+    if args.method == "project":
+        from ..directions.io import load_direction
+        from ..directions.project import project_off
+
+        d = load_direction(args.direction)
+        return _save(project_off(d, [load_direction(p) for p in args.off], joint=not args.one_at_a_time), args)
+    from ..distributed import Context, context
+
+    ctx = context(args.device) if args.method in ("supervised", "clip") else Context(device=args.device)
+    try:
+        d = _find_direction(args, _load_for_direction(args, ctx.device), ctx)
+        return _save(d, args) if ctx.main else 0  # every process holds the direction; the first writes it
+    finally:
+        ctx.close()
+
+
+def _find_direction(args: argparse.Namespace, model, ctx):
+    t_edit = args.t_edit
+    if args.method == "supervised":
+        from ..discovery.supervised import classifier_normal, mean_difference
+
+        pos, neg = _image_set(args.positive, "positive"), _image_set(args.negative, "negative")
+        data = f"{', '.join(args.positive)} vs {', '.join(args.negative)}"
+        if args.classifier:
+            if ctx.world > 1:
+                raise HSpaceError("the classifier normal runs in one process; without --classifier the mean "
+                                  "difference is spread over the processes")
+            d = classifier_normal(model, pos, neg, steps=args.steps, t_edit=t_edit, name=args.name or "supervised",
+                                  data=data, callback=StepProgress("record h"))
+        else:
+            d = mean_difference(model, pos, neg, steps=args.steps, t_edit=t_edit, name=args.name or "supervised",
+                                data=data, callback=StepProgress("record h"), ctx=ctx)
+    elif args.method == "jacobian":
+        from ..discovery.jacobian import jacobian_directions
+        from ..images import load_image
+
+        ds = jacobian_directions(model, load_image(args.image), args.component + 1, t=args.t, t_edit=t_edit,
+                                 steps=args.steps, iterations=args.iterations, seed=args.seed,
+                                 callback=StepProgress("jacobian"))
+        d = ds[args.component]
+        print(f"component {args.component}: singular value {d.info.provenance['singular_value']:.4g} at t = "
+              f"{d.info.provenance['t']}", file=sys.stderr)
+    elif args.method == "pca":
+        from ..discovery.pca import pca_direction
+
+        d = pca_direction(model, args.component, args.samples, steps=args.steps, t_edit=t_edit, seed=args.seed,
+                          callback=StepProgress("record h"))
+    else:
+        from ..discovery.clip import ClipTrainSettings, train_clip_direction
+        from ..discovery.clip_model import load_clip
+
+        clip = load_clip(args.clip_weights, args.clip_arch, device=args.device)
+        images = _image_set(args.images, "training") if args.images else None
+        settings = ClipTrainSettings(kind=args.kind, n_train_step=args.steps, t_edit=t_edit, lr=args.lr,
+                                     n_iter=args.iterations, clip_w=args.clip_w, l1_w=args.l1_w, seed=args.seed,
+                                     batch=args.batch)
+
+        d = train_clip_direction(model, clip, args.source, args.target, images=images, n_samples=args.samples,
+                                 settings=settings, name=args.name, callback=StepProgress("train"), ctx=ctx)
+    return d
+
