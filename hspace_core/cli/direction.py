@@ -52,6 +52,9 @@ def register(sub) -> None:
     sv.add_argument("--positive", nargs="+", required=True, help="images with the attribute (files or folders)")
     sv.add_argument("--negative", nargs="+", required=True, help="images without it (files or folders)")
     sv.add_argument("--classifier", action="store_true", help="use a linear classifier's normal instead")
+    sv.add_argument("--batch", type=int, default=32,
+                    help="images per walk; under torchrun the processes share whole batches (the direction is the "
+                         "one-process direction for the same --batch)")
 
     pc = dsub.add_parser("pca", help="principal direction k of h over N model samples (Haas et al.)")
     common(pc)
@@ -104,6 +107,7 @@ def check(args: argparse.Namespace) -> None:
     at_least(getattr(args, "seed", None), 0, "--seed")
     at_least(getattr(args, "component", None), 0, "--component")
     at_least(getattr(args, "iterations", None), 1, "--iterations")
+    at_least(getattr(args, "batch", None), 1, "--batch")
     at_least(getattr(args, "t", None), 0, "--t")
     at_least(getattr(args, "samples", None), 2 if args.method == "pca" else 1, "--samples")
     finite([getattr(args, k) for k in ("lr", "clip_w", "l1_w") if hasattr(args, k)], "--lr, --clip-w and --l1-w")
@@ -160,7 +164,7 @@ def _find_direction(args: argparse.Namespace, model, ctx):
                                   data=data, callback=StepProgress("record h"))
         else:
             d = mean_difference(model, pos, neg, steps=args.steps, t_edit=t_edit, name=args.name or "supervised",
-                                data=data, callback=StepProgress("record h"), ctx=ctx)
+                                data=data, callback=StepProgress("record h"), ctx=ctx, batch=args.batch)
     elif args.method == "jacobian":
         from ..discovery.jacobian import jacobian_directions
         from ..images import load_image

@@ -20,38 +20,43 @@ from .record import BATCH, count_images, edit_steps, invert_images, invert_steps
 
 
 def _recorded_sets(model: HSpaceModel, sets, steps: int, size_policy: str, reduce: str,
-                   callback: Callback | None, ctx: Context = Context()) -> list[torch.Tensor]:
-    """Each image set DDIM-inverted, then h recorded along its regeneration (``record_h``), as one job.
-    With several processes (``ctx``, reduce "mean" only) each records its share of every set and the
-    means are combined from the processes' sums: the one-process mean up to float summation order."""
-    if ctx.world > 1:
-        if reduce != "mean":
-            raise HSpaceError("this direction finder runs in one process (only mean differences are spread)")
-        sets = [_share_of(images, ctx) for images in sets]
-    counts = [count_images(images) for images in sets]
-    job = JobProgress(callback, sum(invert_steps(n, steps, BATCH) + record_steps(n, steps, BATCH) for n in counts))
+                   callback: Callback | None, ctx: Context = Context(), batch: int = BATCH) -> list[torch.Tensor]:
+    """Each image set DDIM-inverted, then h recorded along its regeneration (``record_h``), as one job,
+    ``batch`` images per walk. With several processes (``ctx``, reduce "mean" only) each takes every
+    world-th of a set's batches of ``batch`` consecutive images, so every image is inverted and recorded
+    in the same batch as in one process (the inversion amplifies the rounding of other batch shapes to
+    ~1e-4), and the means are combined from the processes' sums: the one-process mean up to the order of
+    one float sum per step (~1e-7)."""
+    if ctx.world > 1 and reduce != "mean":
+        raise HSpaceError("this direction finder runs in one process (only mean differences are spread)")
     grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
+    totals = [count_images(images) for images in sets]
+    if ctx.world > 1:
+        sets = [_share_of(images, ctx, batch) for images in sets]
+    counts = [count_images(images) for images in sets]
+    job = JobProgress(callback, sum(invert_steps(n, steps, batch) + record_steps(n, steps, batch) for n in counts))
     out = []
-    for images, n in zip(sets, counts):
-        x_T = invert_images(model, images, steps, size_policy=size_policy, callback=job.part(invert_steps(n, steps, BATCH)))
-        h = record_h(model, x_T, grid, reduce=reduce, callback=job.part(record_steps(n, steps, BATCH)))
+    for images, n, total in zip(sets, counts, totals):
+        if n:
+            x_T = invert_images(model, images, steps, size_policy=size_policy, batch=batch,
+                                callback=job.part(invert_steps(n, steps, batch)))
+            h = record_h(model, x_T, grid, batch=batch, reduce=reduce,
+                         callback=job.part(record_steps(n, steps, batch)))
+        else:  # more processes than batches: this one adds nothing to the sums
+            h = torch.zeros(len(grid), *model.h_shape)
         if ctx.world > 1:
-            total = all_reduce_sum(torch.tensor([float(n)]), ctx)
             h = all_reduce_sum(h * n, ctx) / total
         out.append(h)
     return out
 
 
-def _share_of(images, ctx: Context) -> list[torch.Tensor]:
-    """This process's images of a set (every world-th from its rank), as a list of [3, H, W]; each process
-    needs at least one."""
+def _share_of(images, ctx: Context, batch: int) -> list[torch.Tensor]:
+    """This process's images of a set: every world-th batch of ``batch`` consecutive images from its
+    rank, as a list of [3, H, W] (possibly empty)."""
     flat = [im for item in ([images] if isinstance(images, torch.Tensor) else images)
             for im in (item if item.ndim == 4 else item[None])]
-    mine = share(flat, ctx.rank, ctx.world)
-    if not mine:
-        raise HSpaceError(f"an image set of {len(flat)} images cannot be shared by {ctx.world} processes: "
-                          "give each process at least one image")
-    return mine
+    chunks = [flat[i:i + batch] for i in range(0, len(flat), batch)]
+    return [im for chunk in share(chunks, ctx.rank, ctx.world) for im in chunk]
 
 
 def direction_from_steps(model: HSpaceModel, values_desc: torch.Tensor, grid: torch.Tensor, t_edit: int, *,
@@ -69,19 +74,22 @@ def direction_from_steps(model: HSpaceModel, values_desc: torch.Tensor, grid: to
 
 def mean_difference(model: HSpaceModel, positive, negative, *, steps: int = 40, t_edit: int = 500,
                     size_policy: str = "resize_crop", name: str = "supervised", data: str = "",
-                    callback: Callback | None = None, ctx: Context = Context()) -> TensorDirection:
+                    callback: Callback | None = None, ctx: Context = Context(), batch: int = BATCH) -> TensorDirection:
     """mean(h | positive) - mean(h | negative) at every generative step.
 
     positive / negative: image sets ([N, 3, H, W] in [-1, 1], or lists of such tensors); each image is
     DDIM-inverted and regenerated, recording h. ``data`` describes the sets for the provenance.
-    ctx: several processes (torchrun) each take a share of both sets; every process returns the direction.
+    ctx: several processes (torchrun) each take a share of both sets' batches of ``batch`` images; every
+    process returns the direction.
     """
+    if batch < 1:
+        raise HSpaceError(f"batch must be at least 1, got {batch}")
     n_pos, n_neg = count_images(positive), count_images(negative)
     if n_pos == 0 or n_neg == 0:
         raise HSpaceError(f"both image sets need at least one image (positive {n_pos}, negative {n_neg})")
     grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
     edit_steps(grid, t_edit)
-    means = _recorded_sets(model, (positive, negative), steps, size_policy, "mean", callback, ctx)
+    means = _recorded_sets(model, (positive, negative), steps, size_policy, "mean", callback, ctx, batch)
     return direction_from_steps(model, means[0] - means[1], grid, t_edit, strength_unit="mean_difference",
                                 name=name, provenance={"method": "supervised_mean_difference", "n_positive": n_pos,
                                                        "n_negative": n_neg, "data": data,
