@@ -48,6 +48,37 @@ if IN_COMFY:
     _register(DIRECTION_FOLDER, DIRECTION_EXTENSIONS)
 
 
+SAMPLE_INPUTS = Path(__file__).resolve().parents[1] / "example_workflows" / "input"
+
+
+def place_sample_inputs(input_dir: Path, samples: Path = SAMPLE_INPUTS) -> list[str]:
+    """Copy the example workflows' input images (the faces their LoadImage nodes name) into ComfyUI's
+    input folder, so that every example workflow runs as shipped on a fresh ComfyUI. A file of the same
+    name that is already there (the user's, or an earlier copy) is never replaced. Returns the names
+    copied now."""
+    placed = []
+    input_dir = Path(input_dir)
+    for src in sorted(samples.glob("*.png")):
+        dst = input_dir / src.name
+        if dst.exists():
+            continue
+        try:
+            input_dir.mkdir(parents=True, exist_ok=True)
+            with open(src, "rb") as f, open(dst, "xb") as out:  # "x": never over a file that appeared meanwhile
+                out.write(f.read())
+            placed.append(src.name)
+        except OSError:  # a read-only input folder: the workflows that need the faces say so when queued
+            continue
+    return placed
+
+
+def place_sample_inputs_in_comfyui() -> list[str]:
+    """``place_sample_inputs`` into the running ComfyUI's input folder (nothing outside ComfyUI)."""
+    if not IN_COMFY:
+        return []
+    return place_sample_inputs(Path(folder_paths.get_input_directory()))
+
+
 def fallback_models_dir() -> Path:
     return Path(os.environ.get("HSPACE_MODELS_DIR", "models"))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from hspace_core import load_direction, load_model, save_direction
+from hspace_core import load_direction, load_model
+from hspace_core.directions.io import save_direction_by_content
 from hspace_core.demo.demo import demo_directions_dir, demo_model_path
 
 from . import comfy_bridge as bridge
@@ -118,7 +119,9 @@ class LoadDirection:
 
 
 class SaveDirection:
-    DESCRIPTION = "Writes a direction as a portable .safetensors direction file into models/hspace_directions."
+    DESCRIPTION = ("Writes a direction as a portable .safetensors direction file into models/hspace_directions, "
+                   "named by its content (prefix_<digest>): running a workflow again writes no second copy of the same "
+                   "direction, and no file is ever replaced.")
     CATEGORY = CATEGORY
     FUNCTION = "save"
     RETURN_TYPES = ()
@@ -129,8 +132,8 @@ class SaveDirection:
         return {"required": {
             "direction": (DIRECTION, {"tooltip": "the direction to store"}),
             "filename_prefix": ("STRING", {"default": "hspace/direction",
-                                           "tooltip": "file name prefix inside models/hspace_directions; a counter "
-                                                      "is appended, existing files are never replaced"}),
+                                           "tooltip": "file name prefix inside models/hspace_directions; a digest of "
+                                                      "the content is appended: the same direction is one file"}),
         }}
 
     def save(self, direction, filename_prefix):
@@ -138,9 +141,5 @@ class SaveDirection:
         prefix = Path(filename_prefix)
         if prefix.is_absolute() or ".." in prefix.parts:
             raise ValueError(f"filename_prefix {filename_prefix!r} must stay inside models/hspace_directions")
-        folder = root / prefix.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        n = 1 + max([int(p.stem.rsplit("_", 1)[-1]) for p in folder.glob(f"{prefix.name}_*.safetensors")
-                     if p.stem.rsplit("_", 1)[-1].isdigit()] or [0])
-        path = save_direction(direction, folder / f"{prefix.name}_{n:05d}.safetensors")
+        path, _ = save_direction_by_content(direction, root / prefix.parent, prefix.name)
         return {"ui": {"text": [str(path.relative_to(root))]}, "result": ()}

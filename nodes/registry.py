@@ -1,5 +1,6 @@
 """Node registration (classic ComfyUI API). Ids carry the pack prefix and are never renamed."""
 
+from . import comfy_bridge as bridge
 from .demo import ImageStrip, ProceduralFaces
 from .discovery import DirectionFromImages, DirectionFromText, DirectionJacobian, DirectionPCA
 from .editing import AsyrpSampler, DDIMInvert
@@ -55,3 +56,11 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HSpaceDirectionPCASD": "H-Space PCA Direction (SD)",
     "HSpaceLoadDemoSDModel": "Load Demo SD Model (miniature world)",
 }
+
+# the example workflows' input faces, so that they run as shipped (never over a file of the same name)
+_placed = bridge.place_sample_inputs_in_comfyui()
+if _placed:
+    import logging
+
+    logging.info("[comfyui-hspace] placed the example workflows' input images in ComfyUI's input folder: %s",
+                 ", ".join(_placed))

@@ -560,7 +560,7 @@ def thumbnail(name: str, prompt: dict, out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ["HSPACE_MODELS_DIR"] = str(make_models_dir(tmp / "models"))
-        classes = {**NODE_CLASS_MAPPINGS, **core_nodes(ROOT / "tests" / "pack" / "input", tmp / "output")}
+        classes = {**NODE_CLASS_MAPPINGS, **core_nodes(ROOT / "example_workflows" / "input", tmp / "output")}
         _, ui = execute(prompt, classes)
         saved = [ui[k]["images"][0] for k in sorted(ui, key=int) if "images" in ui[k]]
         first = tmp / "output" / saved[0]
@@ -583,7 +583,7 @@ def real_comfyui_thumbnails(jobs: list[tuple[str, dict, str]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = ComfyServer(root, Path(tmp))
         server.prepare()
-        shutil.copy(ROOT / "tests" / "pack" / "input" / SD_WORLD_FACE, Path(tmp) / "input" / SD_WORLD_FACE)
+        shutil.copy(ROOT / "example_workflows" / "input" / SD_WORLD_FACE, Path(tmp) / "input" / SD_WORLD_FACE)
         server.start()
         try:
             for name, prompt, node in jobs:

@@ -5,7 +5,7 @@ Sources, all real outputs of the engine or the pack: the demo strip (``python -m
 docs/demo_strip.png: per row the input, its reconstruction and a direction at four strengths), the pixel
 example workflows' thumbnails (example_workflows/*.jpg, written by their executed API twins), the demo
 model's samples (docs/demo_model/samples.png), procedural faces rendered by the demo world's renderer, and
-the miniature SD world's face (tests/pack/input/hspace_sdworld_face.png). Nearest-neighbour scaling keeps
+the miniature SD world's face (example_workflows/input/hspace_sdworld_face.png). Nearest-neighbour scaling keeps
 the 32 px pixels crisp; every image is a small PNG (JPEG for the workflow thumbnails, which are JPEGs).
 
     .venv/bin/python scripts/help_images.py        # writes web/docs/images/*.png, *.jpg and docs/icon.png
@@ -59,7 +59,7 @@ def faces_grid() -> Image.Image:
 
 
 def sd_world_face() -> Image.Image:
-    with Image.open(ROOT / "tests" / "pack" / "input" / "hspace_sdworld_face.png") as im:
+    with Image.open(ROOT / "example_workflows" / "input" / "hspace_sdworld_face.png") as im:
         return im.convert("RGB").resize((128, 128), Image.NEAREST)
 
 

@@ -104,13 +104,62 @@ def _flatten(direction: Direction) -> list[tuple[Direction, float]]:
 
 def save_direction(direction: Direction, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``direction`` to ``path`` (.safetensors); refuses to replace a file unless ``overwrite``."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.suffix != ".safetensors":
         raise HSpaceError(f"{path}: direction files are .safetensors")
     if path.exists() and not overwrite:
         raise HSpaceError(f"{path}: already exists; choose another name")
+    _write(*_contents(direction), path)
+    return path
+
+
+def save_direction_by_content(direction: Direction, folder: str | Path, prefix: str) -> tuple[Path, bool]:
+    """Write ``direction`` as ``<folder>/<prefix>_<digest>.safetensors``, the digest the first 12 hex digits
+    of a SHA-256 of its tensors and metadata (``content_digest``): the same direction is always the same
+    one file. Returns (path, whether it was written now). A file of that name holding anything else is
+    kept, and the new one gets a counter after the digest."""
+    tensors, metadata = _contents(direction)
+    digest = content_digest(tensors, metadata)[:12]
+    folder = Path(folder)
+    for n in range(1000):
+        path = folder / (f"{prefix}_{digest}.safetensors" if n == 0 else f"{prefix}_{digest}_{n}.safetensors")
+        if not path.exists():
+            _write(tensors, metadata, path)
+            return path, True
+        try:
+            if content_digest(*read_safetensors(path))[:12] == digest:
+                return path, False
+        except HSpaceError:
+            pass  # not a direction file of ours: kept as it is
+    raise HSpaceError(f"{folder}: too many files named {prefix}_{digest}_*.safetensors")
+
+
+def content_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """SHA-256 (hex) of a direction file's content: its metadata and its tensors' names, dtypes, shapes and
+    bytes, in sorted order (the file's bytes are not canonical: safetensors writes the metadata in
+    hash-map order)."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _write(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
+    """Atomically (a temporary name, then a rename)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+
+
+def _contents(direction: Direction) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The direction file's tensors and metadata."""
     terms = _flatten(direction)
     tensors: dict[str, torch.Tensor] = {}
     term_meta = []
@@ -131,11 +180,7 @@ def save_direction(direction: Direction, path: str | Path, *, overwrite: bool = 
         term_meta.append({"kind": kind, "coefficient": coefficient, "info": _info_json(d.info)})
     sqrt_n = isinstance(direction, DirectionMix) and direction.sqrt_n
     meta = {**_info_json(direction.info), "terms": term_meta, "sqrt_n": sqrt_n}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={"hspace.format": FORMAT, "hspace.direction": json.dumps(meta)})
-    tmp.replace(path)
-    return path
+    return tensors, {"hspace.format": FORMAT, "hspace.direction": json.dumps(meta)}
 
 
 def load_direction(path: str | Path) -> Direction:

@@ -13,8 +13,30 @@ from .patch import HRecorder
 from .sampler import ddpm_invert_walk, invert_walk, sample_asyrp
 
 
+class NodeProgress:
+    """One progress job of ``total`` steps on ComfyUI's progress bar (the page's bar and previews, and the
+    interruption check of its progress hook) for a node that runs several sampling passes: ``part(offset)``
+    is the callback of the pass whose steps come after ``offset`` others."""
+
+    def __init__(self, model, total: int):
+        import comfy.utils
+        import latent_preview
+
+        self.total = total
+        self.bar = comfy.utils.ProgressBar(total)
+        self.previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
+
+    def part(self, offset: int):
+        def callback(step, x0, x, total_steps):
+            preview = self.previewer.decode_latent_to_preview_image("JPEG", x0) if self.previewer else None
+            self.bar.update_absolute(offset + step + 1, self.total, preview)
+        return callback
+
+
 def _guide(model, positive, negative, cfg: float, sampler, sigmas, latent: torch.Tensor, noise: torch.Tensor,
-           seed: int = 0, steps_for_progress: int | None = None):
+           seed: int = 0, callback=None):
+    """``CFGGuider.sample``; ``callback``: ComfyUI's (step, x0, x, total) callback (default: a progress bar
+    of this pass's steps with previews, as SamplerCustom's)."""
     import comfy.samplers
     import comfy.sample
     import latent_preview
@@ -23,8 +45,14 @@ def _guide(model, positive, negative, cfg: float, sampler, sigmas, latent: torch
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
     latent = comfy.sample.fix_empty_latent_channels(model, latent)
-    callback = latent_preview.prepare_callback(model, steps_for_progress or (len(sigmas) - 1))
+    if callback is None:
+        callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
     return guider.sample(noise, latent, sampler, sigmas, callback=callback, seed=seed)
+
+
+def inversion_steps(sigmas: torch.Tensor, method: str) -> int:
+    """Steps of an inversion over ``sigmas``: DDIM walks up the non-zero sigmas, DDPM down all of them."""
+    return len(_ascending(sigmas)) - 1 if method == "ddim" else len(sigmas) - 1
 
 
 def _ascending(sigmas: torch.Tensor) -> torch.Tensor:
@@ -36,7 +64,8 @@ def _ascending(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.flip(s, dims=[0])
 
 
-def invert_latent(model, positive, samples: torch.Tensor, sigmas: torch.Tensor, recorder: HRecorder | None = None):
+def invert_latent(model, positive, samples: torch.Tensor, sigmas: torch.Tensor, recorder: HRecorder | None = None,
+                  callback=None):
     """The clean latent [B, C, H, W] -> its DDIM-inverted noise latent at the largest sigma (cfg 1, the
     prompt's cond), in the LATENT's own units (what SamplerCustom with add_noise off starts from)."""
     import comfy.samplers
@@ -47,28 +76,30 @@ def invert_latent(model, positive, samples: torch.Tensor, sigmas: torch.Tensor, 
         m.set_model_output_block_patch(recorder)
     up = _ascending(sigmas)
     return _guide(m, positive, positive, 1.0, comfy.samplers.KSAMPLER(invert_walk), up, samples,
-                  torch.zeros_like(samples))
+                  torch.zeros_like(samples), callback=callback)
 
 
 def invert_latent_ddpm(model, positive, samples: torch.Tensor, sigmas: torch.Tensor,
-                       seed: int = 0) -> tuple[torch.Tensor, NoiseMaps]:
+                       seed: int = 0, callback=None) -> tuple[torch.Tensor, NoiseMaps]:
     """Edit-friendly DDPM inversion of the clean latent [B, C, H, W] down ``sigmas`` (cfg 1, the prompt's
     cond): (the latent drawn at the largest sigma, in the LATENT's units; the noise maps, in the model's)."""
     import comfy.samplers
 
     out: list[NoiseMaps] = []
     sampler = comfy.samplers.KSAMPLER(ddpm_invert_walk, extra_options={"seed": int(seed), "out": out})
-    start = _guide(model, positive, positive, 1.0, sampler, _descending(sigmas), samples, torch.zeros_like(samples))
+    start = _guide(model, positive, positive, 1.0, sampler, _descending(sigmas), samples, torch.zeros_like(samples),
+                   callback=callback)
     return start, out[0]
 
 
-def regenerate(model, positive, noised: torch.Tensor, sigmas: torch.Tensor, noise_maps: NoiseMaps | None = None):
+def regenerate(model, positive, noised: torch.Tensor, sigmas: torch.Tensor, noise_maps: NoiseMaps | None = None,
+               callback=None):
     """Plain walk from the inverted latent down ``sigmas`` (strength 0), cfg 1: deterministic, or the
     replay of ``noise_maps``."""
     import comfy.samplers
 
     plain = comfy.samplers.KSAMPLER(sample_asyrp, extra_options={"strengths": (0.0,), "noise_maps": noise_maps})
-    return _guide(model, positive, positive, 1.0, plain, sigmas, noised, torch.zeros_like(noised))
+    return _guide(model, positive, positive, 1.0, plain, sigmas, noised, torch.zeros_like(noised), callback=callback)
 
 
 def _descending(sigmas: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,8 @@ from hspace_core.host import BRANCHES, MODES, HostShift, host_direction, regener
 
 from ..types import CATEGORY, DIRECTION, NOISE_MAPS
 from .family import host_family
-from .inversion import (_ascending, _descending, invert_latent, invert_latent_ddpm, record_trajectories,
-                        regenerate)
+from .inversion import (NodeProgress, _ascending, _descending, invert_latent, invert_latent_ddpm, inversion_steps,
+                        record_trajectories, regenerate)
 from .patch import HRecorder, HSpacePatch
 from .sampler import sample_asyrp
 
@@ -143,15 +143,19 @@ class InvertLatent:
             raise HSpaceError(f"unknown inversion method {method!r}; choose from {LATENT_INVERSION_METHODS}")
         samples = latent["samples"]
         maps = None
+        kind = "ddim" if method == "ddim" else "ddpm"
+        inverting = inversion_steps(sigmas, kind)  # one progress job: the inversion, then the check
+        progress = NodeProgress(model, inverting + (len(_descending(sigmas)) - 1 if check_reconstruction else 0))
         if method == "ddim":
-            noised = invert_latent(model, positive, samples, sigmas)
+            noised = invert_latent(model, positive, samples, sigmas, callback=progress.part(0))
             report = f"DDIM inversion over {len(_ascending(sigmas))} sigmas"
         else:
-            noised, maps = invert_latent_ddpm(model, positive, samples, sigmas, seed)
+            noised, maps = invert_latent_ddpm(model, positive, samples, sigmas, seed, callback=progress.part(0))
             report = (f"edit-friendly DDPM inversion over {maps.steps + 1} sigmas (seed {maps.seed}): {maps.steps} "
                       f"noise maps, {maps.maps.numel() * maps.maps.element_size() / 2 ** 20:.2f} MiB")
         if check_reconstruction:
-            err = regeneration_error(regenerate(model, positive, noised, _descending(sigmas), maps), samples)
+            err = regeneration_error(regenerate(model, positive, noised, _descending(sigmas), maps,
+                                                callback=progress.part(inverting)), samples)
             report += (f"; strength-0 regeneration error: RMS {err['rms']:.4g}, max {err['max']:.4g} (latent RMS "
                        f"{err['target_rms']:.4g})")
         out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}

@@ -5,6 +5,7 @@ convention, on the engine's one walk."""
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 
@@ -33,11 +34,39 @@ def _steps_of(ms, sigmas: torch.Tensor, eta: float = 0.0, t_boost: float = 0.0):
     return host_sigma_steps([float(s) for s in sigmas], ts, eta=eta, t_boost=t_boost)
 
 
-def _k_callback(callback):
+def _k_callback(callback, first: int = 0):
+    """ComfyUI's per-step callback from the engine's StepInfo; ``first``: steps of the sigmas skipped at the
+    top (t_skip), counted as done so that the bar ends at the sigmas' step count."""
     if callback is None:
         return None
-    return lambda info: callback({"i": info.i, "denoised": info.x0_pred, "x": info.x_t, "sigma": None,
+    return lambda info: callback({"i": first + info.i, "denoised": info.x0_pred, "x": info.x_t, "sigma": None,
                                   "sigma_hat": None})
+
+
+@contextmanager
+def _progress(callback, total: int, disable, first: int = 0):
+    """A step callback that reports each step as ComfyUI's stock samplers do: to ComfyUI's callback (the
+    page's progress and previews; its progress hook also raises between steps when the user interrupts)
+    and on a tqdm bar in the server console (k-diffusion's ``trange``; ``disable`` is ComfyUI's switch
+    for it)."""
+    from tqdm.auto import tqdm
+
+    k_callback = _k_callback(callback, first)
+    bar = tqdm(total=total, disable=disable)
+
+    def on_step(info):
+        bar.update(1)
+        if k_callback is not None:
+            k_callback(info)
+    try:
+        yield on_step
+    finally:
+        bar.close()
+
+
+def _walk_with_progress(predict, x, steps, *, callback, disable, noise=None, first: int = 0):
+    with _progress(callback, len(steps), disable, first) as on_step:
+        return walk(predict, x, steps, noise=noise, callback=on_step)
 
 
 def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None, *, strengths=(1.0,), eta=0.0,
@@ -102,7 +131,8 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
 
         sampler = default_noise_sampler(x, seed=extra_args.get("seed"))
         noise = lambda i: sampler(sigmas[i], sigmas[i + 1])  # noqa: E731
-    return walk(predict, x, steps, noise=noise, callback=_k_callback(callback))
+    return _walk_with_progress(predict, x, steps, noise=noise, callback=callback, disable=disable,
+                               first=t_skip if noise_maps is not None else 0)
 
 
 def _pair(model, extra_args: dict, options: dict, scales: torch.Tensor):
@@ -153,8 +183,8 @@ def invert_walk(model, x, sigmas, extra_args=None, callback=None, disable=None):
     latent, is taken as x at sigma_min (as DDIM inversion takes x_0 as x at t = 0)."""
     extra_args = {} if extra_args is None else extra_args
     ms = _check_sampling(model)
-    return walk(two_call_predictor(_plain_denoise(model, x, extra_args), t_edit=math.inf), x, _steps_of(ms, sigmas),
-                callback=_k_callback(callback))
+    return _walk_with_progress(two_call_predictor(_plain_denoise(model, x, extra_args), t_edit=math.inf), x,
+                               _steps_of(ms, sigmas), callback=callback, disable=disable)
 
 
 def ddpm_invert_walk(model, x, sigmas, extra_args=None, callback=None, disable=None, *, out: list, seed: int = 0):
@@ -168,7 +198,8 @@ def ddpm_invert_walk(model, x, sigmas, extra_args=None, callback=None, disable=N
                           "BasicScheduler at denoise 1)")
     steps = _steps_of(ms, sigmas, eta=1.0, t_boost=math.inf)
     draws = sigma_draws(x, [s.sigma for s in steps], seed)
-    maps = edit_friendly_maps(two_call_predictor(_plain_denoise(model, x, extra_args), t_edit=math.inf), x, steps,
-                              draws, _k_callback(callback))
+    with _progress(callback, len(steps), disable) as on_step:
+        maps = edit_friendly_maps(two_call_predictor(_plain_denoise(model, x, extra_args), t_edit=math.inf), x, steps,
+                                  draws, on_step)
     out.append(NoiseMaps(x.detach().float().cpu(), maps.float().cpu(), sigmas.detach().float().cpu(), int(seed)))
     return draws[0]

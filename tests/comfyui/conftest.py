@@ -20,8 +20,9 @@ def comfy_or_skip():
 
 @pytest.fixture(scope="session")
 def comfy(tmp_path_factory):
-    """A started ComfyUI with the pack in custom_nodes (and the test-only tiny SD checkpoint node), the
-    test image in input/ and a tiny CLIP in models/text_encoders/ (the text workflow's twin uses it)."""
+    """A started ComfyUI with the pack in custom_nodes (and the test-only tiny SD checkpoint node), an empty
+    input/ folder (the pack fills in the example workflows' faces) and a tiny CLIP in models/text_encoders/
+    (the text workflow's twin uses it)."""
     from tests.pack.fixtures import make_models_dir
 
     root, _ = comfy_or_skip()
@@ -31,8 +32,7 @@ def comfy(tmp_path_factory):
     # the test-only pack whose node stands in for CheckpointLoaderSimple in the SD workflows' twins
     (base / "custom_nodes" / "hspace_test_models").symlink_to(ROOT / "tests" / "comfyui" / "tiny_models_pack",
                                                               target_is_directory=True)
-    for image in ("hspace_face.png", "hspace_sdworld_face.png"):
-        shutil.copy(ROOT / "tests" / "pack" / "input" / image, base / "input" / image)
+    # the input folder starts empty: the pack places the example workflows' faces when it loads
     clip = make_models_dir(base / "staging")
     (base / "models" / "text_encoders").mkdir(parents=True, exist_ok=True)
     for f in (clip / "clip").iterdir():

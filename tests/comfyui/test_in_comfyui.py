@@ -69,6 +69,14 @@ def test_the_pack_loads_through_comfyuis_loader(comfy):
 
 # ------------------------------------------------------------------ the example workflows
 
+def test_the_pack_placed_the_example_inputs_in_the_empty_input_folder(comfy):
+    """The session's ComfyUI started with an empty input folder: the workflows' LoadImage faces are there
+    because the pack put them there when it loaded (the twins below then run as shipped)."""
+    for name in ("hspace_face.png", "hspace_sdworld_face.png"):
+        assert (comfy.base / "input" / name).read_bytes() == (ROOT / "example_workflows" / "input" / name).read_bytes()
+    assert "placed the example workflows' input images" in comfy.log_text()
+
+
 def on_tiny_sd(prompt: dict) -> dict:
     """An SD workflow's twin on the test-only tiny checkpoint node (ComfyUI's SD1.5 / SDXL classes, random
     weights, same MODEL / CLIP / VAE outputs as CheckpointLoaderSimple) at 64 px and few steps; other
@@ -111,6 +119,16 @@ def test_example_workflow_twin_runs_in_comfyuis_executor(comfy, path):
             prefix = spec["inputs"]["filename_prefix"]
             found = list((comfy.base / "models" / "hspace_directions").glob(f"{prefix}_*.safetensors"))
             assert found, f"no direction file {prefix}_*.safetensors"
+    # the SD sampler and inversion report every step as one job on ComfyUI's progress bar, as stock samplers
+    for node, spec in prompt.items():
+        if spec["class_type"] == "HSpaceInvertLatent" or (
+                spec["class_type"] == "SamplerCustom" and prompt[spec["inputs"]["sampler"][0]]["class_type"]
+                == "HSpaceAsyrpSamplerSD"):
+            events = [m for m in run.events("progress") if m.get("node") == node]
+            values = [m["value"] for m in events]
+            # every step once, in order, ending at the bar's end (t_skip's skipped steps count as done)
+            assert values and values == list(range(values[0], values[-1] + 1)), (node, spec["class_type"], values)
+            assert {m["max"] for m in events} == {values[-1]} and values[0] <= 2, (node, events)
 
 
 # ------------------------------------------------------------------ progress, interruption, memory

@@ -500,3 +500,17 @@ def test_noise_maps_of_another_grid_size_or_start_are_refused(comfy, kind):
         sd().invert_latent_ddpm(model, pos, x0, sig[:-1])
     with pytest.raises(HSpaceError, match="unknown inversion method"):
         sd().InvertLatent().invert(model, pos, {"samples": x0}, sig, False, "ddpm", 0)
+
+
+def test_the_sampler_and_the_inversions_draw_a_console_bar_as_stock_samplers(comfy, model, kind, capfd):
+    """The server console shows a tqdm bar for the Asyrp walk and both latent inversions (ComfyUI's own
+    progress bar, for the page, is checked on the example workflows in test_in_comfyui.py)."""
+    sig = sigmas(comfy, model, 4)
+    capfd.readouterr()
+    run(comfy, applied(model, random_direction(kind)), asyrp(comfy), sig, kind)
+    assert "4/4" in capfd.readouterr().err
+    x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    sd().invert_latent(model, conditioning(1, kind), x0, sig)
+    assert "3/3" in capfd.readouterr().err  # up the three non-zero sigmas
+    sd().invert_latent_ddpm(model, conditioning(1, kind), x0, sig)
+    assert "4/4" in capfd.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 from hspace_core import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-FACE = ROOT / "tests" / "pack" / "input" / "hspace_face.png"
+FACE = ROOT / "example_workflows" / "input" / "hspace_face.png"
 DEMO = ROOT / "hspace_core" / "data" / "demo_faces32.safetensors"
 WIDTH = ROOT / "hspace_core" / "data" / "directions" / "demo_width.safetensors"
 

@@ -166,7 +166,7 @@ def corpus(tmp_path_factory) -> dict[str, tuple[Path, object]]:
 
     from PIL import Image
 
-    with Image.open(ROOT / "tests" / "pack" / "input" / "hspace_face.png") as im:
+    with Image.open(ROOT / "example_workflows" / "input" / "hspace_face.png") as im:
         face = im.convert("RGB")
     face.save(folder / "face.png")
     face.save(folder / "face.jpg", quality=90)

@@ -146,8 +146,11 @@ def test_directions_from_images_pca_mixer_and_save(demo, models_dir):
         assert abs(float(torch.dot(held.at(t).flatten(), pc.at(t).flatten()))) < 1e-4 * float(
             held.at(t).norm() * pc.at(t).norm() + 1e-12)
     first = SaveDirection().save(mixed, "tests/mixed")
-    second = SaveDirection().save(mixed, "tests/mixed")
-    assert first["ui"]["text"][0] != second["ui"]["text"][0]
+    second = SaveDirection().save(mixed, "tests/mixed")  # a rerun of the same workflow: the same one file
+    assert first["ui"]["text"][0] == second["ui"]["text"][0]
+    assert len(list((models_dir / "hspace_directions" / "tests").glob("mixed_*.safetensors"))) == 1
+    other = SaveDirection().save(mixed.scaled(2.0), "tests/mixed")
+    assert other["ui"]["text"][0] != first["ui"]["text"][0]
     back = load_direction(models_dir / "hspace_directions" / first["ui"]["text"][0])
     assert back.info.provenance["method"] == "mix"
     with pytest.raises(ValueError, match="inside"):
@@ -157,6 +160,13 @@ def test_directions_from_images_pca_mixer_and_save(demo, models_dir):
                 "text_wide"]
     assert names[:8] == [f"{n} (embedded)" for n in embedded]
     assert first["ui"]["text"][0] in names
+    squatter = models_dir / "hspace_directions" / Path(first["ui"]["text"][0])
+    kept = squatter.read_bytes()
+    squatter.write_bytes(b"a user's own file under that name")  # never replaced: the new one gets a counter
+    third = SaveDirection().save(mixed, "tests/mixed")
+    assert third["ui"]["text"][0].endswith("_1.safetensors") and squatter.read_bytes() != kept
+    squatter.write_bytes(kept)
+    (models_dir / "hspace_directions" / third["ui"]["text"][0]).unlink()
 
 
 def test_direction_from_text_and_missing_clip(demo, models_dir):
@@ -196,3 +206,15 @@ def test_a_strength_sweep_must_be_finite_numbers():
     for bad, message in (("0, nan", "finite"), ("inf", "finite"), ("1, two", "numbers")):
         with pytest.raises(HSpaceError, match=message):
             parse_strengths(1.0, bad)
+
+
+def test_the_example_inputs_are_placed_without_replacing_a_users_file(tmp_path):
+    from nodes.comfy_bridge import SAMPLE_INPUTS, place_sample_inputs
+
+    shipped = sorted(p.name for p in SAMPLE_INPUTS.glob("*.png"))
+    assert shipped == ["hspace_face.png", "hspace_sdworld_face.png"]
+    (tmp_path / "hspace_face.png").write_bytes(b"the user's own picture")
+    assert place_sample_inputs(tmp_path) == ["hspace_sdworld_face.png"]
+    assert (tmp_path / "hspace_face.png").read_bytes() == b"the user's own picture"
+    assert (tmp_path / "hspace_sdworld_face.png").read_bytes() == (SAMPLE_INPUTS / "hspace_sdworld_face.png").read_bytes()
+    assert place_sample_inputs(tmp_path) == []
