@@ -154,9 +154,10 @@ def pca_direction(world: World, n: int, component: int, spatial: str):
 # ------------------------------------------------------------------ edits
 
 def applied(world: World, direction, strength: float, t_edit: int, mode: str, t_end: int | None = None):
+    """The direction at ``strength`` in raw units (the sweeps' strengths multiply it)."""
     t_end = world.t_end if t_end is None else t_end
     return sd_nodes().ApplyHSpaceDirection().apply(world.model, direction, strength, t_edit, t_end, world.branch,
-                                                     mode)[0]
+                                                     mode, units="raw")[0]
 
 
 def asyrp_sweep(world: World, direction, strengths, seeds, t_edit: int, *, positive=None, cfg=None,

@@ -10,7 +10,10 @@ the ComfyUI node pack. It never imports ComfyUI.
     >>> out = edit(model, inv, smile, strengths=[-1, 0, 1], t_edit=500).images   # [N, 3 strengths, 3, H, W]
 """
 
-from .directions.base import DeltaBlockDirection, Direction, DirectionInfo, DirectionMix, TensorDirection, mix
+from .calibrate import calibrate, calibrated
+from .directions.base import (DeltaBlockDirection, Direction, DirectionInfo, DirectionMix, TensorDirection, mix,
+                              mix_calibrated)
+from .directions.calibration import Calibration, in_units
 from .directions.io import load_direction, save_direction
 from .editing import EditResult, edit
 from .errors import HSpaceError
@@ -24,6 +27,7 @@ from .schedule import NoiseSchedule, asyrp_timesteps, cosine_schedule, linear_sc
 from .unets import Encoded
 
 __all__ = ["DeltaBlockDirection", "Direction", "DirectionInfo", "DirectionMix", "TensorDirection", "mix",
+           "mix_calibrated", "Calibration", "calibrate", "calibrated", "in_units",
            "load_direction", "save_direction", "EditResult", "Inversion", "DDPMInversion", "edit", "invert",
            "invert_ddpm", "HSpaceError",
            "EditInterval", "choose_interval", "measure_interval", "table_interval", "load_model", "Family", "HSpaceModel",

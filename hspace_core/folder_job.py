@@ -83,6 +83,7 @@ class FolderJob:
     size_policy: str = "resize_crop"
     variant: str = "asymmetric"
     batch: int = 8
+    units: str = "calibrated"
 
     def check(self) -> None:
         """The cheap checks, before any file is read or any step is taken."""
@@ -105,6 +106,8 @@ class FolderJob:
             raise HSpaceError(f"unknown inversion method {self.method!r}; use ddim or ddpm")
         if not 0 <= self.t_edit <= 999:
             raise HSpaceError(f"t_edit must lie in [0, 999], got {self.t_edit}")
+        if self.units not in ("calibrated", "raw"):
+            raise HSpaceError(f"strength units must be calibrated or raw, got {self.units!r}")
         if self.seed < 0:
             raise HSpaceError(f"the seed must be at least 0, got {self.seed}")
         if self.variant in IMAGE_SPACE_VARIANTS:
@@ -417,10 +420,11 @@ def _load_input(path: Path, model, job: FolderJob):
 
 def run_folder_job(job: FolderJob, input_dir: Path, output_dir: Path, *, ctx: Context = Context(),
                    keep_inversions: bool = False, restart: bool = False, remove_orphans: bool = False,
-                   command: str = "", progress: Callable[[int, int], None] | None = None) -> JobReport:
+                   command: str = "", progress: Callable[[int, int], None] | None = None,
+                   say: Callable[[str], None] | None = None) -> JobReport:
     """Run (or resume) ``job`` on the images under ``input_dir``, writing under ``output_dir``; this
     process does its share of the batches. ``progress(done, total)``: inputs done of this process's
-    share, after each batch. Returns this process's report; on the first process it also holds every
+    share, after each batch; ``say``: told once when a direction has no calibration (``job.units``). Returns this process's report; on the first process it also holds every
     process's failures (after the merge), the changed inputs, the orphans and the resize notes."""
     from .directions.io import load_direction
     from .interval import EditInterval
@@ -439,6 +443,7 @@ def run_folder_job(job: FolderJob, input_dir: Path, output_dir: Path, *, ctx: Co
     directions = [(load_direction(p), c) for p, c in job.directions]
     for d, _ in directions:
         d.check_fits(model)
+    direction = _in_units(directions, job.units, say)
     settings, digest = job_digest(job, model.fingerprint)
     lock = FolderLock(out, command)
     report = JobReport()
@@ -467,7 +472,7 @@ def run_folder_job(job: FolderJob, input_dir: Path, output_dir: Path, *, ctx: Co
         rank_manifest = out / f".manifest.rank{ctx.rank}.jsonl"
         interval = EditInterval(job.t_edit, job.t_boost, "folder job")
         for k in mine:
-            rows = _do_batch(model, directions, job, interval, batches[k], input_dir, out, digest, keep_inversions)
+            rows = _do_batch(model, direction, job, interval, batches[k], input_dir, out, digest, keep_inversions)
             with rank_manifest.open("a") as f:
                 for e in rows:
                     f.write(json.dumps(e) + "\n")
@@ -488,7 +493,19 @@ def run_folder_job(job: FolderJob, input_dir: Path, output_dir: Path, *, ctx: Co
     return report
 
 
-def _do_batch(model, directions, job: FolderJob, interval, names: list[str], input_dir: Path, out: Path,
+def _in_units(directions, units: str, say):
+    """The job's directions as one, with strengths and coefficients counted in ``units``."""
+    from .directions.base import mix, mix_calibrated
+    from .directions.calibration import in_units
+
+    if len(directions) == 1 and directions[0][1] == 1.0:
+        return in_units(directions[0][0], units, say)
+    if units == "raw":
+        return mix(directions)
+    return in_units(mix_calibrated(directions, say=say), units, say)
+
+
+def _do_batch(model, direction, job: FolderJob, interval, names: list[str], input_dir: Path, out: Path,
               digest: str, keep_inversions: bool) -> list[dict]:
     """Invert and edit one batch of inputs, write their outputs; the manifest rows."""
     from .images import to_pil
@@ -516,7 +533,7 @@ def _do_batch(model, directions, job: FolderJob, interval, names: list[str], inp
     try:
         inv = _inversion(model, torch.cat(good), job, names_ok, [f["input_sha256"] for _, f, _, _ in kept], seeds,
                          out if keep_inversions else None)
-        result = _edit_batch(model, inv, directions, job, interval, seeds)
+        result = _edit_batch(model, inv, direction, job, interval, seeds)
     except HSpaceError as e:  # e.g. an edit that diverges: these inputs fail, the job goes on
         return rows + [{"input": rel, "status": "failed", "reason": str(e), "digest": digest, **f}
                        for rel, f, _, _ in kept]
@@ -556,11 +573,11 @@ def _inversion(model, x0: torch.Tensor, job: FolderJob, names: list[str], checks
     return inv
 
 
-def _edit_batch(model, inv, directions, job: FolderJob, interval, seeds: tuple) -> torch.Tensor:
+def _edit_batch(model, inv, direction, job: FolderJob, interval, seeds: tuple) -> torch.Tensor:
     """Images [N, K, 3, S, S] of one batch at every strength (one sweep)."""
     from .editing import edit
 
-    return edit(model, inv, directions or None, list(job.strengths), t_edit=interval, steps=job.steps, eta=job.eta,
+    return edit(model, inv, direction, list(job.strengths), t_edit=interval, steps=job.steps, eta=job.eta,
                 seed=seeds, variant=job.variant).images
 
 

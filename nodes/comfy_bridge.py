@@ -124,7 +124,15 @@ def full_path(name: str, relative: str) -> Path:
     raise FileNotFoundError(f"{relative!r} is not in the {name!r} model folder(s): {folders}")
 
 
-# ------------------------------------------------------------------ progress, previews, interruption
+# ------------------------------------------------------------------ messages, progress, previews, interruption
+
+def say_once(message: str) -> None:
+    """A warning in the server console (ComfyUI's log; stderr outside ComfyUI); the engine says each
+    message once (``calibration.in_units``)."""
+    import logging
+
+    logging.warning("[comfyui-hspace] %s", message)
+
 
 class Progress:
     """The engine's step callback for a node: ComfyUI's progress bar at the engine's (i, total), with

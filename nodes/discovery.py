@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hspace_core import HSpaceError
+from hspace_core import HSpaceError, calibrated
 from hspace_core.discovery.clip import ClipTrainSettings, train_clip_direction
 from hspace_core.demo.clip_world import EMBEDDED as TINY_CLIP_DIR
 from hspace_core.discovery.clip_model import DEFAULT_ARCH, load_clip
@@ -105,7 +105,7 @@ class DirectionFromText:
                                  images=image_to_engine(images) if images is not None else None,
                                  n_samples=0 if images is not None else samples, settings=settings,
                                  callback=bridge.Progress(unique_id))
-        return (d,)
+        return (calibrated(m, d),)
 
 
 class DirectionFromImages:
@@ -134,10 +134,11 @@ class DirectionFromImages:
 
     def find(self, model, positive, negative, method, steps, t_edit, size_policy, unique_id=None):
         finder = mean_difference if method == "mean difference" else classifier_normal
-        d = finder(model.ready(), image_to_engine(positive), image_to_engine(negative), steps=steps, t_edit=t_edit,
+        m = model.ready()
+        d = finder(m, image_to_engine(positive), image_to_engine(negative), steps=steps, t_edit=t_edit,
                    size_policy=size_policy, data=f"{positive.shape[0]} positive / {negative.shape[0]} negative images",
                    callback=bridge.Progress(unique_id))
-        return (d,)
+        return (calibrated(m, d),)
 
 
 class DirectionPCA:
@@ -163,9 +164,10 @@ class DirectionPCA:
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     def find(self, model, samples, component, steps, t_edit, seed, unique_id=None):
-        d = pca_direction(model.ready(), component, samples, steps=steps, t_edit=t_edit, seed=seed,
+        m = model.ready()
+        d = pca_direction(m, component, samples, steps=steps, t_edit=t_edit, seed=seed,
                           callback=bridge.Progress(unique_id))
-        return (d,)
+        return (calibrated(m, d),)
 
 
 class DirectionJacobian:
@@ -202,7 +204,8 @@ class DirectionJacobian:
         images = image_to_engine(image)
         if not 0 <= batch_index < images.shape[0]:
             raise HSpaceError(f"batch_index {batch_index} is outside the batch of {images.shape[0]} image(s)")
-        ds = jacobian_directions(model.ready(), images[batch_index:batch_index + 1], component + 1, t=t or None,
+        m = model.ready()
+        ds = jacobian_directions(m, images[batch_index:batch_index + 1], component + 1, t=t or None,
                                  t_edit=t_edit, steps=steps, iterations=iterations, seed=seed,
                                  callback=bridge.Progress(unique_id))
-        return (ds[component],)
+        return (calibrated(m, ds[component]),)

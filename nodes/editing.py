@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from hspace_core import EditInterval, HSpaceError, Variant, choose_interval, edit, invert, invert_ddpm
+from hspace_core import EditInterval, HSpaceError, Variant, choose_interval, edit, in_units, invert, invert_ddpm
+from hspace_core.directions.calibration import UNITS, calibration_of
 from hspace_core.discovery.record import seeded_noise
 from hspace_core.sampling import JobProgress
 from hspace_core.images import SIZE_POLICIES
@@ -82,6 +83,22 @@ def parse_strengths(strength: float, strengths: str) -> list[float]:
     return values
 
 
+UNITS_TOOLTIP = ("what the strengths count in: calibrated (1 = the same amount of change for every direction: an RMS "
+                 "change of the predicted x0 of 2 % of its own per edited step over the direction's calibration "
+                 "interval) or raw (as the direction was made); a direction without a calibration is raw either way")
+
+
+def sweep_of(strength: float, strengths: str, direction, units: str) -> list[float]:
+    """``parse_strengths``, or with 'auto' the calibration's sweep over the direction's usable range."""
+    if strengths.strip().lower() != "auto":
+        return parse_strengths(strength, strengths)
+    cal = calibration_of(direction) if direction is not None else None
+    if cal is None or units != "calibrated":
+        raise HSpaceError("strengths 'auto' takes its sweep from the direction's calibration: connect a calibrated "
+                          "direction and choose units 'calibrated', or type the strengths")
+    return cal.sweep(4)
+
+
 def interval_of(mode: str, t_edit: int, t_boost: int, text_cosine: float, model, direction, clip_x0: bool,
                 progress) -> EditInterval:
     """The widgets' interval mode in the engine's words (``choose_interval``); a t_boost widget of 0
@@ -112,7 +129,9 @@ class AsyrpSampler:
                 "strength": ("FLOAT", {"default": 1.0, "min": -50.0, "max": 50.0, "step": 0.05,
                                        "tooltip": "edit strength; negative reverses the edit; 0 reconstructs"}),
                 "strengths": ("STRING", {"default": "", "tooltip": "optional sweep, e.g. '-1, 0, 1, 2': one image "
-                                                                  "per value, all in one batch (overrides strength)"}),
+                                                                  "per value, all in one batch (overrides strength); "
+                                                                  "'auto': 0 and three steps up to the top of the "
+                                                                  "direction's usable range (its calibration)"}),
                 "interval": (INTERVAL_MODES, {"tooltip": "where t_edit / t_boost come from: the widgets, the "
                                                          "direction's record, Asyrp's official LPIPS tables, or "
                                                          "measured on the model's own samples"}),
@@ -146,16 +165,18 @@ class AsyrpSampler:
                 "t_skip": ("INT", {"default": 0, "min": 0, "max": 1000,
                                    "tooltip": "with an edit-friendly (ddpm) inversion: start this many steps below "
                                               "the top of its grid (keeps more of the input's structure)"}),
+                "units": (list(UNITS), {"default": "calibrated", "tooltip": UNITS_TOOLTIP}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def sample(self, model, strength, strengths, interval, t_edit, t_boost, text_cosine, steps, eta, variant, seed,
-               direction=None, inversion=None, batch_size=1, clip_x0=False, t_skip=0, unique_id=None):
+               direction=None, inversion=None, batch_size=1, clip_x0=False, t_skip=0, units="calibrated",
+               unique_id=None):
         m = model.ready()
-        sweep = parse_strengths(strength, strengths)
+        sweep = sweep_of(strength, strengths, direction, units)
         iv = interval_of(interval, t_edit, t_boost, text_cosine, m, direction, clip_x0, bridge.Progress(unique_id))
         source = inversion if inversion is not None else seeded_noise(m, batch_size, seed)
-        result = edit(m, source, direction, sweep, t_edit=iv, steps=steps or None, eta=eta, seed=seed, variant=variant,
+        result = edit(m, source, in_units(direction, units, bridge.say_once), sweep, t_edit=iv, steps=steps or None, eta=eta, seed=seed, variant=variant,
                       clip_x0=clip_x0, t_skip=t_skip, callback=bridge.Progress(unique_id))
         return (engine_to_image(result.flat(), bridge.intermediate_device()),)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from hspace_core import mix
+from hspace_core import mix, mix_calibrated
+from hspace_core.directions.calibration import UNITS
 from hspace_core.directions.project import project_off
+
+from . import comfy_bridge as bridge
 
 from .types import CATEGORY, DIRECTION
 
@@ -11,9 +14,11 @@ SLOTS = 4
 
 
 class DirectionMixer:
-    DESCRIPTION = ("Mixes up to four directions with weights (negative reverses a direction), like paint. Optionally "
-                   "divides by sqrt(n) (Asyrp's multi-attribute convention) and projects the result off up to two "
-                   "directions to hold those attributes fixed (tensor directions only).")
+    DESCRIPTION = ("Mixes up to four directions with weights (negative reverses a direction), like paint. In calibrated "
+                   "units (default) a weight means the same for every direction (each enters at its calibrated unit; "
+                   "the mix's strength 1 is each at its weight). Optionally divides by sqrt(n) (Asyrp's multi-attribute "
+                   "convention) and projects the result off up to two directions to hold those attributes fixed "
+                   "(tensor directions only; the result is then in raw units).")
     CATEGORY = CATEGORY
     FUNCTION = "mix"
     RETURN_TYPES = (DIRECTION,)
@@ -34,13 +39,16 @@ class DirectionMixer:
         optional = {f"direction_{i}": (DIRECTION, {"tooltip": f"direction {i}"}) for i in range(2, SLOTS + 1)}
         optional.update({f"hold_fixed_{i}": (DIRECTION, {"tooltip": "keep this attribute unchanged: the mix loses "
                                                                     "its component along it"}) for i in (1, 2)})
+        optional["units"] = (list(UNITS), {"default": "calibrated", "tooltip": "what the weights count in: "
+                                           "calibrated (the same amount of change for every direction) or raw"})
         return {"required": required, "optional": optional}
 
     def mix(self, direction_1, weight_1, weight_2, weight_3, weight_4, sqrt_n, projection, direction_2=None,
-            direction_3=None, direction_4=None, hold_fixed_1=None, hold_fixed_2=None):
+            direction_3=None, direction_4=None, hold_fixed_1=None, hold_fixed_2=None, units="calibrated"):
         terms = [(d, w) for d, w in ((direction_1, weight_1), (direction_2, weight_2), (direction_3, weight_3),
                                      (direction_4, weight_4)) if d is not None]
-        result = mix(terms, sqrt_n=sqrt_n)
+        result = mix_calibrated(terms, sqrt_n=sqrt_n, say=bridge.say_once) if units == "calibrated" else \
+            mix(terms, sqrt_n=sqrt_n)
         fixed = [d for d in (hold_fixed_1, hold_fixed_2) if d is not None]
         if fixed:
             result = project_off(result, fixed, joint=projection == "joint")

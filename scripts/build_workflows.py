@@ -597,6 +597,19 @@ def real_comfyui_thumbnails(jobs: list[tuple[str, dict, str]]) -> None:
             server.stop()
 
 
+# The shipped workflows keep the raw strengths they were tuned and measured with (bench/sd_claims.py, the demo
+# world's claims); bench/calibration.py reads each one's range in its direction's calibrated units.
+UNITS_NODES = ("HSpaceAsyrpSampler", "HSpaceApplyDirection", "HSpaceDirectionMixer")
+
+
+def with_raw_units(descs: dict) -> dict:
+    for desc in descs.values():
+        for class_type, values in desc["nodes"].values():
+            if class_type in UNITS_NODES:
+                values.setdefault("units", "raw")
+    return descs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-thumbnails", action="store_true")
@@ -605,7 +618,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    descs = workflows(DEMO_T_EDIT)
+    descs = with_raw_units(workflows(DEMO_T_EDIT))
     in_comfyui = []
     for name, desc in descs.items():
         ui, api = to_ui(name, desc), to_api(desc)

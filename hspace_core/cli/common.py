@@ -30,6 +30,18 @@ def overrides(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in OVERRIDES}
 
 
+def add_units(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--units", choices=["calibrated", "raw"], default="calibrated",
+                   help="what --strength and --coef count in: calibrated (default; 1 = an RMS change of the predicted "
+                        "x0 of 2%% of its own per edited step over the direction's calibration interval, the same for "
+                        "every direction) or raw (as the direction was made); a direction without a calibration is "
+                        "raw either way")
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per process (default: PyTorch's, which follows OMP_NUM_THREADS when it is set, "

@@ -25,6 +25,8 @@ def register(sub) -> None:
             p.add_argument("--device", default="cpu")
             add_threads(p)
             p.add_argument("--name", default="")
+            p.add_argument("--no-calibration", dest="calibrate", action="store_false",
+                           help="skip measuring what strength 1 means on the model (the direction stays in raw units)")
         p.add_argument("--out", required=True, help="output direction file (.safetensors)")
         p.add_argument("--overwrite", action="store_true")
         p.set_defaults(func=run)
@@ -123,11 +125,16 @@ def _load_for_direction(args: argparse.Namespace, device: str):
 
 
 def _save(direction, args: argparse.Namespace) -> int:
+    from ..directions.calibration import calibration_of
     from ..directions.io import save_direction
 
     path = save_direction(direction, Path(args.out), overwrite=args.overwrite)
+    cal = calibration_of(direction)
+    said = "not calibrated: strengths in raw units" if cal is None else (
+        f"calibrated at t={cal.t}: strength 1 = {cal.scale:.4g} raw, usable {cal.usable[0]:g} .. {cal.usable[1]:g}"
+        if cal.usable else f"calibrated at t={cal.t}: strength 1 = {cal.scale:.4g} raw")
     print(f"wrote {path} ({direction.info.name}; {direction.info.provenance.get('method')}, "
-          f"strength unit {direction.info.strength_unit})", file=sys.stderr)
+          f"strength unit {direction.info.strength_unit}; {said})", file=sys.stderr)
     return 0
 
 
@@ -137,14 +144,21 @@ def run(args: argparse.Namespace) -> int:
         from ..directions.io import load_direction
         from ..directions.project import project_off
 
-        d = load_direction(args.direction)
+        d = load_direction(args.direction)  # the projection changes its size: the result is raw
         return _save(project_off(d, [load_direction(p) for p in args.off], joint=not args.one_at_a_time), args)
     from ..distributed import Context, context
 
     ctx = context(args.device) if args.method in ("supervised", "clip") else Context(device=args.device)
     try:
-        d = _find_direction(args, _load_for_direction(args, ctx.device), ctx)
-        return _save(d, args) if ctx.main else 0  # every process holds the direction; the first writes it
+        model = _load_for_direction(args, ctx.device)
+        d = _find_direction(args, model, ctx)
+        if not ctx.main:
+            return 0  # every process holds the direction; the first calibrates and writes it
+        if args.calibrate:
+            from ..calibrate import calibrated
+
+            d = calibrated(model, d)
+        return _save(d, args)
     finally:
         ctx.close()
 

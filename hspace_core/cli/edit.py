@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import HSpaceError
-from .common import (StepProgress, add_override_args, add_threads, apply_threads, at_least, check_common, check_out,
-                     finite, overrides)
+from .common import (StepProgress, add_override_args, add_threads, add_units, apply_threads, at_least, check_common,
+                     check_out, finite, overrides, say)
 
 TABLES = ["celeba", "afhq", "church", "bedroom", "metface"]
 VARIANTS = ["asymmetric", "symmetric", "eps_shift", "xt_shift"]
@@ -29,8 +29,10 @@ def register(sub) -> None:
     e.add_argument("--direction", required=True, action="append",
                    help="direction file (.safetensors) or official Asyrp .pth (repeat to combine)")
     e.add_argument("--coef", type=float, action="append", help="coefficient of each --direction (default 1)")
-    e.add_argument("--strength", type=float, action="append", required=True,
-                   help="edit strength (repeat for a sweep; negative reverses the edit)")
+    add_units(e)
+    e.add_argument("--strength", type=float, action="append", default=None,
+                   help="edit strength (repeat for a sweep; negative reverses the edit); default: a sweep over the "
+                        "direction's usable range (its calibration)")
     e.add_argument("--t-edit", dest="t_edit", type=int, default=500, help="edit while t >= t_edit (default 500)")
     e.add_argument("--t-boost", dest="t_boost", type=int, default=None,
                    help="stochastic quality-boosting steps below this t (default 0: none)")
@@ -80,6 +82,39 @@ def check(args: argparse.Namespace) -> None:
     check_out(Path(args.out), ".png", overwrite=True)
 
 
+def combined(directions, coefs, units: str):
+    """The directions as one, their coefficients and the strengths counted in ``units``: calibrated units
+    mix each at its calibrated unit (``mix_calibrated``)."""
+    from ..directions.base import mix, mix_calibrated
+    from ..directions.calibration import in_units
+
+    if len(directions) == 1 and coefs[0] == 1.0:
+        return in_units(directions[0], units, say)
+    if units == "raw":
+        return mix(list(zip(directions, coefs)))
+    return in_units(mix_calibrated(list(zip(directions, coefs)), say=say), units, say)
+
+
+def default_sweep(direction) -> list[float]:
+    """Without --strength: the calibration's sweep (0 dropped: the strip shows the reconstruction)."""
+    from ..directions.calibration import calibration_of
+
+    cal = calibration_of(direction)
+    if cal is None:
+        raise HSpaceError("give --strength: the direction has no calibration to take a sweep from")
+    return [s for s in cal.sweep(4) if s != 0] or [1.0]
+
+
+def units_said(direction, units: str) -> str:
+    from ..directions.calibration import calibration_of
+
+    cal = calibration_of(direction)
+    if units == "raw" or cal is None:
+        return "raw units"
+    usable = f", usable {cal.usable[0]:g} .. {cal.usable[1]:g}" if cal.usable else ""
+    return f"calibrated units at t={cal.t}{usable}"
+
+
 def interval(args: argparse.Namespace, model, directions):
     from ..interval import choose_interval
 
@@ -110,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     for d in directions:
         d.check_fits(model)
     chosen = interval(args, model, directions)
-    strengths = list(args.strength)
+    direction = combined(directions, coefs, args.units)
+    strengths = list(args.strength) if args.strength else default_sweep(direction)
     sweep = strengths if 0.0 in strengths else [0.0] + strengths
     if stored is not None:
         inv = stored
@@ -122,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
                      callback=StepProgress("invert"))
     for what in sorted(set(inv.preprocessing)):
         print(f"input: {what}", file=sys.stderr)
-    result = edit(model, inv, list(zip(directions, coefs)), sweep, t_edit=chosen, steps=args.steps,
+    result = edit(model, inv, direction, sweep, t_edit=chosen, steps=args.steps,
                   eta=args.eta, seed=args.seed, variant=args.variant, clip_x0=args.clip_x0, t_skip=args.t_skip,
                   callback=StepProgress("edit"))
     rows = []
@@ -133,5 +169,6 @@ def run(args: argparse.Namespace) -> int:
     strip(rows).save(tmp)
     tmp.replace(out)
     print(f"wrote {out}: per input row: input, reconstruction, strengths {strengths} "
-          f"(t_edit {chosen.t_edit}, t_boost {chosen.t_boost}; {chosen.source})", file=sys.stderr)
+          f"({units_said(direction, args.units)}; t_edit {chosen.t_edit}, t_boost {chosen.t_boost}; {chosen.source})",
+          file=sys.stderr)
     return 0

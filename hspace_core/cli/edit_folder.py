@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ..errors import HSpaceError
-from .common import Progress, add_threads, apply_threads, check_common, finite
+from .common import Progress, add_threads, add_units, apply_threads, check_common, finite, say
 from .edit import SIZE_POLICIES, TABLES, VARIANTS
 
 FAILED_BASE = 100  # exit status when inputs failed (one process): 100 + their number (up to 199)
@@ -33,6 +33,7 @@ def register(sub) -> None:
                                                     "strength (<input name>.s<strength>.png)")
     ef.add_argument("--direction", required=True, action="append", help="direction file (repeat to combine)")
     ef.add_argument("--coef", type=float, action="append", help="coefficient of each --direction (default 1)")
+    add_units(ef)
     ef.add_argument("--strength", type=float, action="append", required=True, help="edit strength (repeat)")
     ef.add_argument("--t-edit", dest="t_edit", type=int, default=500)
     ef.add_argument("--t-boost", dest="t_boost", type=int, default=None)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     job = FolderJob(model=args.model, directions=tuple(zip(args.direction, coefs)), strengths=tuple(args.strength),
                     t_edit=args.t_edit, t_boost=args.t_boost or 0, steps=args.steps,
                     inversion_steps=args.inversion_steps, method=args.inversion_method, eta=args.eta, seed=args.seed,
-                    size_policy=args.size_policy, variant=args.variant, batch=args.batch)
+                    size_policy=args.size_policy, variant=args.variant, batch=args.batch, units=args.units)
     job.check()  # before anything is read or computed
     if source != "explicit":
         interval = choose_interval(source, t_edit=args.t_edit, t_boost=args.t_boost,
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         report = run_folder_job(job, Path(args.input), Path(args.output), ctx=ctx,
                                 keep_inversions=args.keep_inversions, restart=args.restart,
                                 remove_orphans=args.remove_orphans, command=shlex.join(sys.argv),
-                                progress=bar.update)
+                                progress=bar.update, say=say if ctx.main else None)
     except HSpaceError as e:
         raise HSpaceError(f"{who}{e}") from None
     finally:

@@ -39,6 +39,8 @@ class DirectionInfo:
                "mean_difference" (1 = the full mean difference of two sets), or "raw".
     name / provenance: a label, and how it was made (method, texts or data, hyperparameters).
     t_edit:    the editing interval it was made on (a suggestion for sampling), or None.
+    calibration: what strength 1 means on the model it was made for (``calibration.Calibration`` as JSON),
+               or None (raw units only).
     """
 
     h_shape: tuple[int, int, int]
@@ -50,6 +52,7 @@ class DirectionInfo:
     provenance: dict = field(default_factory=dict)
     t_edit: int | None = None
     which_h: str = WHICH_H
+    calibration: dict | None = None
 
     @property
     def channels(self) -> int:
@@ -239,5 +242,20 @@ def mix(terms, *, sqrt_n: bool = False, name: str = "") -> DirectionMix:
     info = replace(first, name=name or " + ".join(f"{c:g}*{d.info.name or '?'}" for d, c in pairs),
                    made_steps=None, strength_unit=first.strength_unit if len(pairs) == 1 else "mixed",
                    provenance={"method": "mix", "sqrt_n": sqrt_n,
-                               "terms": [{"name": d.info.name, "coefficient": c} for d, c in pairs]})
+                               "terms": [{"name": d.info.name, "coefficient": c} for d, c in pairs]},
+                   calibration=None)
     return DirectionMix(tuple(pairs), info=info, sqrt_n=sqrt_n)
+
+
+def mix_calibrated(terms, *, sqrt_n: bool = False, name: str = "", say=None) -> DirectionMix:
+    """``mix`` with coefficients in calibrated units: each term enters at its calibrated unit
+    (``calibration.in_units``; a term without a calibration enters raw, said once through ``say``), and
+    the mix is calibrated by composition when every term is (strength 1 = each term at its coefficient)."""
+    from .calibration import compose, in_units
+
+    pairs = [(term, 1.0) if isinstance(term, Direction) else term for term in terms]
+    result = mix([(in_units(d, "calibrated", say), c) for d, c in pairs], sqrt_n=sqrt_n, name=name)
+    cal = compose([(d, c / math.sqrt(len(pairs)) if sqrt_n else c) for d, c in pairs])
+    if cal is None:
+        return result
+    return replace(result, info=replace(result.info, calibration=cal.to_json(), strength_unit="calibrated"))

@@ -60,7 +60,16 @@ def _info_from(d, where: str) -> DirectionInfo:
                          strength_unit=_optional(d, "strength_unit", str, where) or "raw",
                          name=_optional(d, "name", str, where) or "",
                          provenance=_optional(d, "provenance", dict, where) or {}, t_edit=t_edit,
-                         which_h=_optional(d, "which_h", str, where) or "middle_block_output")
+                         which_h=_optional(d, "which_h", str, where) or "middle_block_output",
+                         calibration=_calibration(d, where))
+
+
+def _calibration(d: dict, where: str) -> dict | None:
+    """The calibration record, checked (``Calibration.from_json``); None for files made without one."""
+    from .calibration import Calibration
+
+    value = d.get("calibration")
+    return None if value is None else Calibration.from_json(value, where).to_json()
 
 
 def _tensor_term(tensors: dict, i: int, info: DirectionInfo, where: str) -> TensorDirection:

@@ -51,7 +51,8 @@ def project_off(direction: Direction, others: list[Direction], *, joint: bool = 
     stacked = torch.stack(values) if base.timesteps is not None else values[0]
     info = replace(base.info, name=f"{base.info.name} without {', '.join(o.info.name or '?' for o in others)}",
                    provenance={**base.info.provenance, "projected_off": [o.info.name for o in others],
-                               "projection": "joint least squares" if joint else "one at a time"})
+                               "projection": "joint least squares" if joint else "one at a time"},
+                   calibration=None)  # smaller than before: measured again where a model is at hand
     return TensorDirection(stacked, base.timesteps, info)
 
 

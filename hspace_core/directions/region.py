@@ -53,5 +53,6 @@ def restrict_to_region(direction: Direction, mask: torch.Tensor, *, name: str = 
     values = torch.broadcast_to(base.values, (*lead, c, gh, gw)) * weights
     info = replace(base.info, h_shape=(c, gh, gw), name=name or f"{base.info.name} (region)",
                    provenance={**base.info.provenance,
-                               "region": [[round(float(v), 4) for v in row] for row in weights]})
+                               "region": [[round(float(v), 4) for v in row] for row in weights]},
+                   calibration=None)  # a part of the shift: measured again where a model is at hand
     return TensorDirection(values.contiguous(), base.timesteps, info)

@@ -34,7 +34,7 @@ class NodeProgress:
 
 
 def _guide(model, positive, negative, cfg: float, sampler, sigmas, latent: torch.Tensor, noise: torch.Tensor,
-           seed: int = 0, callback=None):
+           seed: int = 0, callback=None, disable_pbar: bool = False):
     """``CFGGuider.sample``; ``callback``: ComfyUI's (step, x0, x, total) callback (default: a progress bar
     of this pass's steps with previews, as SamplerCustom's)."""
     import comfy.samplers
@@ -47,7 +47,7 @@ def _guide(model, positive, negative, cfg: float, sampler, sigmas, latent: torch
     latent = comfy.sample.fix_empty_latent_channels(model, latent)
     if callback is None:
         callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
-    return guider.sample(noise, latent, sampler, sigmas, callback=callback, seed=seed)
+    return guider.sample(noise, latent, sampler, sigmas, callback=callback, disable_pbar=disable_pbar, seed=seed)
 
 
 def inversion_steps(sigmas: torch.Tensor, method: str) -> int:

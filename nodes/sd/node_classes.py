@@ -7,7 +7,12 @@ from hspace_core import HSpaceError
 from hspace_core.discovery.host import SPATIAL, by_timestep, difference_direction, pca_host_direction
 from hspace_core.host import BRANCHES, MODES, HostShift, host_direction, regeneration_error
 
+from hspace_core.directions.calibration import UNITS, in_units
+
+from .. import comfy_bridge as bridge
+from ..editing import UNITS_TOOLTIP
 from ..types import CATEGORY, DIRECTION, NOISE_MAPS
+from .calibration import calibrated_sd
 from .family import host_family
 from .inversion import (NodeProgress, _ascending, _descending, invert_latent, invert_latent_ddpm, inversion_steps,
                         record_trajectories, regenerate)
@@ -41,20 +46,23 @@ class ApplyHSpaceDirection:
             "model": MODEL_INPUT,
             "direction": (DIRECTION, {"tooltip": "a direction made on this family of model (sd1 / sd2 / sdxl)"}),
             "strength": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.05,
-                                   "tooltip": "1 = the full difference the direction was made from (prompt pair, "
-                                              "latent sets) or one standard deviation (PCA)"}),
+                                   "tooltip": "in calibrated units (default): 1 = the same amount of change for every "
+                                              "direction; in raw units: 1 = the full difference the direction was made "
+                                              "from (prompt pair, latent sets) or one standard deviation (PCA)"}),
             "t_edit": ("INT", {"default": 500, "min": 0, "max": 999,
                                "tooltip": "edit at model timesteps t >= t_edit (999 = pure noise)"}),
             "t_end": ("INT", {"default": 999, "min": 0, "max": 999, "tooltip": "edit at t <= t_end"}),
             "branch": (list(BRANCHES), {"tooltip": "which CFG branch gets the shift: both, the prompt's (cond) or "
                                                    "the negative's (uncond)"}),
             "mode": (list(MODES), {"tooltip": "asymmetric: with the Asyrp Sampler (SD) only; symmetric: any sampler"}),
+        }, "optional": {
+            "units": (list(UNITS), {"default": "calibrated", "tooltip": UNITS_TOOLTIP}),
         }}
 
-    def apply(self, model, direction, strength, t_edit, t_end, branch, mode):
+    def apply(self, model, direction, strength, t_edit, t_end, branch, mode, units="calibrated"):
         family, channels = host_family(model)
-        shift = HostShift(host_direction(direction, family, channels), float(strength), float(t_edit),
-                          float(t_end), branch, mode)
+        shift = HostShift(host_direction(in_units(direction, units, bridge.say_once), family, channels),
+                          float(strength), float(t_edit), float(t_end), branch, mode)
         m = model.clone()
         m.set_model_output_block_patch(HSpacePatch(shift, m.get_model_object("model_sampling")))
         return (m,)
@@ -194,7 +202,7 @@ class DirectionFromPrompts:
                                  provenance={"method": "prompt pair (mean h difference along source trajectories)",
                                              "seeds": seeds, "seed": seed, "size": [width, height],
                                              "steps": len(sigmas) - 1})
-        return (d,)
+        return (calibrated_sd(model, d, source),)
 
 
 class DirectionFromLatentSets:
@@ -229,8 +237,10 @@ class DirectionFromLatentSets:
                                  provenance={"method": "latent sets (mean h difference along DDIM inversions)",
                                              "set_sizes": [int(latents_with["samples"].shape[0]),
                                                            int(latents_without["samples"].shape[0])],
-                                             "steps": len(sigmas) - 1})
-        return (d,)
+                                             "steps": len(sigmas) - 1,
+                                             "size": [int(latents_with["samples"].shape[-1]) * 8,
+                                                      int(latents_with["samples"].shape[-2]) * 8]})
+        return (calibrated_sd(model, d, positive),)
 
 
 class DirectionPCASD:
@@ -262,4 +272,4 @@ class DirectionPCASD:
                                name=f"{name} {component}",
                                provenance={"method": "PCA of h along prompt trajectories", "seeds": seeds,
                                            "seed": seed, "component": component, "size": [width, height]})
-        return (d,)
+        return (calibrated_sd(model, d, positive),)

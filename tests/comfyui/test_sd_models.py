@@ -514,3 +514,26 @@ def test_the_sampler_and_the_inversions_draw_a_console_bar_as_stock_samplers(com
     assert "3/3" in capfd.readouterr().err  # up the three non-zero sigmas
     sd().invert_latent_ddpm(model, conditioning(1, kind), x0, sig)
     assert "4/4" in capfd.readouterr().err
+
+
+def test_sd_directions_are_calibrated_on_the_model(comfy, model, kind):
+    """The SD calibration measures what strength 1 means on the MODEL: the calibrated direction, measured
+    again, needs strength 1; a direction restricted to a region gets its own calibration and a usable
+    range that Apply H-Space Direction's calibrated units follow."""
+    from hspace_core.directions.calibration import calibration_of, in_units
+    from nodes.sd.calibration import calibrate_sd, calibrated_sd
+
+    d = random_direction(kind, spatial=(2, 2), timesteps=[0, 999])
+    pos = conditioning(1, kind)
+    d = calibrated_sd(model, d, pos, t=400, usable=False)
+    cal = calibration_of(d)
+    assert cal.t == 400 and cal.t_end == 999 and cal.scale > 0
+    again = calibrate_sd(model, in_units(d, "calibrated"), pos, t=400, usable=False)
+    assert again.scale == pytest.approx(1.0, rel=0.05)
+    ranged = calibration_of(calibrated_sd(model, d, pos, t=400, steps=4, samples=1))
+    assert ranged.usable is not None and ranged.usable[0] <= 0 <= ranged.usable[1]
+    # Apply in calibrated units = Apply in raw units at the calibration's scale
+    sig = sigmas(comfy, model, 4)
+    a = run(comfy, applied(model, d, 1.0), asyrp(comfy), sig, kind)
+    patched = sd().ApplyHSpaceDirection().apply(model, d, cal.scale, 500, 999, "both", "asymmetric", units="raw")[0]
+    assert torch.allclose(a, run(comfy, patched, asyrp(comfy), sig, kind), rtol=1e-5, atol=1e-4)

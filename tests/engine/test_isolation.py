@@ -52,7 +52,7 @@ LAYERS = [
     {"interval"},
     {"inversion"},
     {"editing"},
-    {"folder_job"},
+    {"calibrate", "folder_job"},
     {"discovery"},  # direction finders: record, supervised, pca, clip_model, clip
     {"demo"},
     {"cli"},

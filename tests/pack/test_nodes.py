@@ -140,7 +140,27 @@ def test_directions_from_images_pca_mixer_and_save(demo, models_dir):
     assert d.info.provenance["method"] == "supervised_mean_difference"
     pc = DirectionPCA().find(demo, 8, 1, 8, 500, 0)[0]
     assert pc.info.strength_unit == "std"
-    mixed = DirectionMixer().mix(d, 1.0, -0.5, 1.0, 1.0, False, "joint", direction_2=pc)[0]
+    # the finder nodes calibrate what they make on the model; the sampler and the mixer count in those units
+    from hspace_core.directions.calibration import calibration_of
+
+    cal_d, cal_pc = calibration_of(d), calibration_of(pc)
+    assert cal_d.t == 500 and cal_d.usable is not None and cal_pc.scale > 0
+    inv, _ = DDIMInvert().invert(demo, faces(1, 2), 8, "resize_crop")
+    run = lambda strengths, units, direction=d: AsyrpSampler().sample(  # noqa: E731
+        demo, 1.0, strengths, "explicit", 500, 0, 1.0, 0, 1.0, "asymmetric", 0, direction=direction, inversion=inv,
+        units=units)[0]
+    calibrated_1, raw_scale = run("1", "calibrated"), run(str(cal_d.scale), "raw")
+    assert torch.allclose(calibrated_1, raw_scale, atol=1e-5)  # calibrated 1 is the calibration's raw strength
+    assert run("auto", "calibrated").shape[0] == 4  # 0 and three steps up to the usable range's top
+    with pytest.raises(HSpaceError, match="auto"):
+        run("auto", "raw")
+    in_units = DirectionMixer().mix(d, 1.0, 2.0, 1.0, 1.0, False, "joint", direction_2=pc)[0]
+    assert calibration_of(in_units).how == "composed"
+    expected = run(f"{cal_d.scale}", "raw")  # weight 1 of d, 2 of pc, each in its own calibrated unit
+    both = run("1", "raw", in_units)
+    alone_pc = run(f"{2 * cal_pc.scale}", "raw", pc)
+    assert not torch.allclose(both, expected) and not torch.allclose(both, alone_pc)
+    mixed = DirectionMixer().mix(d, 1.0, -0.5, 1.0, 1.0, False, "joint", direction_2=pc, units="raw")[0]
     held = DirectionMixer().mix(d, 1.0, 1.0, 1.0, 1.0, False, "joint", hold_fixed_1=pc)[0]
     for t in held.timesteps.tolist():  # orthogonal on the grid (between grid points the lerps are not)
         assert abs(float(torch.dot(held.at(t).flatten(), pc.at(t).flatten()))) < 1e-4 * float(

@@ -1,0 +1,61 @@
+"""Calibrating a direction on a pixel model (``HSpaceModel``): the measurements of
+``directions.calibration`` made with the engine's own predictor and ``edit``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from .directions.calibration import (Calibration, gain_of, gain_points, off_target_weights, psnr_off_target,
+                                     solve_scale, usable_range, with_calibration)
+from .editing import edit
+from .sampling import asyrp_prediction, plain_predictor
+
+
+def calibrate(model, direction, *, t: int | None = None, samples: int = 4, seed: int = 0, usable: bool = True,
+              steps: int = 10) -> Calibration:
+    """Measure ``direction``'s calibration on ``model`` for the editing interval [t, t_max]. t: the direction's
+    t_edit (else 500), within the model's schedule. The gain from ``samples`` seeded x_T taken one DDIM step
+    down to each of ``gain_points(t, t_max)``; the usable range from whole edits of the same x_T on a
+    ``steps``-step grid."""
+    t_max = model.schedule.num_timesteps - 1
+    chosen = t if t is not None else (direction.info.t_edit if direction.info.t_edit is not None else 500)
+    t = int(min(t_max - 1, max(0, chosen)))
+    direction.check_fits(model)
+    g = torch.Generator().manual_seed(seed)
+    x_T = torch.randn(samples, model.in_channels, model.image_size, model.image_size, generator=g)
+    with torch.inference_mode():
+        x = x_T.to(model.device, torch.float32)
+        top = plain_predictor(model)(x, t_max)
+        d = direction.to(model.device, model.dtype)
+        points = []
+        for point in gain_points(t, t_max):
+            p = int(round(point))
+            a = model.schedule.alpha_bar_at(p, like=x)
+            x_t = a.sqrt() * top.x0 + (1 - a).sqrt() * top.eps  # one DDIM step from t_max down to p
+            points.append((p, x_t, plain_predictor(model)(x_t, p).x0))
+
+        def change_at(strength: float) -> float:
+            s = torch.full((samples, 1, 1, 1), strength, device=x.device)
+            return sum(gain_of(x0, asyrp_prediction(model, x_t, p, d, s, steps=direction.info.made_steps or 40).x0,
+                               1.0) for p, x_t, x0 in points) / len(points)
+
+        scale, gain = solve_scale(change_at, direction.info.name)
+    cal = Calibration(scale, gain, t, samples, t_end=t_max)
+    if not usable:
+        return cal
+    weights = off_target_weights(direction, (model.image_size, model.image_size))
+
+    def psnr_at(strengths: list[float]) -> torch.Tensor:
+        images = edit(model, x_T, direction, [0.0] + [s * cal.scale for s in strengths], t_edit=t, steps=steps,
+                      t_0=t_max).images.float()
+        return torch.stack([psnr_off_target(images[:, j + 1], images[:, 0], weights, 2.0).mean()
+                            for j in range(len(strengths))])
+
+    return replace(cal, usable=usable_range(psnr_at))
+
+
+def calibrated(model, direction, **kwargs):
+    """``direction`` with its calibration on ``model`` recorded (``calibrate``)."""
+    return with_calibration(direction, calibrate(model, direction, **kwargs))
