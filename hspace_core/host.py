@@ -27,26 +27,35 @@ from .directions.project import as_tensor_direction
 from .errors import HSpaceError
 from .sampling import SigmaStep
 
-HOST_FAMILIES = ("sd1", "sd2", "sdxl")
+SD_FAMILIES = ("sd1", "sd2", "sdxl")
+# flow-matching transformers: h is the image tokens at a joint ("double") block, on the token grid
+FLOW_FAMILIES = ("flux", "flux2", "sd3")
+HOST_FAMILIES = SD_FAMILIES + FLOW_FAMILIES
 BRANCHES = ("both", "cond", "uncond")
 MODES = ("asymmetric", "symmetric")
 T_END = 1000.0
 
 
-def host_direction(direction: Direction, family: str, channels: int) -> TensorDirection:
+def host_direction(direction: Direction, family: str, channels: int,
+                   which_h: str = "middle_block_output") -> TensorDirection:
     """``direction`` as one tensor direction for a host model of ``family`` whose h has ``channels``
-    channels; refuses a direction made for another family (a pixel DDPM's, another SD's) or size."""
+    channels, at ``which_h`` (a UNet's middle block output; a flow transformer's
+    ``double_block_<i>.<stream|attention>``); refuses a direction made for another family (a pixel
+    DDPM's, another SD's), size or place."""
     name = f"direction {direction.info.name!r}" if direction.info.name else "this direction"
     made_for = direction.info.family
     if made_for not in HOST_FAMILIES:
         what = f"a pixel DDPM ({made_for})" if made_for else "a pixel DDPM (an official Asyrp file)"
-        raise HSpaceError(f"{name} was made for {what}, not for {family}: directions for Stable Diffusion "
-                          f"models are made on them (H-Space Direction from Prompts / Latent Sets / PCA)")
+        raise HSpaceError(f"{name} was made for {what}, not for {family}: directions for Stable Diffusion, "
+                          f"Flux and SD3 models are made on them (H-Space Direction from Prompts / Latent Sets / "
+                          "PCA)")
     if made_for != family:
         raise HSpaceError(f"{name} was made for {made_for}, but this model is {family}")
     if direction.info.channels != channels:
         raise HSpaceError(f"{name} was made for h with {direction.info.channels} channels, but this {family} "
                           f"model's h has {channels}")
+    if direction.info.which_h != which_h:
+        raise HSpaceError(f"{name} was made for h at {direction.info.which_h}, not at {which_h}")
     if _has_deltablock(direction):
         raise HSpaceError(f"{name} holds a DeltaBlock (needs the pixel model's time embedding); "
                           "host models take tensor directions")

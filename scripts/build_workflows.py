@@ -600,6 +600,8 @@ def real_comfyui_thumbnails(jobs: list[tuple[str, dict, str]]) -> None:
 # The shipped workflows keep the raw strengths they were tuned and measured with (bench/sd_claims.py, the demo
 # world's claims); bench/calibration.py reads each one's range in its direction's calibrated units.
 UNITS_NODES = ("HSpaceAsyrpSampler", "HSpaceApplyDirection", "HSpaceDirectionMixer")
+# the SD direction finders' flow-only inputs, written out (the twins hold every widget)
+FLOW_INPUT_NODES = ("HSpaceDirectionFromPrompts", "HSpaceDirectionFromLatentSets", "HSpaceDirectionPCASD")
 
 
 def with_raw_units(descs: dict) -> dict:
@@ -607,6 +609,9 @@ def with_raw_units(descs: dict) -> dict:
         for class_type, values in desc["nodes"].values():
             if class_type in UNITS_NODES:
                 values.setdefault("units", "raw")
+            if class_type in FLOW_INPUT_NODES:
+                values.setdefault("block", -1)
+                values.setdefault("h", "residual stream")
     return descs
 
 

@@ -10,7 +10,8 @@ SHARED = ROOT.parent / "shared"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-torch.set_num_threads(int(os.environ.get("HSPACE_TEST_THREADS", "2")))
+# one thread per xdist worker (two workers share the 2 cores), else 2
+torch.set_num_threads(int(os.environ.get("HSPACE_TEST_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")))
 
 
 @pytest.fixture(scope="session")

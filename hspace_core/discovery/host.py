@@ -18,7 +18,7 @@ from typing import Iterable
 
 import torch
 
-from ..directions.base import DirectionInfo, TensorDirection
+from ..directions.base import WHICH_H, DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..host import HOST_FAMILIES
 from .pca import consistent_signs, principal_components
@@ -40,16 +40,17 @@ def _reduce(h: torch.Tensor, spatial: str) -> torch.Tensor:
     return h.mean(dim=(-2, -1), keepdim=True) if spatial == "average" else h
 
 
-def _info(family: str, values: torch.Tensor, name: str, unit: str, provenance: dict, t_edit: int | None):
+def _info(family: str, values: torch.Tensor, name: str, unit: str, provenance: dict, t_edit: int | None,
+          which_h: str):
     if family not in HOST_FAMILIES:
         raise HSpaceError(f"host directions are for {HOST_FAMILIES}, not {family!r}")
     return DirectionInfo(h_shape=tuple(int(x) for x in values.shape[1:]), family=family, strength_unit=unit,
-                         name=name, provenance=provenance, t_edit=t_edit)
+                         name=name, provenance=provenance, t_edit=t_edit, which_h=which_h)
 
 
 def difference_direction(target: dict[int, torch.Tensor], source: dict[int, torch.Tensor], *, family: str,
                          spatial: str = "average", name: str = "", provenance: dict | None = None,
-                         t_edit: int | None = None) -> TensorDirection:
+                         t_edit: int | None = None, which_h: str = WHICH_H) -> TensorDirection:
     """Per timestep mean(target rows) - mean(source rows) (both ``by_timestep`` records), as a
     per-timestep direction on the timesteps both hold."""
     common = sorted(set(target) & set(source))
@@ -57,12 +58,12 @@ def difference_direction(target: dict[int, torch.Tensor], source: dict[int, torc
         raise HSpaceError("the two recordings share no timestep; record both along the same sigmas")
     values = torch.stack([_reduce(target[t], spatial).mean(0) - _reduce(source[t], spatial).mean(0) for t in common])
     return TensorDirection(values, torch.tensor(common, dtype=torch.int64),
-                           _info(family, values, name, "mean_difference", provenance or {}, t_edit))
+                           _info(family, values, name, "mean_difference", provenance or {}, t_edit, which_h))
 
 
 def pca_host_direction(recorded: dict[int, torch.Tensor], component: int, *, family: str,
                        spatial: str = "average", name: str = "", provenance: dict | None = None,
-                       t_edit: int | None = None) -> TensorDirection:
+                       t_edit: int | None = None, which_h: str = WHICH_H) -> TensorDirection:
     """Principal component ``component`` (0-based) of h per timestep over the recorded rows, scaled to
     its standard deviation; the sign is fixed at the highest t (largest coordinate positive) and kept
     along the trajectory by continuity."""
@@ -80,4 +81,4 @@ def pca_host_direction(recorded: dict[int, torch.Tensor], component: int, *, fam
     asc = sorted(values)
     stacked = torch.stack([values[t] for t in asc])
     return TensorDirection(stacked, torch.tensor(asc, dtype=torch.int64),
-                           _info(family, stacked, name, "std", provenance or {}, t_edit))
+                           _info(family, stacked, name, "std", provenance or {}, t_edit, which_h))

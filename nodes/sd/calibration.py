@@ -19,6 +19,12 @@ DEFAULT_T = 500  # the calibration's t for directions that record none (SD direc
 
 
 def _patched(model, direction, t_edit: float, t_end: float):
+    from ..flow.family import is_flow
+
+    if is_flow(model):
+        from ..flow.host import apply_direction
+
+        return apply_direction(model, direction, 1.0, t_edit, t_end, "both", "asymmetric")
     family, channels = host_family(model)
     m = model.clone()
     m.set_model_output_block_patch(HSpacePatch(HostShift(host_direction(direction, family, channels), 1.0, t_edit,
@@ -27,21 +33,29 @@ def _patched(model, direction, t_edit: float, t_end: float):
     return m
 
 
-def _latent_size(direction) -> tuple[int, int]:
+def _latent_size(model, direction) -> tuple[int, int]:
     """(height, width) of the latents the direction was made at (its provenance's image size, / 8), else
-    the h grid times the UNet's downsampling of the family (8 for SD1.5 and the miniature world's 4 x 4
-    h at 64 px)."""
+    its h grid times the latent-to-h factor of the MODEL (a UNet's downsampling, a transformer's patch
+    size), else 64 x 64 (512 px)."""
+    from ..flow.family import flow_host, is_flow
+
     size = direction.info.provenance.get("size") if isinstance(direction.info.provenance, dict) else None
     if isinstance(size, list) and len(size) == 2:
         return int(size[1]) // 8, int(size[0]) // 8
     _, gh, gw = direction.info.h_shape
-    return (gh * 8, gw * 8) if (gh, gw) != (1, 1) else (64, 64)
+    if (gh, gw) == (1, 1):
+        return 64, 64
+    factor = flow_host(model).patch if is_flow(model) else \
+        2 ** (len(model.model.model_config.unet_config["channel_mult"]) - 1)
+    return gh * factor, gw * factor
 
 
-def _gain_sampler(out: list, sigmas_t: list[float]):
-    """A KSAMPLER function: from x at sigmas[0], for each sigma_t one DDIM step down to it; appends to ``out``
-    ``solve_scale``'s result for the relative change of D at those points (the edit call's strengths set
-    per reading)."""
+def _gain_sampler(out: list, sigmas_t: list[float], flow: bool):
+    """A KSAMPLER function: from x at sigmas[0], for each sigma_t one DDIM step down to it (``flow``: in the
+    flow's coordinates, ``hspace_core.flow``); appends to ``out`` ``solve_scale``'s result for the relative
+    change of D at those points (the edit call's strengths set per reading)."""
+    from hspace_core.flow import flow_eps, flow_step
+
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = {} if extra_args is None else extra_args
         options = extra_args.get("model_options", {})
@@ -49,7 +63,10 @@ def _gain_sampler(out: list, sigmas_t: list[float]):
         d0 = model(x, sigmas[0] * s_in, **extra_args)
         points = []
         for sigma_t in sigmas_t:
-            x_t = d0 + (sigma_t / float(sigmas[0])) * (x - d0)
+            if flow:
+                x_t = flow_step(d0, flow_eps(x, d0, float(sigmas[0])), sigma_t)
+            else:
+                x_t = d0 + (sigma_t / float(sigmas[0])) * (x - d0)
             points.append((sigma_t, x_t, model(x_t, sigma_t * s_in, **extra_args)))
 
         def change_at(strength: float) -> float:
@@ -77,17 +94,21 @@ def calibrate_sd(model, direction, positive, *, t: float | None = None, t_end: f
     from .sampler import sample_asyrp
 
     t = float(direction.info.t_edit if t is None and direction.info.t_edit is not None else t or DEFAULT_T)
+    from ..flow.family import is_flow
+
+    flow = is_flow(model)
     ms = model.get_model_object("model_sampling")
     points = gain_points(t, t_end)
-    lh, lw = _latent_size(direction)
+    lh, lw = _latent_size(model, direction)
     fmt = model.get_model_object("latent_format")
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(samples, fmt.latent_channels, lh, lw, generator=g)
     m = _patched(model, direction, 0.0, 999.0)
     out: list = [direction.info.name]
     sig = torch.tensor([float(ms.sigma_max), 0.0])
+    sigma_of = (lambda p: p / 1000.0) if flow else (lambda p: float(ms.sigma(torch.tensor(p))))
     _guide(m, positive, positive, 1.0, comfy.samplers.KSAMPLER(
-        _gain_sampler(out, [float(ms.sigma(torch.tensor(p))) for p in points])), sig, torch.zeros_like(noise), noise,
+        _gain_sampler(out, [sigma_of(p) for p in points], flow)), sig, torch.zeros_like(noise), noise,
         callback=lambda *a: None, disable_pbar=True)
     if isinstance(out[1], Exception):
         raise out[1]

@@ -16,8 +16,8 @@ def host_family(model) -> tuple[str, int]:
     base = model.model
     name = type(base.model_config).__name__
     if isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST):
-        raise HSpaceError(f"{name} is a flow-matching model (CONST sampling, as SD3 and Flux): the Asyrp step here "
-                          "is for eps / v-prediction diffusion models (SD1.x, SD2.x, SDXL)")
+        raise HSpaceError(f"{name} is a flow-matching model (CONST sampling): h-space editing supports Flux.1, "
+                          "Flux.2 and SD3 / SD3.5 among them, through the same nodes")
     unet = base.diffusion_model
     if not hasattr(unet, "middle_block") or not hasattr(unet, "output_blocks"):
         raise HSpaceError(f"{name} has no UNet middle block (h-space needs a UNet: SD1.x, SD2.x or SDXL)")

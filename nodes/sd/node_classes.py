@@ -13,10 +13,11 @@ from .. import comfy_bridge as bridge
 from ..editing import UNITS_TOOLTIP
 from ..types import CATEGORY, DIRECTION, NOISE_MAPS
 from .calibration import calibrated_sd
+from ..flow.family import KIND_NAMES, flow_host, is_flow
 from .family import host_family
 from .inversion import (NodeProgress, _ascending, _descending, invert_latent, invert_latent_ddpm, inversion_steps,
-                        record_trajectories, regenerate)
-from .patch import HRecorder, HSpacePatch
+                        record_trajectories, recorder, regenerate)
+from .patch import HSpacePatch
 from .sampler import sample_asyrp
 
 SD_CATEGORY = f"{CATEGORY}/stable diffusion"
@@ -29,6 +30,24 @@ WIDTH_INPUT = ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8,
                        "tooltip": "image width (px) of the trajectories"})
 HEIGHT_INPUT = ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8,
                         "tooltip": "image height (px) of the trajectories"})
+FLOW_INPUTS = {
+    "block": ("INT", {"default": -1, "min": -1, "max": 63,
+                      "tooltip": "flow transformers (Flux, SD3): the joint block whose image tokens are h; -1 = the "
+                                 "model's default (its middle joint block). Ignored for SD UNets"}),
+    "h": (list(KIND_NAMES), {"default": "residual stream",
+                             "tooltip": "flow transformers: h is the image tokens' residual stream after the block, "
+                                        "or their attention output inside it (FluxSpace's place). Ignored for SD "
+                                        "UNets"}),
+}
+
+
+def flow_location(model, block: int, h: str):
+    """The HLocation of the (block, h) inputs on a flow MODEL, None for an SD one."""
+    if not is_flow(model):
+        return None
+    if h not in KIND_NAMES:
+        raise HSpaceError(f"h must be one of {list(KIND_NAMES)}, got {h!r}")
+    return flow_host(model).location(int(block), KIND_NAMES[h])
 
 class ApplyHSpaceDirection:
     DESCRIPTION = ("Adds an h-space direction to the UNet's bottleneck (the middle block's output) of an SD1.x / SD2.x / SDXL "
@@ -60,6 +79,11 @@ class ApplyHSpaceDirection:
         }}
 
     def apply(self, model, direction, strength, t_edit, t_end, branch, mode, units="calibrated"):
+        if is_flow(model):  # Flux, SD3: at the joint block the direction was made for
+            from ..flow.host import apply_direction
+
+            return (apply_direction(model, in_units(direction, units, bridge.say_once), strength, t_edit, t_end,
+                                    branch, mode),)
         family, channels = host_family(model)
         shift = HostShift(host_direction(in_units(direction, units, bridge.say_once), family, channels),
                           float(strength), float(t_edit), float(t_end), branch, mode)
@@ -146,15 +170,26 @@ class InvertLatent:
         }}
 
     def invert(self, model, positive, latent, sigmas, check_reconstruction, method="ddim", seed=0):
-        host_family(model)
         if method not in LATENT_INVERSION_METHODS:
             raise HSpaceError(f"unknown inversion method {method!r}; choose from {LATENT_INVERSION_METHODS}")
+        flow = is_flow(model)
+        if flow:
+            flow_host(model)
+        else:
+            host_family(model)
         samples = latent["samples"]
         maps = None
         kind = "ddim" if method == "ddim" else "ddpm"
         inverting = inversion_steps(sigmas, kind)  # one progress job: the inversion, then the check
         progress = NodeProgress(model, inverting + (len(_descending(sigmas)) - 1 if check_reconstruction else 0))
-        if method == "ddim":
+        if flow:
+            from ..flow.host import invert as invert_flow
+
+            noised, maps = invert_flow(model, positive, samples, sigmas, kind, seed, callback=progress.part(0))
+            report = (f"flow ODE inversion over {inverting + 1} sigmas" if kind == "ddim" else
+                      f"exact-replay inversion over {maps.steps + 1} sigmas (seed {maps.seed}): {maps.steps} "
+                      f"corrections, {maps.maps.numel() * maps.maps.element_size() / 2 ** 20:.2f} MiB")
+        elif method == "ddim":
             noised = invert_latent(model, positive, samples, sigmas, callback=progress.part(0))
             report = f"DDIM inversion over {len(_ascending(sigmas))} sigmas"
         else:
@@ -193,12 +228,14 @@ class DirectionFromPrompts:
             "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid "
                                                    "(resized to other resolutions)"}),
             "name": ("STRING", {"default": "prompt pair", "tooltip": "a label stored in the direction file"}),
-        }}
+        }, "optional": dict(FLOW_INPUTS)}
 
-    def make(self, model, source, target, sigmas, seeds, seed, width, height, spatial, name):
-        family, rec = record_trajectories(model, source, sigmas, seeds, seed, width, height, target=target)
+    def make(self, model, source, target, sigmas, seeds, seed, width, height, spatial, name, block=-1,
+             h="residual stream"):
+        family, rec, which_h = record_trajectories(model, source, sigmas, seeds, seed, width, height, target=target,
+                                                   location=flow_location(model, block, h))
         d = difference_direction(by_timestep(rec.records[1]), by_timestep(rec.records[0]), family=family,
-                                 spatial=spatial, name=name,
+                                 spatial=spatial, name=name, which_h=which_h,
                                  provenance={"method": "prompt pair (mean h difference along source trajectories)",
                                              "seeds": seeds, "seed": seed, "size": [width, height],
                                              "steps": len(sigmas) - 1})
@@ -224,16 +261,22 @@ class DirectionFromLatentSets:
             "sigmas": SIGMAS_INPUT,
             "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid"}),
             "name": ("STRING", {"default": "latent sets", "tooltip": "a label stored in the direction file"}),
-        }}
+        }, "optional": dict(FLOW_INPUTS)}
 
-    def make(self, model, positive, latents_with, latents_without, sigmas, spatial, name):
-        family, _ = host_family(model)
+    def make(self, model, positive, latents_with, latents_without, sigmas, spatial, name, block=-1,
+             h="residual stream"):
+        location = flow_location(model, block, h)
         recorded = []
         for latent in (latents_with, latents_without):
-            rec = HRecorder(model.get_model_object("model_sampling"))
-            invert_latent(model, positive, latent["samples"], sigmas, recorder=rec)
+            family, m, rec, which_h = recorder(model, location)
+            if location is not None:
+                from ..flow.host import invert as invert_flow
+
+                invert_flow(model, positive, latent["samples"], sigmas, "ddim", recorder_model=m)
+            else:
+                invert_latent(model, positive, latent["samples"], sigmas, recorder=rec)
             recorded.append(by_timestep(rec.records[0] + rec.records[1]))
-        d = difference_direction(recorded[0], recorded[1], family=family, spatial=spatial, name=name,
+        d = difference_direction(recorded[0], recorded[1], family=family, spatial=spatial, name=name, which_h=which_h,
                                  provenance={"method": "latent sets (mean h difference along DDIM inversions)",
                                              "set_sizes": [int(latents_with["samples"].shape[0]),
                                                            int(latents_without["samples"].shape[0])],
@@ -264,12 +307,14 @@ class DirectionPCASD:
             "height": HEIGHT_INPUT,
             "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid"}),
             "name": ("STRING", {"default": "PCA", "tooltip": "a label stored in the direction file"}),
-        }}
+        }, "optional": dict(FLOW_INPUTS)}
 
-    def make(self, model, positive, sigmas, seeds, seed, component, width, height, spatial, name):
-        family, rec = record_trajectories(model, positive, sigmas, seeds, seed, width, height)
+    def make(self, model, positive, sigmas, seeds, seed, component, width, height, spatial, name, block=-1,
+             h="residual stream"):
+        family, rec, which_h = record_trajectories(model, positive, sigmas, seeds, seed, width, height,
+                                                   location=flow_location(model, block, h))
         d = pca_host_direction(by_timestep(rec.records[0]), component, family=family, spatial=spatial,
-                               name=f"{name} {component}",
+                               name=f"{name} {component}", which_h=which_h,
                                provenance={"method": "PCA of h along prompt trajectories", "seeds": seeds,
                                            "seed": seed, "component": component, "size": [width, height]})
         return (calibrated_sd(model, d, positive),)

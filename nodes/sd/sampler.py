@@ -71,7 +71,8 @@ def _walk_with_progress(predict, x, steps, *, callback, disable, noise=None, fir
 
 def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None, *, strengths=(1.0,), eta=0.0,
                  t_boost=0.0, noise_maps: NoiseMaps | None = None, t_skip: int = 0, shared: bool = True):
-    """KSAMPLER function: Asyrp's asymmetric walk over ComfyUI's denoiser (k-diffusion's calling convention).
+    """KSAMPLER function: Asyrp's asymmetric walk over ComfyUI's denoiser (k-diffusion's calling convention);
+    flow-matching models (Flux, SD3) go to ``flow.sampler.sample_asyrp_flow``.
 
     x: [B, C, H, W] at sigmas[0]; a single latent with several strengths becomes one row per strength
     (a sweep in one batch, same start). The directions are the MODEL's asymmetric ``HSpacePatch``es.
@@ -81,6 +82,13 @@ def sample_asyrp(model, x, sigmas, extra_args=None, callback=None, disable=None,
     shared: inside the edit interval, D and D_edit from one call on [x; x] whose work below h is done once
     (``shared.shared_forward``); False: two calls (the reference path; also taken when sharing is unsafe).
     """
+    import comfy.model_sampling
+
+    if isinstance(model.inner_model.inner_model.model_sampling, comfy.model_sampling.CONST):  # Flux, SD3
+        from ..flow.sampler import sample_asyrp_flow
+
+        return sample_asyrp_flow(model, x, sigmas, extra_args, callback, disable, strengths=strengths,
+                                 noise_maps=noise_maps, t_skip=t_skip, shared=shared)
     extra_args = {} if extra_args is None else extra_args
     ms = _check_sampling(model)
     options = extra_args.get("model_options", {})

@@ -79,8 +79,8 @@ def test_the_pack_placed_the_example_inputs_in_the_empty_input_folder(comfy):
 
 def on_tiny_sd(prompt: dict) -> dict:
     """An SD workflow's twin on the test-only tiny checkpoint node (ComfyUI's SD1.5 / SDXL classes, random
-    weights, same MODEL / CLIP / VAE outputs as CheckpointLoaderSimple) at 64 px and few steps; other
-    workflows unchanged."""
+    weights, same MODEL / CLIP / VAE outputs as CheckpointLoaderSimple) at 64 px and few steps; the pixel
+    direction finders with fewer steps, samples and iterations."""
     prompt = json.loads(json.dumps(prompt))
     for node in prompt.values():
         inputs = node["inputs"]
@@ -96,6 +96,15 @@ def on_tiny_sd(prompt: dict) -> dict:
             inputs["seeds"] = 2
         if node["class_type"] == "HSpaceAsyrpSamplerSD" and inputs.get("t_skip"):
             inputs["t_skip"] = 1  # of the 4 steps
+        # the pixel direction finders at a tenth of their work: the graph runs as shipped, the sizes are the
+        # thumbnail builder's business
+        if node["class_type"] in ("HSpaceDirectionPCA", "HSpaceDirectionFromImages", "HSpaceDirectionFromText",
+                                  "HSpaceDirectionJacobian", "HSpaceDDIMInvert") and inputs.get("steps", 0) > 10:
+            inputs["steps"] = 10
+        if node["class_type"] == "HSpaceDirectionPCA":
+            inputs["samples"] = min(inputs["samples"], 8)
+        if node["class_type"] == "HSpaceDirectionJacobian":
+            inputs["iterations"] = min(inputs["iterations"], 3)
     return prompt
 
 

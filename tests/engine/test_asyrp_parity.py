@@ -126,9 +126,10 @@ def _adm_setup(request, tmp_path_factory):
     return load_model(path), load_direction(block_path), host
 
 
-@pytest.fixture(scope="module", params=["seeded", "released"])
+@pytest.fixture(scope="module", params=["seeded", pytest.param("released", marks=pytest.mark.slow)])
 def blocks(request):
-    """Where the DeltaBlocks come from (see ``block_file``)."""
+    """Where the DeltaBlocks come from (see ``block_file``). The seeded blocks prove the algorithm; the released
+    ones (../shared) run the same cases again on the official weights with ``-m slow`` (about 100 s)."""
     return request.param
 
 

@@ -49,6 +49,7 @@ LAYERS = [
     {"directions"},  # direction values: base, deltablock, io, project
     {"sampling"},
     {"variants", "host", "noise_maps"},
+    {"flow"},
     {"interval"},
     {"inversion"},
     {"editing"},

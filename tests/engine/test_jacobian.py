@@ -87,3 +87,6 @@ def test_cli_direction_jacobian(tmp_path):
     d = load_direction(out)
     assert d.info.provenance["method"] == "jacobian" and d.info.provenance["component"] == 1
     assert "component 1: singular value" in r.stderr
+    # the command line calibrates what it makes on the model it was made for, and says so
+    assert d.info.calibration is not None and d.info.calibration["t"] == 400
+    assert "calibrated at t=400: strength 1 = " in r.stderr

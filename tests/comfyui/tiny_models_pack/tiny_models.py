@@ -116,3 +116,64 @@ def tiny_vae(seed: int = 2):
     module = AutoencoderKL(**config["params"])
     init_weights(module, seed)
     return comfy.sd.VAE(sd=module.state_dict(), config=config)
+
+
+# ComfyUI's flow transformers at tiny widths, each in its own supported-model class (sampling, latent format,
+# conditioning as a checkpoint of that kind gives them)
+FLUX_TINY = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=CONTEXT, context_in_dim=CONTEXT,
+                 hidden_size=64, mlp_ratio=4.0, num_heads=2, depth=3, depth_single_blocks=2, axes_dim=[8, 12, 12],
+                 theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True, txt_ids_dims=[])
+FLUX2_TINY = dict(image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=CONTEXT,
+                  hidden_size=64, mlp_ratio=3.0, num_heads=2, depth=3, depth_single_blocks=2, axes_dim=[8, 8, 8, 8],
+                  theta=2000, patch_size=1, qkv_bias=False, guidance_embed=True, txt_ids_dims=[3],
+                  global_modulation=True, mlp_silu_act=True, ops_bias=False, default_ref_method="index",
+                  ref_index_scale=10.0)
+SD3_TINY = dict(in_channels=16, out_channels=16, patch_size=2, depth=2, input_size=None, adm_in_channels=CONTEXT,
+                context_embedder_config={"target": "torch.nn.Linear",
+                                         "params": {"in_features": CONTEXT, "out_features": 128}},
+                num_patches=1024, pos_embed_max_size=32, pos_embed_scaling_factor=None, qk_norm="rms",
+                x_block_self_attn_layers=[0])
+FLOW_KINDS = ("flux", "flux_schnell", "flux2", "sd3")
+
+
+def tiny_flow_model(kind: str = "flux", seed: int = 0, out_scale: float = 0.1):
+    """A ModelPatcher holding ComfyUI's Flux (dev: distilled guidance), FluxSchnell, Flux2 or SD3 model class
+    with a tiny transformer (random weights); SD3 with SD3.5's extra image self-attention in block 0."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models as sm
+
+    if kind == "flux":
+        model = sm.Flux(dict(FLUX_TINY)).get_model({}, device="cpu")
+    elif kind == "flux_schnell":
+        model = sm.FluxSchnell(dict(FLUX_TINY, guidance_embed=False)).get_model({}, device="cpu")
+    elif kind == "flux2":
+        model = sm.Flux2(dict(FLUX2_TINY)).get_model({}, device="cpu")
+    elif kind == "sd3":
+        model = sm.SD3(dict(SD3_TINY)).get_model({}, device="cpu")
+    else:
+        raise ValueError(kind)
+    init_weights(model.diffusion_model, seed)
+    with torch.no_grad():
+        for name, p in model.diffusion_model.named_parameters():
+            if name.startswith("final_layer.linear"):
+                p.mul_(out_scale)
+            if "norm" in name and ("scale" in name or name.endswith(".weight")) and p.ndim == 1:
+                p.fill_(1.0)  # RMS / layer norm scales
+    model.diffusion_model.eval().requires_grad_(False)
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                           offload_device=mm.unet_offload_device())
+
+
+def flow_conditioning(seed: int, kind: str = "flux", tokens: int = 8, guidance: float = 3.5):
+    """A CONDITIONING as a Flux / SD3 text encoder gives it: hidden states [1, tokens, 64] and a pooled vector
+    (Flux dev: the distilled guidance too)."""
+    g = torch.Generator().manual_seed(seed)
+    extra = {"pooled_output": torch.randn(1, CONTEXT, generator=g)}
+    if kind in ("flux", "flux2"):
+        extra["guidance"] = guidance
+    return [[torch.randn(1, tokens, CONTEXT, generator=g), extra]]
+
+
+def flow_latent_channels(kind: str) -> int:
+    return {"flux": 16, "flux_schnell": 16, "flux2": 128, "sd3": 16}[kind]
