@@ -46,9 +46,10 @@ def calibrate(model, direction, *, t: int | None = None, samples: int = 4, seed:
     if not usable:
         return cal
     weights = off_target_weights(direction, (model.image_size, model.image_size))
+    starts = x_T[:2]  # the whole edits on two of the starts (13 strengths each)
 
     def psnr_at(strengths: list[float]) -> torch.Tensor:
-        images = edit(model, x_T, direction, [0.0] + [s * cal.scale for s in strengths], t_edit=t, steps=steps,
+        images = edit(model, starts, direction, [0.0] + [s * cal.scale for s in strengths], t_edit=t, steps=steps,
                       t_0=t_max).images.float()
         return torch.stack([psnr_off_target(images[:, j + 1], images[:, 0], weights, 2.0).mean()
                             for j in range(len(strengths))])

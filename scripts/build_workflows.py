@@ -56,6 +56,11 @@ CORE = {
     "SolidMask": ([("value", "FLOAT"), ("width", "INT"), ("height", "INT")], [], [("MASK", "MASK")]),
     "MaskComposite": ([("x", "INT"), ("y", "INT"), ("operation", "COMBO")], [("destination", "MASK"), ("source", "MASK")],
                       [("MASK", "MASK")]),
+    "UNETLoader": ([("unet_name", "COMBO"), ("weight_dtype", "COMBO")], [], [("MODEL", "MODEL")]),
+    "DualCLIPLoader": ([("clip_name1", "COMBO"), ("clip_name2", "COMBO"), ("type", "COMBO")], [], [("CLIP", "CLIP")]),
+    "VAELoader": ([("vae_name", "COMBO")], [], [("VAE", "VAE")]),
+    "FluxGuidance": ([("guidance", "FLOAT")], [("conditioning", "CONDITIONING")], [("CONDITIONING", "CONDITIONING")]),
+    "EmptySD3LatentImage": ([("width", "INT"), ("height", "INT"), ("batch_size", "INT")], [], [("LATENT", "LATENT")]),
 }
 # the standard checkpoints the SD workflows name, where ComfyUI's missing-models dialog sends users
 CHECKPOINTS = {
@@ -64,7 +69,23 @@ CHECKPOINTS = {
     "sd_xl_base_1.0.safetensors":
         "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
 }
-SD15, SDXL = list(CHECKPOINTS)
+# the flow transformers' files (Flux.1: the diffusion model, its two text encoders and its VAE; SD3.5 medium: one
+# checkpoint with its text encoders), with the folder ComfyUI's missing-models dialog puts each in
+SD35 = "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors"
+CHECKPOINTS[SD35] = ("https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/"
+                     "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors")
+FLUX_FILES = {
+    "flux1-dev.safetensors": ("diffusion_models",
+                              "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors"),
+    "flux1-schnell.safetensors": ("diffusion_models", "https://huggingface.co/black-forest-labs/FLUX.1-schnell/resolve/"
+                                                      "main/flux1-schnell.safetensors"),
+    "clip_l.safetensors": ("text_encoders",
+                           "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors"),
+    "t5xxl_fp16.safetensors": ("text_encoders", "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/"
+                                                "t5xxl_fp16.safetensors"),
+    "ae.safetensors": ("vae", "https://huggingface.co/black-forest-labs/FLUX.1-schnell/resolve/main/ae.safetensors"),
+}
+SD15, SDXL = list(CHECKPOINTS)[:2]
 
 # strengths of the edit-friendly and Jacobian examples on the embedded model (README: miniature world)
 EDIT_STRENGTHS = "-4, 0, 4"
@@ -200,6 +221,88 @@ def workflows(t_edit: int) -> dict:
                       "11": save("10", "hspace/jacobian1")}},
         **sd_workflows(),
         **sd_world_workflows(),
+        **flow_workflows(),
+    }
+
+
+def flow_workflows() -> dict:
+    """Flux.1 dev and schnell, SD3.5 medium: the pack's nodes on ComfyUI's flow transformers. The starting
+    settings (h after the middle joint block, the residual stream, t_edit 200 .. t_end 700 in 1000 sigma,
+    strengths in calibrated units) are untested on real weights: the miniature flow world measures its own."""
+    def text(t, clip="3", slot=0):
+        return ("CLIPTextEncode", {"text": t, "clip": (clip, slot)})
+
+    def flux_loaders(unet):
+        return {"1": ("UNETLoader", {"unet_name": unet, "weight_dtype": "default"}),
+                "2": ("VAELoader", {"vae_name": "ae.safetensors"}),
+                "3": ("DualCLIPLoader", {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors",
+                                         "type": "flux"})}
+
+    def scheduler(steps, model="1"):
+        return ("BasicScheduler", {"model": (model, 0), "scheduler": "simple", "steps": steps, "denoise": 1.0})
+
+    def direction(source, target, sigmas, size, name, model="1"):
+        return ("HSpaceDirectionFromPrompts", {"model": (model, 0), "source": (source, 0), "target": (target, 0),
+                                               "sigmas": (sigmas, 0), "seeds": 4, "seed": 0, "width": size,
+                                               "height": size, "spatial": "keep", "name": name, "block": -1,
+                                               "h": "residual stream"})
+
+    def apply(d, model="1"):
+        return ("HSpaceApplyDirection", {"model": (model, 0), "direction": (d, 0), "strength": 1.0, "t_edit": 200,
+                                         "t_end": 700, "branch": "both", "mode": "asymmetric", "units": "calibrated"})
+
+    face, smiling = "a photo of a person's face, natural light", "a photo of a person's smiling face, natural light"
+    return {
+        "flux1_dev_prompt_pair_sweep": {
+            "title": "Flux.1 dev: a direction from a prompt pair at the middle joint block, swept over four strengths "
+                     "(Asyrp sampler, calibrated units; starting settings, untested on real weights)",
+            "nodes": {**flux_loaders("flux1-dev.safetensors"), "4": text(face), "5": text(smiling),
+                      "6": ("FluxGuidance", {"conditioning": ("4", 0), "guidance": 3.5}),
+                      "7": ("FluxGuidance", {"conditioning": ("5", 0), "guidance": 3.5}),
+                      "8": scheduler(28), "9": direction("6", "7", "8", 1024, "smile (flux dev)"),
+                      "10": apply("9"),
+                      "11": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 2, 4, 6", "eta": 0.0, "t_boost": 0,
+                                                      "t_skip": 0}),
+                      "12": ("EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
+                      "13": ("SamplerCustom", {"model": ("10", 0), "add_noise": True, "noise_seed": 42, "cfg": 1.0,
+                                               "positive": ("6", 0), "negative": ("6", 0), "sampler": ("11", 0),
+                                               "sigmas": ("8", 0), "latent_image": ("12", 0)}),
+                      "14": ("VAEDecode", {"samples": ("13", 0), "vae": ("2", 0)}),
+                      "15": ("SaveImage", {"images": ("14", 0), "filename_prefix": "hspace/flux_dev_sweep"})}},
+        "flux1_schnell_edit_real_image": {
+            "title": "Flux.1 schnell: edit a real photo (exact-replay inversion, Asyrp sampler at strengths 0 and 4; "
+                     "starting settings, untested on real weights)",
+            "nodes": {**flux_loaders("flux1-schnell.safetensors"), "4": text(face), "5": text(smiling),
+                      "6": scheduler(4), "7": direction("4", "5", "6", 1024, "smile (flux schnell)"),
+                      "8": apply("7"),
+                      "9": ("LoadImage", {"image": FACE_IMAGE, "upload": "image"}),
+                      "10": ("ImageScale", {"image": ("9", 0), "upscale_method": "lanczos", "width": 1024,
+                                            "height": 1024, "crop": "center"}),
+                      "11": ("VAEEncode", {"pixels": ("10", 0), "vae": ("2", 0)}),
+                      "12": ("HSpaceInvertLatent", {"model": ("1", 0), "positive": ("4", 0), "latent": ("11", 0),
+                                                    "sigmas": ("6", 0), "check_reconstruction": True,
+                                                    "method": "ddpm (edit-friendly)", "seed": 0}),
+                      "13": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 4", "eta": 0.0, "t_boost": 0,
+                                                      "noise_maps": ("12", 2), "t_skip": 0}),
+                      "14": ("SamplerCustom", {"model": ("8", 0), "add_noise": False, "noise_seed": 0, "cfg": 1.0,
+                                               "positive": ("4", 0), "negative": ("4", 0), "sampler": ("13", 0),
+                                               "sigmas": ("6", 0), "latent_image": ("12", 0)}),
+                      "15": ("VAEDecode", {"samples": ("14", 0), "vae": ("2", 0)}),
+                      "16": ("SaveImage", {"images": ("15", 0), "filename_prefix": "hspace/flux_schnell_real_edit"})}},
+        "sd35_prompt_pair_sweep": {
+            "title": "SD3.5 medium: a direction from a prompt pair at the middle joint block, swept over four "
+                     "strengths with CFG (Asyrp sampler, calibrated units; starting settings, untested on real weights)",
+            "nodes": {"1": ("CheckpointLoaderSimple", {"ckpt_name": SD35}), "2": text(face, "1", 1),
+                      "3": text(smiling, "1", 1), "4": text("blurry, lowres", "1", 1), "5": scheduler(28),
+                      "6": direction("2", "3", "5", 1024, "smile (sd3.5)"), "7": apply("6"),
+                      "8": ("HSpaceAsyrpSamplerSD", {"strengths": "0, 2, 4, 6", "eta": 0.0, "t_boost": 0,
+                                                     "t_skip": 0}),
+                      "9": ("EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1}),
+                      "10": ("SamplerCustom", {"model": ("7", 0), "add_noise": True, "noise_seed": 42, "cfg": 4.5,
+                                               "positive": ("2", 0), "negative": ("4", 0), "sampler": ("8", 0),
+                                               "sigmas": ("5", 0), "latent_image": ("9", 0)}),
+                      "11": ("VAEDecode", {"samples": ("10", 0), "vae": ("1", 2)}),
+                      "12": ("SaveImage", {"images": ("11", 0), "filename_prefix": "hspace/sd35_sweep"})}},
     }
 
 
@@ -532,6 +635,10 @@ def to_ui(name: str, desc: dict) -> dict:
         if class_type == "CheckpointLoaderSimple":
             name_ = values["ckpt_name"]
             properties["models"] = [{"name": name_, "url": CHECKPOINTS[name_], "directory": "checkpoints"}]
+        if class_type in ("UNETLoader", "DualCLIPLoader", "VAELoader"):
+            names = [v for k, v in values.items() if k in ("unet_name", "clip_name1", "clip_name2", "vae_name")]
+            properties["models"] = [{"name": n, "url": FLUX_FILES[n][1], "directory": FLUX_FILES[n][0]}
+                                    for n in names]
         nodes.append({
             "id": int(node_id), "type": class_type, "pos": [MARGIN + COLUMN * col, top], "size": [NODE_WIDTH, height],
             "flags": {}, "order": i, "mode": 0, "inputs": inputs,
@@ -634,7 +741,7 @@ def main() -> None:
         if "HSpaceLoadDemoSDModel" in kinds:  # the miniature SD world: real outputs, from a real ComfyUI
             if wanted:
                 in_comfyui.append((name, api, desc["thumbnail"]))
-        elif "CheckpointLoaderSimple" not in kinds and wanted:  # SD checkpoints: scripts/graph_thumbnails.py
+        elif not kinds & {"CheckpointLoaderSimple", "UNETLoader"} and wanted:  # weights: scripts/graph_thumbnails.py
             thumbnail(name, api, ROOT / "example_workflows" / f"{name}.jpg")
         print(f"wrote {name}")
     if in_comfyui:

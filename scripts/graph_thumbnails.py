@@ -1,9 +1,9 @@
-"""Thumbnails of the SD example workflows: their graph as ComfyUI's page draws it (no SD weights can be had
+"""Thumbnails of the SD, Flux and SD3 example workflows: their graph as ComfyUI's page draws it (no weights can be had
 here, so there is no honest output image to show). Starts a real ComfyUI (tests/comfyui/harness.py),
 loads each workflow the way the template browser does, closes the missing-models dialog, and saves the
 canvas as example_workflows/<name>.jpg. Needs Chromium and playwright (the README's test set-up).
 
-    python scripts/graph_thumbnails.py
+    python scripts/graph_thumbnails.py [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -41,15 +41,20 @@ FIT = """() => {
 def sd_workflows() -> list[str]:
     out = []
     for path in sorted((ROOT / "example_workflows").glob("*.json")):
-        if any(n["type"] == "CheckpointLoaderSimple" for n in json.loads(path.read_text())["nodes"]):
+        if any(n["type"] in ("CheckpointLoaderSimple", "UNETLoader") for n in json.loads(path.read_text())["nodes"]):
             out.append(path.stem)
     return out
 
 
 def main() -> None:
+    import argparse
+
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", action="append", default=None, help="this workflow only (repeat)")
+    args = ap.parse_args()
     root, how = find_comfyui()
     if root is None or CHROMIUM is None:
         sys.exit(f"needs a ComfyUI ({how}) and Chromium")
@@ -65,7 +70,7 @@ def main() -> None:
                 page.goto(server.url)
                 page.wait_for_function("window.app && window.app.graph && window.app.canvas", timeout=180_000)
                 page.wait_for_timeout(2000)
-                for name in sd_workflows():
+                for name in [n for n in sd_workflows() if not args.only or n in args.only]:
                     page.evaluate(LOAD_AS_TEMPLATE, [PACK_NAME, name])
                     page.keyboard.press("Escape")  # the missing-models dialog: no checkpoints here
                     page.wait_for_timeout(500)

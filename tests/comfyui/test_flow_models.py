@@ -72,6 +72,9 @@ def applied(model, d, strength=1.0, t_edit=0, t_end=1000, mode="asymmetric", bra
 
 
 KINDS = ["flux", "flux_schnell", "flux2", "sd3"]
+# the sampler's maths and the hook's placement are checked on every class; the work built on them (inversions,
+# finders, the region tool, calibration) on one Flux and on SD3, whose blocks differ
+TWO = pytest.mark.parametrize("kind", ["flux", "sd3"], indirect=True)
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -133,6 +136,7 @@ def test_the_shared_pass_equals_two_calls(comfy, model, host, kind, h):
     assert torch.allclose(sweep[1:], run(comfy, patched, asyrp(comfy, (2.0,)), sig, kind, noise), atol=1e-4)
 
 
+@TWO
 def test_the_edit_interval_is_in_1000_sigma(comfy, model, host, kind):
     """A direction over [t_edit, t_end] in t = 1000 sigma acts only on the steps inside it."""
     sig, noise = sigmas(comfy, model, 6), noise_for(kind, 2)
@@ -142,6 +146,7 @@ def test_the_edit_interval_is_in_1000_sigma(comfy, model, host, kind):
     assert torch.allclose(run(comfy, nowhere, asyrp(comfy, (1.0,)), sig, kind, noise), stock, atol=1e-4)
 
 
+@TWO
 def test_both_inversions_regenerate_the_latent(comfy, model, host, kind):
     """Exact replay: strength 0 reproduces the input latent to float error; the flow ODE run backwards
     regenerates it approximately (the error shrinks with the steps); both through the Invert Latent node."""
@@ -170,6 +175,7 @@ def test_both_inversions_regenerate_the_latent(comfy, model, host, kind):
     assert float((skipped - rec).abs().max()) < 1e-4 * (1 + float(x0.abs().max()))
 
 
+@TWO
 def test_directions_are_made_at_their_block_and_refused_elsewhere(comfy, model, host, kind):
     sig = sigmas(comfy, model, 4)
     pp = sd().DirectionFromPrompts().make(model, cond(1, kind), cond(2, kind), sig, 2, 0, 64, 64, "keep", "pp",
@@ -195,6 +201,7 @@ def test_directions_are_made_at_their_block_and_refused_elsewhere(comfy, model, 
         applied(model, dataclasses.replace(pp, info=dataclasses.replace(pp.info, family="sd1")))
 
 
+@TWO
 def test_the_region_tool_works_on_the_token_grid(comfy, model, host, kind):
     from nodes.region import DirectionRegion
 
@@ -208,6 +215,7 @@ def test_the_region_tool_works_on_the_token_grid(comfy, model, host, kind):
     assert calibrated.info.calibration is not None and calibrated.info.calibration["usable"] is not None
 
 
+@TWO
 def test_two_directions_at_one_block_join_and_another_packs_patch_is_kept(comfy, model, host, kind):
     a, b = direction(host, 1, "stream", grid(host), 1, "a"), direction(host, 1, "stream", grid(host), 2, "b")
     both = applied(applied(model, a), b)
@@ -239,3 +247,76 @@ def test_other_flow_families_are_refused_in_one_line(comfy):
         sd().ApplyHSpaceDirection().apply(patcher, direction(flow_host(tiny("flux"))), 1.0, 0, 1000, "both",
                                           "asymmetric")
     assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------ a real-layout Flux.1 checkpoint
+
+@pytest.fixture(scope="module")
+def real_layout_flux(comfy, tmp_path_factory):
+    """A Flux.1 dev diffusion-model file with the real key names and widths (hidden 3072, 24 heads, T5's 4096
+    context, CLIP-L's 768 pooled vector, distilled guidance) and one joint block (0.4 B parameters, bfloat16),
+    loaded by ``comfy.sd.load_diffusion_model``, the function ComfyUI's stock UNETLoader calls (its node module
+    cannot be imported beside this pack's ``nodes`` package in one process)."""
+    import comfy.sd
+    import comfy.supported_models as sm
+    from safetensors.torch import save_file
+
+    config = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096,
+                  hidden_size=3072, mlp_ratio=4.0, num_heads=24, depth=1, depth_single_blocks=0,
+                  axes_dim=[16, 56, 56], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True,
+                  txt_ids_dims=[])
+    shapes = {k: v.shape for k, v in sm.Flux(dict(config)).get_model({}, device="meta").diffusion_model
+              .state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for k, shape in shapes.items():
+        fan_in = shape[-1] if len(shape) > 1 else 1
+        scale = 1.0 if "norm" in k and "scale" in k else (fan_in ** -0.5 if len(shape) > 1 else 0.0)
+        t = torch.randn(shape, generator=g) * scale if scale else torch.zeros(shape)
+        if "norm" in k and "scale" in k:
+            t = torch.ones(shape)
+        if k.startswith("final_layer.linear"):
+            t = t * 0.1
+        state[k] = t.to(torch.bfloat16)
+    path = tmp_path_factory.mktemp("flux") / "flux1-dev-1block.safetensors"
+    save_file(state, str(path))
+    del state
+    return comfy.sd.load_diffusion_model(str(path))
+
+
+def real_cond(seed):
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, 8, 4096, generator=g) * 0.1, {"pooled_output": torch.randn(1, 768, generator=g) * 0.1,
+                                                          "guidance": 3.5}]]
+
+
+def test_a_real_layout_flux_checkpoint_through_the_stock_loader(comfy, real_layout_flux):
+    """Detected as Flux.1 by ComfyUI from its keys; the direction patches only its joint block; strength 0 is the
+    stock sampler; the exact-replay inversion regenerates the latent."""
+    from nodes.flow.family import flow_host
+
+    model = real_layout_flux
+    host = flow_host(model)
+    assert (host.family, host.width, host.blocks, host.patch) == ("flux", 3072, 1, 2)
+    sig = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", 3)
+    noise = torch.randn(1, 16, 16, 16, generator=torch.Generator().manual_seed(1))
+    d = direction(host, 0, "stream", (8, 8))
+    patched = applied(model, d)
+    replaced = patched.model_options["transformer_options"]["patches_replace"]["dit"]
+    assert list(replaced) == [("double_block", 0)] and not model.model_options.get("transformer_options", {}).get(
+        "patches_replace")  # a clone was patched, at the chosen block only
+
+    def sample(m, sampler, latent=None, x=noise):
+        guider = comfy.samplers.CFGGuider(m)
+        guider.set_conds(real_cond(1), real_cond(1))
+        guider.set_cfg(1.0)
+        return guider.sample(x, torch.zeros_like(x) if latent is None else latent, sampler, sig, disable_pbar=True)
+
+    stock = sample(model, comfy.samplers.sampler_object("euler"))
+    assert torch.allclose(sample(patched, asyrp(comfy, (0.0,))), stock, atol=1e-3)
+    assert float((sample(patched, asyrp(comfy, (1.0,))) - stock).abs().max()) > 1e-2
+    x0 = torch.randn(1, 16, 16, 16, generator=torch.Generator().manual_seed(2)) * 0.5
+    noised, _, maps = sd().InvertLatent().invert(model, real_cond(1), {"samples": x0}, sig, False,
+                                                 "ddpm (edit-friendly)")["result"]
+    rec = sd().regenerate(model, real_cond(1), noised["samples"], sig, maps)
+    assert float((rec - x0).abs().max()) < 1e-3

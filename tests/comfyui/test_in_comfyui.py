@@ -78,17 +78,18 @@ def test_the_pack_placed_the_example_inputs_in_the_empty_input_folder(comfy):
 
 
 def on_tiny_sd(prompt: dict) -> dict:
-    """An SD workflow's twin on the test-only tiny checkpoint node (ComfyUI's SD1.5 / SDXL classes, random
-    weights, same MODEL / CLIP / VAE outputs as CheckpointLoaderSimple) at 64 px and few steps; the pixel
-    direction finders with fewer steps, samples and iterations."""
+    """An SD or flow workflow's twin on the test-only tiny model nodes (ComfyUI's SD1.5 / SDXL / SD3 / Flux
+    classes, random weights, the outputs CheckpointLoaderSimple, UNETLoader, DualCLIPLoader and VAELoader give)
+    at 64 px and few steps; the pixel direction finders with fewer steps, samples and iterations."""
     prompt = json.loads(json.dumps(prompt))
     for node in prompt.values():
         inputs = node["inputs"]
-        if node["class_type"] == "CheckpointLoaderSimple":
-            node["class_type"] = "HSpaceTestTinySDCheckpoint"
+        stand_in = {"CheckpointLoaderSimple": "HSpaceTestTinySDCheckpoint", "UNETLoader": "HSpaceTestTinyFlowUNet",
+                    "DualCLIPLoader": "HSpaceTestTinyTextEncoders", "VAELoader": "HSpaceTestTinyVAE16"}
+        node["class_type"] = stand_in.get(node["class_type"], node["class_type"])
         for key in ("width", "height"):
-            if key in inputs and node["class_type"] in ("EmptyLatentImage", "HSpaceDirectionFromPrompts",
-                                                        "ImageScale"):
+            if key in inputs and node["class_type"] in ("EmptyLatentImage", "EmptySD3LatentImage",
+                                                        "HSpaceDirectionFromPrompts", "ImageScale"):
                 inputs[key] = 64
         if node["class_type"] in ("BasicScheduler", "KSampler"):
             inputs["steps"] = 4

@@ -23,7 +23,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NAMED_MODELS = {"sd15_prompt_pair_sweep": "v1-5-pruned-emaonly.safetensors",
                 "sd15_edit_real_image": "v1-5-pruned-emaonly.safetensors",
                 "sd15_edit_friendly_inversion": "v1-5-pruned-emaonly.safetensors",
-                "sdxl_symmetric_edit": "sd_xl_base_1.0.safetensors"}
+                "sdxl_symmetric_edit": "sd_xl_base_1.0.safetensors",
+                "flux1_dev_prompt_pair_sweep": "flux1-dev.safetensors",
+                "flux1_schnell_edit_real_image": "flux1-schnell.safetensors",
+                "sd35_prompt_pair_sweep": "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors"}
 
 LOAD_AS_TEMPLATE = """async ([pack, name]) => {
     const data = await (await fetch(`/api/workflow_templates/${pack}/${name}.json`)).json();

@@ -17,13 +17,17 @@ CORE_WIDGETS = {"LoadImage": ["image", "upload"], "SaveImage": ["filename_prefix
                 "BasicScheduler": ["scheduler", "steps", "denoise"], "SamplerCustom": ["add_noise", "noise_seed", "cfg"],
                 "KSampler": ["seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"], "VAEDecode": [],
                 "VAEEncode": [], "ImageScale": ["upscale_method", "width", "height", "crop"], "ImageBatch": [],
-                "SolidMask": ["value", "width", "height"], "MaskComposite": ["x", "y", "operation"]}
+                "SolidMask": ["value", "width", "height"], "MaskComposite": ["x", "y", "operation"],
+                "UNETLoader": ["unet_name", "weight_dtype"], "DualCLIPLoader": ["clip_name1", "clip_name2", "type"],
+                "VAELoader": ["vae_name"], "FluxGuidance": ["guidance"],
+                "EmptySD3LatentImage": ["width", "height", "batch_size"]}
 CORE_SEEDS = {"seed", "noise_seed"}  # ComfyUI's core seed widgets are followed by their control value
 
 
 def uses_sd(prompt: dict) -> bool:
     """SD workflows need ComfyUI's own loaders and samplers: tests/comfyui runs their twins."""
-    return any(n["class_type"] in ("CheckpointLoaderSimple", "HSpaceLoadDemoSDModel") for n in prompt.values())
+    return any(n["class_type"] in ("CheckpointLoaderSimple", "UNETLoader", "HSpaceLoadDemoSDModel")
+               for n in prompt.values())
 
 
 def ui_to_api(ui: dict) -> dict:
@@ -56,14 +60,15 @@ def ui_to_api(ui: dict) -> dict:
     return prompt
 
 
-def test_seventeen_workflows_with_thumbnails_and_twins():
+def test_twenty_workflows_with_thumbnails_and_twins():
     names = {p.stem for p in UI}
     assert names == {"edit_image_with_direction", "strength_sweep_strip", "mix_two_directions",
                      "direction_from_image_sets", "direction_from_text", "pca_directions",
                      "sd15_prompt_pair_sweep", "sdxl_symmetric_edit", "sd15_edit_real_image", "edit_friendly_inversion",
                      "jacobian_direction", "sd15_edit_friendly_inversion", "sd_world_prompt_pair_sweep",
                      "sd_world_edit_real_image", "sd_world_symmetric_edit", "sd_world_mix_two_directions",
-                     "sd_world_region_edit"}
+                     "sd_world_region_edit", "flux1_dev_prompt_pair_sweep", "flux1_schnell_edit_real_image",
+                     "sd35_prompt_pair_sweep"}
     for p in UI:
         assert p.with_suffix(".jpg").exists(), f"{p.name} has no thumbnail"
         assert (TWINS / p.name).exists(), f"{p.name} has no API twin"

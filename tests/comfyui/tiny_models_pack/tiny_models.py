@@ -177,3 +177,17 @@ def flow_conditioning(seed: int, kind: str = "flux", tokens: int = 8, guidance: 
 
 def flow_latent_channels(kind: str) -> int:
     return {"flux": 16, "flux_schnell": 16, "flux2": 128, "sd3": 16}[kind]
+
+
+VAE16_TINY = dict(VAE_TINY, z_channels=16)
+
+
+def tiny_vae16(seed: int = 3):
+    """ComfyUI's VAE object around a KL autoencoder with Flux's and SD3's 16 latent channels, 32 wide."""
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    config = {"params": {"ddconfig": dict(VAE16_TINY), "embed_dim": 16}}
+    module = AutoencoderKL(**config["params"])
+    init_weights(module, seed)
+    return comfy.sd.VAE(sd=module.state_dict(), config=config)
