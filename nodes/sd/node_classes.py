@@ -23,7 +23,8 @@ from .sampler import sample_asyrp
 SD_CATEGORY = f"{CATEGORY}/stable diffusion"
 
 
-MODEL_INPUT = ("MODEL", {"tooltip": "an SD1.x / SD2.x / SDXL model (from a checkpoint loader)"})
+MODEL_INPUT = ("MODEL", {"tooltip": "an SD1.x / SD2.x / SDXL model (from a checkpoint loader), or a Flux.1, Flux.2 or "
+                                    "SD3 / SD3.5 model (from the diffusion-model or checkpoint loader)"})
 SIGMAS_INPUT = ("SIGMAS", {"tooltip": "the sampling sigmas (e.g. BasicScheduler); h is recorded at each"})
 SEED_INPUT = ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the trajectories' noise"})
 WIDTH_INPUT = ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8,
@@ -50,10 +51,11 @@ def flow_location(model, block: int, h: str):
     return flow_host(model).location(int(block), KIND_NAMES[h])
 
 class ApplyHSpaceDirection:
-    DESCRIPTION = ("Adds an h-space direction to the UNet's bottleneck (the middle block's output) of an SD1.x / SD2.x / SDXL "
-                   "MODEL, for t_edit <= t <= t_end. Asymmetric (Asyrp): acts only in the edit call of the Asyrp "
-                   "Sampler (SD), so only the predicted x0 is edited. Symmetric: acts in every call, works with the "
-                   "stock KSampler. Returns a patched copy; chain several to mix directions.")
+    DESCRIPTION = ("Adds an h-space direction to h of a MODEL for t_edit <= t <= t_end: the UNet's bottleneck (the middle "
+                   "block's output) of SD1.x / SD2.x / SDXL, or the image tokens at the joint block the direction was "
+                   "made at of Flux.1, Flux.2 and SD3 / SD3.5 (t = 1000 sigma there). Asymmetric (Asyrp): acts only in "
+                   "the edit call of the Asyrp Sampler (SD), so only the predicted x0 is edited. Symmetric: acts in "
+                   "every call, works with the stock KSampler. Returns a patched copy; chain several to mix directions.")
     CATEGORY = SD_CATEGORY
     FUNCTION = "apply"
     RETURN_TYPES = ("MODEL",)
@@ -93,9 +95,11 @@ class ApplyHSpaceDirection:
 
 
 class AsyrpSamplerSD:
-    DESCRIPTION = ("A SAMPLER for SamplerCustom / SamplerCustomAdvanced: DDIM (eta 0) with Asyrp's asymmetric step. "
-                   "Inside the edit interval of the MODEL's asymmetric directions it calls the model twice per step "
-                   "(D without and D_edit with the shift; x_next = D_edit + sigma_next (x - D) / sigma), outside once. "
+    DESCRIPTION = ("A SAMPLER for SamplerCustom / SamplerCustomAdvanced: DDIM (eta 0) with Asyrp's asymmetric step, on SD "
+                   "UNets and on the flow transformers Flux and SD3 (x_next = (1 - sigma_next) D_edit + sigma_next eps "
+                   "from the plain D there). Inside the edit interval of the MODEL's asymmetric directions it needs D "
+                   "without and D_edit with the shift (x_next = D_edit + sigma_next (x - D) / sigma on SD), outside one "
+                   "call; the work before h is shared by both. "
                    "Several strengths: a sweep, one image per strength from the same start, in one batch. With the "
                    "noise maps of an edit-friendly inversion every step replays its map instead (exact regeneration "
                    "at strength 0).")
@@ -143,7 +147,9 @@ class InvertLatent:
                    "over the given sigmas. ddim: deterministic, up the sigmas. ddpm (edit-friendly, Huberman-Spiegelglas "
                    "et al.): x drawn independently at every sigma and one noise map per step (steps x latent size x 4 "
                    "bytes) that the Asyrp Sampler (SD) replays. Sample the noised latent with SamplerCustom (add_noise "
-                   "off, cfg 1, the same sigmas): strength 0 regenerates the image, other strengths edit it.")
+                   "off, cfg 1, the same sigmas): strength 0 regenerates the image, other strengths edit it. On Flux and "
+                   "SD3: ddim runs the flow ODE backwards, ddpm is an exact replay (per-step corrections); connect "
+                   "noise_maps to the Asyrp Sampler for both (the sampler starts from the inversion).")
     CATEGORY = SD_CATEGORY
     FUNCTION = "invert"
     RETURN_TYPES = ("LATENT", "STRING", NOISE_MAPS)
@@ -207,8 +213,9 @@ class InvertLatent:
 
 
 class DirectionFromPrompts:
-    DESCRIPTION = ("An h-space direction of an SD1.x / SD2.x / SDXL MODEL from a prompt pair: the mean of h(target) - h(source) "
-                   "at the same x_t along the source prompt's trajectories (N seeds), per timestep.")
+    DESCRIPTION = ("An h-space direction of an SD1.x / SD2.x / SDXL, Flux or SD3 MODEL from a prompt pair: the mean of "
+                   "h(target) - h(source) at the same x_t along the source prompt's trajectories (N seeds), per "
+                   "timestep; on Flux / SD3 per image token at the chosen joint block. Calibrated on the MODEL.")
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"
     RETURN_TYPES = (DIRECTION,)
@@ -243,9 +250,9 @@ class DirectionFromPrompts:
 
 
 class DirectionFromLatentSets:
-    DESCRIPTION = ("An h-space direction of an SD1.x / SD2.x / SDXL MODEL from two sets of latents (VAE-encoded images with and "
-                   "without an attribute): each set DDIM-inverted with the prompt, h recorded along the inversion, "
-                   "the mean of set A minus the mean of set B per timestep.")
+    DESCRIPTION = ("An h-space direction of an SD1.x / SD2.x / SDXL, Flux or SD3 MODEL from two sets of latents (VAE-encoded "
+                   "images with and without an attribute): each set inverted with the prompt (DDIM; the flow ODE on "
+                   "Flux / SD3), h recorded along the inversion, the mean of set A minus the mean of set B per timestep.")
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"
     RETURN_TYPES = (DIRECTION,)
@@ -287,8 +294,8 @@ class DirectionFromLatentSets:
 
 
 class DirectionPCASD:
-    DESCRIPTION = ("An unsupervised h-space direction of an SD1.x / SD2.x / SDXL MODEL: principal component k of h over N "
-                   "trajectories of a prompt, per timestep, scaled to one standard deviation.")
+    DESCRIPTION = ("An unsupervised h-space direction of an SD1.x / SD2.x / SDXL, Flux or SD3 MODEL: principal component k "
+                   "of h over N trajectories of a prompt, per timestep, scaled to one standard deviation.")
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"
     RETURN_TYPES = (DIRECTION,)
