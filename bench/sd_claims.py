@@ -66,16 +66,16 @@ DIRECTION_SEED = 500
 class World:
     """The shipped model in ComfyUI's objects, the probe, and what every measurement shares."""
 
-    def __init__(self, steps: int, cfg: float, branch: str, t_end: int):
+    def __init__(self, steps: int, cfg: float, branch: str, t_end: int, loader=None, scheduler: str = "normal"):
         from hspace_core.demo.probe import load_probe
         from hspace_sdworld.models import load_demo
         from hspace_sdworld import sampling as sw
 
         self.sw = sw
-        self.model, self.clip, self.vae = load_demo()
+        self.model, self.clip, self.vae = (loader or load_demo)()
         self.probe = load_probe()
         self.steps, self.cfg, self.branch, self.t_end = steps, cfg, branch, t_end
-        self.sigmas = sw.sigmas(self.model, steps)
+        self.sigmas = sw.sigmas(self.model, steps, scheduler)
         self._conds = {}
 
     def cond(self, text: str):

@@ -97,3 +97,10 @@ FLOW = dict(image_model="flux", in_channels=4, out_channels=4, vec_in_dim=CONTEX
 # Flux's sigma shift (``ModelSamplingFlux``: sigma = e^shift / (e^shift + 1 / t - 1)), the default of
 # ComfyUI's Flux models; training draws its sigmas through the same shift.
 FLOW_SHIFT = 1.15
+
+# What the measurements recommend for editing in the flow world (bench/flow_claims.py; README): the sampler's steps and
+# cfg, where h is (joint block and kind), the edit interval in t = 1000 sigma, the largest raw strength, the region's
+# first image row (the mouth's row of the 4 x 4 token grid), the prompt pair's seeds, inverted images' strength.
+# Provisional until the scan of the trained model chooses them.
+FLOW_RECOMMENDED = {"steps": 30, "cfg": 5.0, "block": 2, "kind": "stream", "t_edit": 200, "t_end": 700,
+                    "strength": 6.0, "region_from": 48, "direction_seeds": 8, "real_strength": 6.0}

@@ -233,7 +233,7 @@ def read_weights(name: str, folder=WEIGHTS) -> tuple[dict, dict]:
 
     path = Path(folder) / FILES[name]
     if not path.exists():
-        raise HSpaceError(f"the miniature SD world's {name} weights are missing ({path}); rebuild them with "
+        raise HSpaceError(f"the miniature world's {name} weights are missing ({path}); rebuild them with "
                           "`python -m hspace_sdworld` (see docs/sd_world/README.md)")
     state, metadata = read_safetensors(path)
     return {k: v.float() for k, v in state.items()}, dict(metadata or {})
@@ -259,6 +259,26 @@ def load_demo(folder=None):
     source = str(base / FILES["unet"])
     unet, metadata = read_weights("unet", base)
     model = build_model(unet, source, unet_levels(metadata, source))
+    clip = build_clip(read_weights("text_encoder", base)[0], str(base / FILES["text_encoder"]))
+    vae = build_vae(read_weights("vae", base)[0], str(base / FILES["vae"]))
+    return model, clip, vae
+
+
+def load_flow_demo(folder=None):
+    """(MODEL, CLIP, VAE) of the miniature flow world: its transformer (``flow.safetensors``) with the SD world's
+    text encoder and VAE, from the shipped files (``folder``: another folder of those files; default
+    ``HSPACE_SDWORLD_WEIGHTS`` if set, else the shipped ones)."""
+    import os
+
+    from .train_flow import FORMAT
+
+    base = Path(folder or os.environ.get("HSPACE_SDWORLD_WEIGHTS") or WEIGHTS)
+    source = str(base / FILES["flow"])
+    state, metadata = read_weights("flow", base)
+    if metadata.get("hspace.format") != FORMAT:
+        raise HSpaceError(f"{source} is not the miniature flow world's transformer (format "
+                          f"{metadata.get('hspace.format')!r}, expected {FORMAT!r})")
+    model = build_flow_model(state, source)
     clip = build_clip(read_weights("text_encoder", base)[0], str(base / FILES["text_encoder"]))
     vae = build_vae(read_weights("vae", base)[0], str(base / FILES["vae"]))
     return model, clip, vae

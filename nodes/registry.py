@@ -9,7 +9,7 @@ from .mixer import DirectionMixer
 from .region import DirectionRegion
 from .sd import (ApplyHSpaceDirection, AsyrpSamplerSD, DirectionFromLatentSets, DirectionFromPrompts, DirectionPCASD,
                  InvertLatent)
-from .sd_world import LoadDemoSDModel
+from .sd_world import LoadDemoFlowModel, LoadDemoSDModel
 
 NODE_CLASS_MAPPINGS = {
     "HSpaceLoadUnconditionalDDPM": LoadUnconditionalDDPM,
@@ -32,6 +32,7 @@ NODE_CLASS_MAPPINGS = {
     "HSpaceDirectionFromLatentSets": DirectionFromLatentSets,
     "HSpaceDirectionPCASD": DirectionPCASD,
     "HSpaceLoadDemoSDModel": LoadDemoSDModel,
+    "HSpaceLoadDemoFlowModel": LoadDemoFlowModel,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -55,6 +56,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HSpaceDirectionFromLatentSets": "H-Space Direction from Latent Sets (SD)",
     "HSpaceDirectionPCASD": "H-Space PCA Direction (SD)",
     "HSpaceLoadDemoSDModel": "Load Demo SD Model (miniature world)",
+    "HSpaceLoadDemoFlowModel": "Load Demo Flow Model (miniature flow world)",
 }
 
 # the example workflows' input faces, so that they run as shipped (never over a file of the same name)
