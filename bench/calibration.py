@@ -85,9 +85,35 @@ def sd_world(n_seeds: int) -> dict:
                       "seconds": round(time.time() - tic)}
         print(f"  {name}: scale {cal.scale:.3g}, usable {cal.usable}, {attr} change raw 1 {raw1:+.3f}, calibrated 1 "
               f"{cal1:+.3f} ({rows[name]['seconds']} s)", flush=True)
+    # the shipped sd_world workflows' strengths (raw, as they are tuned) against their directions' usable ranges
+    smile_all = calibrated_sd(world.model, sc.prompt_pair_direction(world, RECOMMENDED["direction_seeds"], "keep"),
+                              world.cond(sc.SOURCE), t=t_edit, t_end=t_end)
+    glasses_all = calibrated_sd(world.model, sc.sd_nodes().DirectionFromPrompts().make(
+        world.model, world.cond(sc.SOURCE), world.cond("a face with glasses"), world.sigmas,
+        RECOMMENDED["direction_seeds"], sc.DIRECTION_SEED, 64, 64, "keep", "glasses")[0], world.cond(sc.SOURCE),
+        t=t_edit, t_end=t_end)
+    smile_cal = rows["smile (prompt pair)"]
+    workflows = [
+        ("sd_world_prompt_pair_sweep", "smile, rows 48-63", smile_cal["scale"], smile_cal["usable"], (0.0, 6.0)),
+        ("sd_world_edit_real_image", "smile, rows 48-63 (cfg 1)", smile_cal["scale"], smile_cal["usable"], (0.0, 12.0)),
+        ("sd_world_region_edit", "smile, rows 48-63", smile_cal["scale"], smile_cal["usable"], (0.0, 6.0)),
+        ("sd_world_region_edit", "smile, all of h", calibration_of(smile_all).scale,
+         list(calibration_of(smile_all).usable), (0.0, 6.0)),
+        ("sd_world_mix_two_directions", "smile, rows 48-63", smile_cal["scale"], smile_cal["usable"], (0.0, 6.0)),
+        ("sd_world_mix_two_directions", "glasses, all of h, weight 0.125", calibration_of(glasses_all).scale,
+         list(calibration_of(glasses_all).usable), (0.0, 0.75)),
+    ]
     return {"directions": rows, "seeds": n_seeds, "t_edit": t_edit, "t_end": t_end,
             "spread_raw": spread([r["change_raw_1"] for r in rows.values()]),
-            "spread_calibrated": spread([r["change_calibrated_1"] for r in rows.values()])}
+            "spread_calibrated": spread([r["change_calibrated_1"] for r in rows.values()]),
+            "workflows": [ranged(*w) for w in workflows]}
+
+
+def ranged(workflow: str, direction: str, scale: float, usable, raw: tuple[float, float]) -> dict:
+    """A workflow's raw strength range in its direction's calibrated units, and whether it stays usable."""
+    lo, hi = raw[0] / scale, raw[1] / scale
+    return {"workflow": workflow, "direction": direction, "raw": list(raw), "calibrated": [lo, hi],
+            "usable": list(usable), "inside": usable[0] <= lo and hi <= usable[1]}
 
 
 def pixel_world(n_seeds: int) -> dict:
@@ -109,11 +135,22 @@ def pixel_world(n_seeds: int) -> dict:
         rows[name] = {"attribute": attr, "t": cal.t, "scale": cal.scale, "gain": cal.gain, "usable": list(cal.usable),
                       "change_raw_1": float((v[:, 1] - v[:, 0]).mean()),
                       "change_calibrated_1": float((v[:, 2] - v[:, 0]).mean())}
+        if name in ("demo_width", "demo_eyes"):
+            rows[name]["_cal"] = cal
         print(f"  {name}: scale {cal.scale:.3g}, usable {cal.usable}, {attr} change raw 1 "
               f"{rows[name]['change_raw_1']:+.3f}, calibrated 1 {rows[name]['change_calibrated_1']:+.3f}", flush=True)
+    width, eyes = rows["demo_width"].pop("_cal"), rows["demo_eyes"].pop("_cal")
+    # the shipped pixel workflows that edit with the embedded directions (raw strengths, as tuned); the
+    # directions that workflows make themselves (image sets, text, PCA, Jacobian) are not checked here
+    workflows = [ranged("edit_image_with_direction", "demo_width", width.scale, width.usable, (0.0, 4.0)),
+                 ranged("strength_sweep_strip", "demo_width", width.scale, width.usable, (-4.0, 4.0)),
+                 ranged("edit_friendly_inversion", "demo_width", width.scale, width.usable, (-4.0, 4.0)),
+                 ranged("mix_two_directions", "demo_width (weight 1)", width.scale, width.usable, (0.0, 4.0)),
+                 ranged("mix_two_directions", "demo_eyes (weight 0.9)", eyes.scale, eyes.usable, (0.0, 3.6))]
     return {"directions": rows, "seeds": n_seeds,
             "spread_raw": spread([r["change_raw_1"] for r in rows.values()]),
-            "spread_calibrated": spread([r["change_calibrated_1"] for r in rows.values()])}
+            "spread_calibrated": spread([r["change_calibrated_1"] for r in rows.values()]),
+            "workflows": workflows}
 
 
 def table(title: str, part: dict) -> str:
@@ -124,6 +161,12 @@ def table(title: str, part: dict) -> str:
                      f"{r['change_raw_1']:+.3f} | {r['change_calibrated_1']:+.3f} |")
     lines.append(f"| spread (largest / smallest change) | | | | {part['spread_raw']:.1f}x | "
                  f"{part['spread_calibrated']:.1f}x |")
+    lines += ["", "| shipped workflow | direction | strengths (raw, as shipped) | in calibrated units | usable range | "
+              "inside |", "|---|---|---|---|---|---|"]
+    for w in part["workflows"]:
+        lines.append(f"| `{w['workflow']}` | {w['direction']} | {w['raw'][0]:g} .. {w['raw'][1]:g} | "
+                     f"{w['calibrated'][0]:.2f} .. {w['calibrated'][1]:.2f} | {w['usable'][0]:g} .. {w['usable'][1]:g} | "
+                     f"{'yes' if w['inside'] else '**no**'} |")
     return "\n".join(lines)
 
 
@@ -149,8 +192,11 @@ def main() -> None:
                     report["pixel_world"]))
     report["seconds"] = round(time.time() - tic)
     print(f"\ntime: {report['seconds']} s")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:  # a rerun of one part keeps the other parts' rows
+        path = Path(args.json)
+        merged = json.loads(path.read_text()) if path.exists() else {}
+        merged.update(report)
+        path.write_text(json.dumps(merged, indent=2) + "\n")
 
 
 if __name__ == "__main__":

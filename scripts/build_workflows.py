@@ -158,7 +158,7 @@ def workflows(t_edit: int) -> dict:
             "title": "Mix two directions like paint: wide face + big eyes",
             "nodes": {"1": model, "2": faces(2, 11), "3": invert("1", "2"), "4": direction("demo_width (embedded)"),
                       "5": direction("demo_eyes (embedded)"),
-                      "6": ("HSpaceDirectionMixer", {"direction_1": ("4", 0), "weight_1": 1.0, "weight_2": 1.0,
+                      "6": ("HSpaceDirectionMixer", {"direction_1": ("4", 0), "weight_1": 1.0, "weight_2": 0.9,
                                                      "weight_3": 1.0, "weight_4": 1.0, "sqrt_n": False,
                                                      "projection": "joint", "direction_2": ("5", 0)}),
                       "7": sampler(strengths="0, 2, 4", model=("1", 0), direction=("6", 0), inversion=("3", 0),
