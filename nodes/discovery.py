@@ -51,7 +51,9 @@ def clip_path(name: str) -> Path:
 class DirectionFromText:
     DESCRIPTION = ("Trains an h-space direction from a text pair with CLIP, as Asyrp does: the implicit function f_t "
                    "(DeltaBlock) or one global delta_h per step, with the directional CLIP loss and an L1 term on the "
-                   "predicted x0, SGD at every step of the editing interval. Deterministic for a seed.")
+                   "predicted x0, SGD at every step of the editing interval. Deterministic for a seed. With an SD "
+                   "MODEL (sd_model, vae, positive, latents) instead of a DDPM: one shift of h trained with the same "
+                   "loss on the VAE-decoded predicted x0 of the latents noised into the interval (Adam).")
     CATEGORY = CATEGORY
     FUNCTION = "train"
     RETURN_TYPES = (DIRECTION,)
@@ -62,7 +64,6 @@ class DirectionFromText:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MODEL, {"tooltip": "the DDPM the direction is for"}),
                 "source_text": ("STRING", {"default": "face", "tooltip": "what the images are now, e.g. 'face'"}),
                 "target_text": ("STRING", {"default": "smiling face", "tooltip": "what they should become"}),
                 "clip_name": (clip_choices(), {"tooltip": "the demo world's embedded tiny CLIP (for the embedded demo "
@@ -80,8 +81,11 @@ class DirectionFromText:
                                    "tooltip": "train on steps with t >= t_edit"}),
                 "lr": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 10.0, "step": 0.01,
                                  "tooltip": "SGD learning rate (released checkpoints: 0.5 with ViT-B/16; "
-                                            "0.05 with the demo world's tiny CLIP)"}),
-                "iterations": ("INT", {"default": 1, "min": 1, "max": 100, "tooltip": "passes over the images"}),
+                                            "0.05 with the demo world's tiny CLIP); SD MODELs: Adam's, on the shift "
+                                            "in units of h's RMS (0.05 works)"}),
+                "iterations": ("INT", {"default": 1, "min": 1, "max": 100,
+                                       "tooltip": "passes over the images (SD MODELs: each pass makes one update per "
+                                                  "8 latents at every step of the interval)"}),
                 "clip_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.1,
                                           "tooltip": "weight of the directional CLIP loss"}),
                 "l1_weight": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 100.0, "step": 0.1,
@@ -89,15 +93,32 @@ class DirectionFromText:
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1,
                                  "tooltip": "seed of the initialisation and of the samples"}),
             },
-            "optional": {"images": ("IMAGE", {"tooltip": "training images (inverted); else model samples"})},
+            "optional": {
+                "model": (MODEL, {"tooltip": "the DDPM the direction is for (or connect an SD MODEL below)"}),
+                "images": ("IMAGE", {"tooltip": "training images (inverted); else model samples"}),
+                "sd_model": ("MODEL", {"tooltip": "an SD1.x / SD2.x / SDXL MODEL instead of a DDPM (with vae, "
+                                                  "positive and latents)"}),
+                "vae": ("VAE", {"tooltip": "SD: the VAE that decodes the predicted x0 for CLIP"}),
+                "positive": ("CONDITIONING", {"tooltip": "SD: a prompt describing the images"}),
+                "latents": ("LATENT", {"tooltip": "SD: the training latents (VAE Encode of the images)"}),
+                "t_end": ("INT", {"default": 999, "min": 0, "max": 999, "tooltip": "SD: train at t <= t_end"}),
+            },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def train(self, model, source_text, target_text, clip_name, clip_arch, kind, samples, steps, t_edit, lr,
-              iterations, clip_weight, l1_weight, seed, images=None, unique_id=None):
-        m = model.ready()
+    def train(self, source_text, target_text, clip_name, clip_arch, kind, samples, steps, t_edit, lr,
+              iterations, clip_weight, l1_weight, seed, model=None, images=None, sd_model=None, vae=None,
+              positive=None, latents=None, t_end=999, unique_id=None):
         if clip_arch.endswith(".json") and not Path(clip_arch).is_absolute():
             clip_arch = str(bridge.full_path(bridge.CLIP_FOLDER, clip_arch))  # a config beside the weights
+        if sd_model is not None:
+            return (self._train_sd(sd_model, vae, positive, latents, clip_path(clip_name), clip_arch, source_text,
+                                   target_text, steps, t_edit, t_end, lr, iterations, clip_weight, l1_weight, seed,
+                                   unique_id),)
+        if model is None:
+            raise HSpaceError("connect a model: a DDPM (model) or an SD MODEL (sd_model, with vae, positive and "
+                              "latents)")
+        m = model.ready()
         clip = load_clip(clip_path(clip_name), clip_arch, device=m.device)
         settings = ClipTrainSettings(kind=kind, n_train_step=steps, t_edit=t_edit, lr=lr, n_iter=iterations,
                                      clip_w=clip_weight, l1_w=l1_weight, seed=seed)
@@ -106,6 +127,28 @@ class DirectionFromText:
                                  n_samples=0 if images is not None else samples, settings=settings,
                                  callback=bridge.Progress(unique_id))
         return (calibrated(m, d),)
+
+    @staticmethod
+    def _train_sd(sd_model, vae, positive, latents, weights, arch, src, trg, steps, t_edit, t_end, lr, iterations,
+                  clip_w, l1_w, seed, unique_id):
+        from hspace_core.discovery.shift_training import ShiftSettings
+        from hspace_core.schedule import asyrp_timesteps
+
+        from .sd.calibration import calibrated_sd
+        from .sd.discovery import clip_sd
+
+        missing = [n for n, v in (("vae", vae), ("positive", positive), ("latents", latents)) if v is None]
+        if missing:
+            raise HSpaceError(f"with an SD MODEL connect {', '.join(missing)} too (the VAE decodes the predicted x0 "
+                              "for CLIP; the latents are the training images)")
+        lat = latents["samples"]
+        n_t = sum(1 for t in asyrp_timesteps(steps, 999).tolist() if t_edit <= t <= t_end)
+        updates = max(1, int(iterations) * -(-lat.shape[0] // 8) * n_t)
+        clip = load_clip(weights, arch, device=sd_model.load_device)
+        d = clip_sd(sd_model, vae, positive, lat, clip, src, trg, steps=steps, t_edit=t_edit, t_end=t_end,
+                    settings=ShiftSettings(iterations=updates, batch=8, lr=lr, seed=seed), clip_w=clip_w, l1_w=l1_w,
+                    callback=bridge.Progress(unique_id))
+        return calibrated_sd(sd_model, d, positive)
 
 
 class DirectionFromImages:
@@ -209,3 +252,84 @@ class DirectionJacobian:
                                  t_edit=t_edit, steps=steps, iterations=iterations, seed=seed,
                                  callback=bridge.Progress(unique_id))
         return (calibrated(m, ds[component]),)
+
+
+CONTRAST_INPUTS = {
+    "k": ("INT", {"default": 8, "min": 2, "max": 64, "tooltip": "how many directions to discover together"}),
+    "iterations": ("INT", {"default": 300, "min": 1, "max": 100000, "tooltip": "updates (each: one encoder pass "
+                                                                               "and k decoder passes per image)"}),
+    "batch": ("INT", {"default": 8, "min": 2, "max": 256, "tooltip": "images per update"}),
+    "lr": ("FLOAT", {"default": 0.05, "min": 1e-5, "max": 10.0, "step": 0.005, "tooltip": "Adam's learning rate"}),
+    "temperature": ("FLOAT", {"default": 0.5, "min": 0.01, "max": 10.0, "step": 0.01,
+                              "tooltip": "the contrastive loss's temperature tau"}),
+    "radius": ("FLOAT", {"default": 0.5, "min": 0.01, "max": 10.0, "step": 0.01,
+                         "tooltip": "each direction's size while training, in units of h's RMS"}),
+    "t_edit": ("INT", {"default": 500, "min": 0, "max": 3999,
+                       "tooltip": "editing interval the directions are trained and made for (t >= t_edit)"}),
+    "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the start, the draws and "
+                                                                            "the noise"}),
+}
+
+
+def contrast_settings(k, iterations, batch, lr, temperature, radius, seed):
+    from hspace_core.discovery.contrastive import ContrastiveSettings
+
+    return ContrastiveSettings(k=int(k), iterations=int(iterations), batch=int(batch), lr=float(lr),
+                               temperature=float(temperature), radius=float(radius), seed=int(seed))
+
+
+def strip_image(rows):
+    """A preview strip (``images.strip`` of [3, H, W] rows) as a ComfyUI IMAGE [1, H, W, 3] in [0, 1]."""
+    import numpy as np
+    import torch
+
+    from hspace_core.images import strip
+
+    return torch.from_numpy(np.asarray(strip(rows), dtype=np.float32) / 255.0)[None]
+
+
+class DirectionsByContrast:
+    DESCRIPTION = ("Discovers k directions at once without labels or words: NoiseCLR's contrastive objective moved into "
+                   "h (the same direction on different images should change the predicted x0 alike, different "
+                   "directions on one image differently), from unlabelled images or the model's own samples. Returns "
+                   "them as a list (each calibrated), largest effect first, and a preview strip: a row per direction, "
+                   "the first images at strengths -2, 0, +2. Pick one with Pick H-Space Direction for the mixer.")
+    CATEGORY = CATEGORY
+    FUNCTION = "find"
+    RETURN_TYPES = (DIRECTION, "IMAGE")
+    RETURN_NAMES = ("directions", "preview")
+    OUTPUT_IS_LIST = (True, False)
+    OUTPUT_TOOLTIPS = ("the k directions (a list: nodes after it run once per direction)",
+                       "a row per direction: the first images at calibrated strengths -2, 0, +2")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (MODEL, {"tooltip": "the DDPM the directions are for"}),
+            **CONTRAST_INPUTS,
+            "steps": ("INT", {"default": 40, "min": 2, "max": 1000, "tooltip": "grid the directions are made on"}),
+            "samples": ("INT", {"default": 64, "min": 2, "max": 10000,
+                                "tooltip": "without images: discover on this many of the model's samples"}),
+            "preview_images": ("INT", {"default": 4, "min": 1, "max": 16, "tooltip": "images in the preview strip"}),
+        }, "optional": {
+            "images": ("IMAGE", {"tooltip": "unlabelled images (fitted to the model's size by resize and crop)"}),
+        }, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    def find(self, model, k, iterations, batch, lr, temperature, radius, t_edit, seed, steps, samples,
+             preview_images, images=None, unique_id=None):
+        from hspace_core.discovery.contrastive import contrastive_directions, preview_rows
+        from hspace_core.discovery.record import seeded_noise
+        from hspace_core.images import prepare_images
+        from hspace_core.inversion import invert
+
+        m = model.ready()
+        x = image_to_engine(images) if images is not None else None
+        ds = contrastive_directions(m, x, n_samples=samples, steps=steps, t_edit=t_edit,
+                                    settings=contrast_settings(k, iterations, batch, lr, temperature, radius, seed),
+                                    callback=bridge.Progress(unique_id))
+        ds = [calibrated(m, d) for d in ds]
+        if x is not None:
+            source = invert(m, prepare_images(x[:preview_images], m.image_size, "resize_crop")[0], steps=steps)
+        else:
+            source = seeded_noise(m, preview_images, seed)
+        return (ds, strip_image(preview_rows(m, ds, source, t_edit=t_edit, steps=steps)))

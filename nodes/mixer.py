@@ -53,3 +53,29 @@ class DirectionMixer:
         if fixed:
             result = project_off(result, fixed, joint=projection == "joint")
         return (result,)
+
+
+class PickDirection:
+    DESCRIPTION = ("One direction of a list (the directions of H-Space Directions by Contrast): the index-th, for the "
+                   "Direction Mixer, Apply or the samplers. A negative index counts from the end.")
+    CATEGORY = CATEGORY
+    FUNCTION = "pick"
+    INPUT_IS_LIST = True
+    RETURN_TYPES = (DIRECTION,)
+    RETURN_NAMES = ("direction",)
+    OUTPUT_TOOLTIPS = ("the chosen direction",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "directions": (DIRECTION, {"tooltip": "a list of directions"}),
+            "index": ("INT", {"default": 0, "min": -64, "max": 63, "tooltip": "which one (0 = the first)"}),
+        }}
+
+    def pick(self, directions, index):
+        from hspace_core import HSpaceError
+
+        i = int(index[0])
+        if not -len(directions) <= i < len(directions):
+            raise HSpaceError(f"index {i} is outside the list of {len(directions)} direction(s)")
+        return (directions[i],)

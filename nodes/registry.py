@@ -2,13 +2,14 @@
 
 from . import comfy_bridge as bridge
 from .demo import ImageStrip, ProceduralFaces
-from .discovery import DirectionFromImages, DirectionFromText, DirectionJacobian, DirectionPCA
+from .discovery import (DirectionFromImages, DirectionFromText, DirectionJacobian, DirectionPCA,
+                        DirectionsByContrast)
 from .editing import AsyrpSampler, DDIMInvert
 from .loaders import LoadDirection, LoadUnconditionalDDPM, SaveDirection
-from .mixer import DirectionMixer
+from .mixer import DirectionMixer, PickDirection
 from .region import DirectionRegion
 from .sd import (ApplyHSpaceDirection, AsyrpSamplerSD, DirectionFromLatentSets, DirectionFromPrompts, DirectionPCASD,
-                 InvertLatent)
+                 DirectionsByContrastSD, InvertLatent)
 from .sd_world import LoadDemoFlowModel, LoadDemoSDModel
 
 NODE_CLASS_MAPPINGS = {
@@ -33,6 +34,9 @@ NODE_CLASS_MAPPINGS = {
     "HSpaceDirectionPCASD": DirectionPCASD,
     "HSpaceLoadDemoSDModel": LoadDemoSDModel,
     "HSpaceLoadDemoFlowModel": LoadDemoFlowModel,
+    "HSpaceDirectionsByContrast": DirectionsByContrast,
+    "HSpaceDirectionsByContrastSD": DirectionsByContrastSD,
+    "HSpacePickDirection": PickDirection,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -57,6 +61,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HSpaceDirectionPCASD": "H-Space PCA Direction (SD)",
     "HSpaceLoadDemoSDModel": "Load Demo SD Model (miniature world)",
     "HSpaceLoadDemoFlowModel": "Load Demo Flow Model (miniature flow world)",
+    "HSpaceDirectionsByContrast": "H-Space Directions by Contrast (unsupervised)",
+    "HSpaceDirectionsByContrastSD": "H-Space Directions by Contrast (SD, unsupervised)",
+    "HSpacePickDirection": "Pick H-Space Direction",
 }
 
 # the example workflows' input faces, so that they run as shipped (never over a file of the same name)

@@ -180,7 +180,7 @@ def workflows(t_edit: int) -> dict:
                                                         "clip_arch": "ViT-B-16-quickgelu", "kind": "deltablock",
                                                         "samples": 4, "steps": 40, "t_edit": t_edit, "lr": SMILE_TEXT_LR,
                                                         "iterations": 1, "clip_weight": 1.0, "l1_weight": 3.0,
-                                                        "seed": 0}),
+                                                        "seed": 0, "t_end": 999}),
                       **save_and_apply(3, "2", "hspace/text_smile", "0, 1", 5, "hspace/text")}},
         "pca_directions": {
             "title": "Unsupervised PCA directions of h (Haas et al.) on fresh samples",
@@ -222,6 +222,7 @@ def workflows(t_edit: int) -> dict:
         **sd_workflows(),
         **sd_world_workflows(),
         **flow_workflows(),
+        **flow_world_workflows(),
     }
 
 
@@ -418,23 +419,44 @@ def sd_world_workflows() -> dict:
     the settings bench/sd_claims.py recommends (``hspace_sdworld.configs.RECOMMENDED``; its edit is the
     smile direction kept on the mouth's rows by Direction Region, with a mask from stock nodes). ``thumbnail`` names
     the SaveImage node whose first image is the workflow's thumbnail (run in a real ComfyUI)."""
-    from hspace_sdworld.configs import RECOMMENDED as R
+    return world_workflows("sd")
 
+
+def flow_world_workflows() -> dict:
+    """The miniature flow world (Load Demo Flow Model): the same nodes on its tiny Flux, at the settings
+    bench/flow_claims.py recommends (``hspace_sdworld.configs.FLOW_RECOMMENDED``): the recommended (region) edit,
+    the sweep, a real face through both inversions, two directions mixed."""
+    wanted = ("prompt_pair_sweep", "edit_real_image", "region_edit", "mix_two_directions")
+    return {k: v for k, v in world_workflows("flow").items() if k.removeprefix("flow_world_") in wanted}
+
+
+def world_workflows(kind: str) -> dict:
+    """The miniature SD world's (kind "sd") or flow world's ("flow") workflows."""
+    from hspace_sdworld.configs import FLOW_RECOMMENDED, RECOMMENDED
+
+    flow = kind == "flow"
+    R = FLOW_RECOMMENDED if flow else RECOMMENDED
+    world = "flow_world" if flow else "sd_world"
+    label = "miniature flow world" if flow else "miniature SD world"
     steps, cfg, t_edit, t_end, s, s_real = R["steps"], R["cfg"], R["t_edit"], R["t_end"], R["strength"], R["real_strength"]
     sweep = ", ".join(f"{v:g}" for v in (0, s / 4, s / 2, 3 * s / 4, s))
-    loader = ("HSpaceLoadDemoSDModel", {"weights": "faces64 (embedded, miniature world)"})
+    loader = ("HSpaceLoadDemoFlowModel", {"weights": "faces64 flow (embedded, miniature world)"}) if flow else \
+        ("HSpaceLoadDemoSDModel", {"weights": "faces64 (embedded, miniature world)"})
+    where = {"block": R["block"], "h": {"stream": "residual stream", "attention": "attention output"}[R["kind"]]} \
+        if flow else {}
 
     def text(t):
         return ("CLIPTextEncode", {"text": t, "clip": ("1", 1)})
 
-    def prompts_direction(source, target, name, spatial=R["spatial"]):
+    def prompts_direction(source, target, name, spatial=R.get("spatial", "keep")):
         return ("HSpaceDirectionFromPrompts", {"model": ("1", 0), "source": (source, 0), "target": (target, 0),
                                                "sigmas": ("5", 0), "seeds": R["direction_seeds"], "seed": 500, "width": 64,
-                                               "height": 64, "spatial": spatial, "name": name})
+                                               "height": 64, "spatial": spatial, "name": name, **where})
 
     def apply(direction, mode="asymmetric", strength=1.0, end=t_end):
         return ("HSpaceApplyDirection", {"model": ("1", 0), "direction": (direction, 0), "strength": strength,
-                                         "t_edit": t_edit, "t_end": end, "branch": R["branch"], "mode": mode})
+                                         "t_edit": t_edit, "t_end": end, "branch": R.get("branch", "both"),
+                                         "mode": mode})
 
     def asyrp(strengths, **links):
         return ("HSpaceAsyrpSamplerSD", {"strengths": strengths, "eta": 0.0, "t_boost": 0, "t_skip": 0, **links})
@@ -454,7 +476,8 @@ def sd_world_workflows() -> dict:
         return ("SaveImage", {"images": (images, 0), "filename_prefix": prefix})
 
     base = {"1": loader, "2": text("a face"), "3": text("a smiling face"), "4": text(""),
-            "5": ("BasicScheduler", {"model": ("1", 0), "scheduler": "normal", "steps": steps, "denoise": 1.0})}
+            "5": ("BasicScheduler", {"model": ("1", 0), "scheduler": "simple" if flow else "normal", "steps": steps,
+                                     "denoise": 1.0})}
     empty = ("EmptyLatentImage", {"width": 64, "height": 64, "batch_size": 1})
 
     def band(top, ids):
@@ -476,7 +499,15 @@ def sd_world_workflows() -> dict:
                                        "sigmas": ("5", 0), "check_reconstruction": True, "method": method, "seed": 0})
     smile_nodes, smile = recommended("6")
     top = R["region_from"]
-    return {
+    title = label[0].upper() + label[1:]
+    return {k.replace("sd_world", world): {**v, "title": v["title"].replace("Miniature SD world", title),
+                                           "nodes": {i: (c, {key: (val.replace("sdworld", world.replace("_", ""))
+                                                                   if key == "filename_prefix" else
+                                                                   val.replace("miniature SD world", label)
+                                                                   if key == "name" else val)
+                                                             for key, val in vals.items()})
+                                                     for i, (c, vals) in v["nodes"].items()}}
+            for k, v in {
         "sd_world_prompt_pair_sweep": {
             "title": "Miniature SD world: 'a face' -> 'a smiling face' from a prompt pair, swept over five strengths from 0 "
                      "(Asyrp sampler)",
@@ -494,7 +525,8 @@ def sd_world_workflows() -> dict:
                       "7": apply(smile, end=R["real_t_end"]), "8": ("LoadImage", {"image": SD_WORLD_FACE, "upload": "image"}),
                       "9": ("VAEEncode", {"pixels": ("8", 0), "vae": ("1", 2)}),
                       "10": inverted("ddim", "9"), "11": inverted("ddpm (edit-friendly)", "9"),
-                      "12": asyrp(f"0, {s_real / 2:g}, {s_real:g}"),
+                      # on a flow model the sampler starts from the inversion itself (both kinds)
+                      "12": asyrp(f"0, {s_real / 2:g}, {s_real:g}", **({"noise_maps": ("10", 2)} if flow else {})),
                       "13": asyrp(f"0, {s_real / 2:g}, {s_real:g}", noise_maps=("11", 2)),
                       "14": sample("7", "12", "10", add_noise=False, cfg_=1.0),
                       "15": sample("7", "13", "11", add_noise=False, cfg_=1.0),
@@ -542,7 +574,7 @@ def sd_world_workflows() -> dict:
                       "10": apply("9"), "11": asyrp(f"0, {s / 2:g}, {s:g}"), "12": empty,
                       "13": sample("10", "11", "12"), "14": decode("13"), "15": strip("14", 3),
                       "16": save("15", "hspace/sdworld_mix")}},
-    }
+    }.items()}
 
 
 def _spec(class_type: str):
@@ -738,7 +770,7 @@ def main() -> None:
         (ROOT / "tests" / "pack" / "workflows" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
         kinds = {n[0] for n in desc["nodes"].values()}
         wanted = not args.no_thumbnails and (not args.only or name in args.only)
-        if "HSpaceLoadDemoSDModel" in kinds:  # the miniature SD world: real outputs, from a real ComfyUI
+        if kinds & {"HSpaceLoadDemoSDModel", "HSpaceLoadDemoFlowModel"}:  # the miniature worlds: real outputs
             if wanted:
                 in_comfyui.append((name, api, desc["thumbnail"]))
         elif not kinds & {"CheckpointLoaderSimple", "UNETLoader"} and wanted:  # weights: scripts/graph_thumbnails.py

@@ -126,5 +126,6 @@ class StepProgress(Progress):
     its image and loss)."""
 
     def __call__(self, info) -> None:
-        loss = f", image {info.image} loss {info.loss:.4f}" if hasattr(info, "loss") else ""
+        image = f", image {info.image}" if hasattr(info, "image") else ""
+        loss = f"{image} loss {info.loss:.4f}" if hasattr(info, "loss") else ""
         self.update(info.i + 1, info.total, f"t={info.t}{loss}")

@@ -1,5 +1,6 @@
 """``direction METHOD``: find a direction (CLIP training, supervised mean difference or classifier normal,
-PCA, Jacobian) or project one off others, and write it as a direction file. CLIP training and the mean
+PCA, Jacobian; K at once by contrastive discovery) or project one off others, and write it as a direction
+file (contrastive: K files and a preview strip in a folder). CLIP training and the mean
 difference spread over processes under torchrun; the first process writes the file."""
 
 from __future__ import annotations
@@ -72,6 +73,20 @@ def register(sub) -> None:
     jc.add_argument("--iterations", type=int, default=10, help="subspace-iteration rounds")
     jc.add_argument("--seed", type=int, default=0)
 
+    cl = dsub.add_parser("contrastive", help="K directions at once from unlabelled images (NoiseCLR's objective in "
+                                             "h); --out is a folder for the K files and a preview strip")
+    common(cl)
+    cl.add_argument("--images", nargs="*", help="unlabelled images (files or folders); default: model samples")
+    cl.add_argument("--samples", type=int, default=64, help="model samples to discover on when no --images")
+    cl.add_argument("--k", type=int, default=8, help="number of directions")
+    cl.add_argument("--iterations", type=int, default=300, help="updates")
+    cl.add_argument("--batch", type=int, default=8, help="images per update")
+    cl.add_argument("--lr", type=float, default=0.05)
+    cl.add_argument("--temperature", type=float, default=0.5)
+    cl.add_argument("--radius", type=float, default=0.5, help="each direction's size, in units of h's RMS")
+    cl.add_argument("--seed", type=int, default=0)
+    cl.add_argument("--preview", type=int, default=4, help="images in the preview strip (0: none)")
+
     pj = dsub.add_parser("project", help="remove from a direction its components along others")
     common(pj, model=False)
     pj.add_argument("--direction", required=True)
@@ -99,8 +114,26 @@ def _image_set(paths: list[str], what: str):
     return [load_image(f) for f in files]
 
 
+def contrastive_files(args: argparse.Namespace) -> list[Path]:
+    """The files ``direction contrastive`` writes into --out: K direction files and the preview strip."""
+    out, stem = Path(args.out), (args.name or "contrastive").replace(" ", "_").replace("/", "_")
+    files = [out / f"{stem}_{i}.safetensors" for i in range(args.k)]
+    return files + ([out / f"{stem}_preview.png"] if args.preview else [])
+
+
 def check(args: argparse.Namespace) -> None:
-    check_out(Path(args.out), ".safetensors", args.overwrite)
+    if args.method == "contrastive":
+        if not Path(args.out).is_dir():
+            raise HSpaceError(f"{args.out}: no such folder for the K direction files (--out is a folder here)")
+        at_least(args.k, 2, "--k")
+        at_least(args.preview, 0, "--preview")
+        clash = [str(f) for f in contrastive_files(args) if f.exists()]
+        if clash and not args.overwrite:
+            raise HSpaceError(f"{clash[0]}: already exists (use --overwrite to replace the {len(clash)} files, or "
+                              "another --name or folder)")
+        finite([args.temperature, args.radius], "--temperature and --radius")
+    else:
+        check_out(Path(args.out), ".safetensors", args.overwrite)
     if args.method == "project":
         return
     check_common(args)
@@ -109,9 +142,9 @@ def check(args: argparse.Namespace) -> None:
     at_least(getattr(args, "seed", None), 0, "--seed")
     at_least(getattr(args, "component", None), 0, "--component")
     at_least(getattr(args, "iterations", None), 1, "--iterations")
-    at_least(getattr(args, "batch", None), 1, "--batch")
+    at_least(getattr(args, "batch", None), 2 if args.method == "contrastive" else 1, "--batch")
     at_least(getattr(args, "t", None), 0, "--t")
-    at_least(getattr(args, "samples", None), 2 if args.method == "pca" else 1, "--samples")
+    at_least(getattr(args, "samples", None), 2 if args.method in ("pca", "contrastive") else 1, "--samples")
     finite([getattr(args, k) for k in ("lr", "clip_w", "l1_w") if hasattr(args, k)], "--lr, --clip-w and --l1-w")
     if args.method == "clip" and not Path(args.clip_weights).exists():
         raise HSpaceError(f"{args.clip_weights}: no such CLIP weights file or folder")
@@ -124,11 +157,11 @@ def _load_for_direction(args: argparse.Namespace, device: str):
     return load_model(args.model).to(device)
 
 
-def _save(direction, args: argparse.Namespace) -> int:
+def _save(direction, out: Path, overwrite: bool) -> int:
     from ..directions.calibration import calibration_of
     from ..directions.io import save_direction
 
-    path = save_direction(direction, Path(args.out), overwrite=args.overwrite)
+    path = save_direction(direction, out, overwrite=overwrite)
     cal = calibration_of(direction)
     said = "not calibrated: strengths in raw units" if cal is None else (
         f"calibrated at t={cal.t}: strength 1 = {cal.scale:.4g} raw, usable {cal.usable[0]:g} .. {cal.usable[1]:g}"
@@ -145,12 +178,15 @@ def run(args: argparse.Namespace) -> int:
         from ..directions.project import project_off
 
         d = load_direction(args.direction)  # the projection changes its size: the result is raw
-        return _save(project_off(d, [load_direction(p) for p in args.off], joint=not args.one_at_a_time), args)
+        projected = project_off(d, [load_direction(p) for p in args.off], joint=not args.one_at_a_time)
+        return _save(projected, Path(args.out), args.overwrite)
     from ..distributed import Context, context
 
     ctx = context(args.device) if args.method in ("supervised", "clip") else Context(device=args.device)
     try:
         model = _load_for_direction(args, ctx.device)
+        if args.method == "contrastive":
+            return _contrastive(args, model)
         d = _find_direction(args, model, ctx)
         if not ctx.main:
             return 0  # every process holds the direction; the first calibrates and writes it
@@ -158,9 +194,42 @@ def run(args: argparse.Namespace) -> int:
             from ..calibrate import calibrated
 
             d = calibrated(model, d)
-        return _save(d, args)
+        return _save(d, Path(args.out), args.overwrite)
     finally:
         ctx.close()
+
+
+def _contrastive(args: argparse.Namespace, model) -> int:
+    """K directions, calibrated, written with a preview strip (``contrastive.preview_rows``) of the first
+    --preview images (or samples)."""
+    from ..discovery.contrastive import ContrastiveSettings, contrastive_directions, preview_rows
+    from ..images import prepare_images, strip
+    from ..inversion import invert
+
+    images = _image_set(args.images, "unlabelled") if args.images else None
+    settings = ContrastiveSettings(k=args.k, iterations=args.iterations, batch=args.batch, lr=args.lr,
+                                   temperature=args.temperature, radius=args.radius, seed=args.seed)
+    ds = contrastive_directions(model, images, n_samples=args.samples, steps=args.steps, t_edit=args.t_edit,
+                                settings=settings, name=args.name or "contrastive", callback=StepProgress("discover"))
+    if args.calibrate:
+        from ..calibrate import calibrated
+
+        ds = [calibrated(model, d) for d in ds]
+    files = contrastive_files(args)
+    for d, path in zip(ds, files):
+        _save(d, path, args.overwrite)
+    if args.preview:
+        if images is not None:
+            x0 = prepare_images(images[:args.preview], model.image_size, "resize_crop")[0]
+            source = invert(model, x0, steps=args.steps)
+        else:
+            from ..discovery.record import seeded_noise
+
+            source = seeded_noise(model, args.preview, args.seed)
+        strip(preview_rows(model, ds, source, t_edit=args.t_edit, steps=args.steps)).save(files[-1])
+        print(f"wrote {files[-1]} (a row per direction: each image at strength -2, 0, +2"
+              f"{'' if args.calibrate else ' (raw -1, 0, +1)'})", file=sys.stderr)
+    return 0
 
 
 def _find_direction(args: argparse.Namespace, model, ctx):

@@ -107,7 +107,6 @@ def render_face(face: Face, size: int = 32) -> Image.Image:
     ry = 38.0
     skin = tuple(int(c) for c in np.round(_LIGHT_SKIN + face.skin_tone * (_DARK_SKIN - _LIGHT_SKIN)))
     hair = _hsv(face.hair_hue, 0.75, 0.62)
-    outline = (40, 30, 30, 255)
 
     # hair: a cap behind the head, a fringe over the forehead
     d.ellipse(box(cx, cy - 10, rx + 6, ry + 2), fill=hair + (255,))

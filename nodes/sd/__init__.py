@@ -13,6 +13,8 @@ Laid out by job:
     the inversions walk up the sigmas (DDIM) or down them keeping the noise maps (edit-friendly DDPM),
     which the Asyrp sampler then replays;
   * ``inversion``: running ComfyUI's CFGGuider with those functions (inversion, regeneration, recording);
+  * ``trainable``: gradients into h through ComfyUI's guider (autograd-ready output blocks, per-row shifts);
+    ``discovery``: contrastive discovery with the MODEL as the engine's host;
   * ``node_classes``: the node classes.
 """
 
@@ -22,6 +24,7 @@ from .family import host_family  # noqa: F401
 from .inversion import (_descending, _guide, invert_latent, invert_latent_ddpm, record_trajectories,  # noqa: F401
                         regenerate)
 from .node_classes import (LATENT_INVERSION_METHODS, SD_CATEGORY, ApplyHSpaceDirection, AsyrpSamplerSD,  # noqa: F401
-                           DirectionFromLatentSets, DirectionFromPrompts, DirectionPCASD, InvertLatent)
+                           DirectionFromLatentSets, DirectionFromPrompts, DirectionPCASD, DirectionsByContrastSD,
+                           InvertLatent)
 from .patch import EDIT_KEY, H_BLOCK, HRecorder, HSpacePatch, asymmetric_shifts  # noqa: F401
 from .sampler import ddpm_invert_walk, invert_walk, sample_asyrp  # noqa: F401

@@ -249,10 +249,16 @@ class DirectionFromPrompts:
         return (calibrated_sd(model, d, source),)
 
 
+LATENT_SET_METHODS = ["mean difference of h", "output side (predicted x0)"]
+
+
 class DirectionFromLatentSets:
     DESCRIPTION = ("An h-space direction of an SD1.x / SD2.x / SDXL, Flux or SD3 MODEL from two sets of latents (VAE-encoded "
-                   "images with and without an attribute): each set inverted with the prompt (DDIM; the flow ODE on "
-                   "Flux / SD3), h recorded along the inversion, the mean of set A minus the mean of set B per timestep.")
+                   "images with and without an attribute). mean difference of h: each set inverted with the prompt "
+                   "(DDIM; the flow ODE on Flux / SD3), h recorded along the inversion, the mean of set A minus the mean "
+                   "of set B per timestep (what the inputs hold in h). output side (SD UNets): one shift of h fitted by "
+                   "gradient steps so that the MODEL's predicted x0 of set B moves to set A's mean and of A, reversed, "
+                   "to B's (what the decoder draws from h).")
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"
     RETURN_TYPES = (DIRECTION,)
@@ -268,10 +274,30 @@ class DirectionFromLatentSets:
             "sigmas": SIGMAS_INPUT,
             "spatial": (list(SPATIAL), {"tooltip": "average: a channel vector (any resolution); keep: the h grid"}),
             "name": ("STRING", {"default": "latent sets", "tooltip": "a label stored in the direction file"}),
-        }, "optional": dict(FLOW_INPUTS)}
+        }, "optional": {
+            **FLOW_INPUTS,
+            "method": (LATENT_SET_METHODS, {"default": LATENT_SET_METHODS[0], "tooltip": "mean difference of h (what "
+                       "the inputs hold), or output side: the shift that moves the predicted x0 from one set's mean "
+                       "to the other's (SD UNets; spatial and sigmas do not apply)"}),
+            "t_edit": ("INT", {"default": 500, "min": 0, "max": 999, "tooltip": "output side: fit at t >= t_edit"}),
+            "t_end": ("INT", {"default": 999, "min": 0, "max": 999, "tooltip": "output side: fit at t <= t_end"}),
+            "iterations": ("INT", {"default": 200, "min": 1, "max": 100000, "tooltip": "output side: Adam updates"}),
+        }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     def make(self, model, positive, latents_with, latents_without, sigmas, spatial, name, block=-1,
-             h="residual stream"):
+             h="residual stream", method=LATENT_SET_METHODS[0], t_edit=500, t_end=999, iterations=200,
+             unique_id=None):
+        if method not in LATENT_SET_METHODS:
+            raise HSpaceError(f"unknown method {method!r}; choose from {LATENT_SET_METHODS}")
+        if method != LATENT_SET_METHODS[0]:
+            from hspace_core.discovery.shift_training import ShiftSettings
+
+            from .discovery import output_side_sd
+
+            d = output_side_sd(model, positive, latents_with["samples"], latents_without["samples"], t_edit=t_edit,
+                               t_end=t_end, settings=ShiftSettings(iterations=iterations), name=name,
+                               callback=bridge.Progress(unique_id))
+            return (calibrated_sd(model, d, positive, t=t_edit, t_end=t_end),)
         location = flow_location(model, block, h)
         recorded = []
         for latent in (latents_with, latents_without):
@@ -325,3 +351,45 @@ class DirectionPCASD:
                                provenance={"method": "PCA of h along prompt trajectories", "seeds": seeds,
                                            "seed": seed, "component": component, "size": [width, height]})
         return (calibrated_sd(model, d, positive),)
+
+
+class DirectionsByContrastSD:
+    DESCRIPTION = ("Discovers k h-space directions of an SD1.x / SD2.x / SDXL MODEL at once without labels or words: "
+                   "NoiseCLR's contrastive objective moved into h (the same direction on different latents should "
+                   "change the predicted x0 alike, different directions on one latent differently), from unlabelled "
+                   "latents (VAE-encoded images) noised by the MODEL's own schedule, with the prompt's conditioning "
+                   "(cfg 1). Each calibrated on the MODEL; largest effect first. The list runs the nodes after it once "
+                   "per direction (a strip per direction through Apply and the Asyrp sampler); Pick H-Space Direction "
+                   "takes one for the mixer.")
+    CATEGORY = SD_CATEGORY
+    FUNCTION = "make"
+    RETURN_TYPES = (DIRECTION,)
+    RETURN_NAMES = ("directions",)
+    OUTPUT_IS_LIST = (True,)
+    OUTPUT_TOOLTIPS = ("the k directions (a list), one [C, h, w] shift each, applied at every edited step",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from ..discovery import CONTRAST_INPUTS
+
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "an SD1.x / SD2.x / SDXL model (from a checkpoint loader); flow "
+                                           "transformers are refused (their blocks compute in place)"}),
+            "positive": ("CONDITIONING", {"tooltip": "a prompt describing the images (or an empty prompt)"}),
+            "latents": ("LATENT", {"tooltip": "unlabelled latents, e.g. VAE Encode of a batch of images"}),
+            **CONTRAST_INPUTS,
+            "t_end": ("INT", {"default": 999, "min": 0, "max": 999, "tooltip": "train at t <= t_end"}),
+            "steps": ("INT", {"default": 40, "min": 2, "max": 1000,
+                              "tooltip": "the training timesteps are this grid's steps t_edit <= t <= t_end"}),
+            "name": ("STRING", {"default": "contrastive", "tooltip": "a label stored in the files (with the rank)"}),
+        }, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    def make(self, model, positive, latents, k, iterations, batch, lr, temperature, radius, t_edit, seed, t_end,
+             steps, name, unique_id=None):
+        from ..discovery import contrast_settings
+        from .discovery import contrastive_sd
+
+        ds = contrastive_sd(model, positive, latents["samples"], steps=steps, t_edit=t_edit, t_end=t_end, name=name,
+                            settings=contrast_settings(k, iterations, batch, lr, temperature, radius, seed),
+                            callback=bridge.Progress(unique_id))
+        return ([calibrated_sd(model, d, positive) for d in ds],)

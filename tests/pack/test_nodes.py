@@ -191,12 +191,15 @@ def test_directions_from_images_pca_mixer_and_save(demo, models_dir):
 
 def test_direction_from_text_and_missing_clip(demo, models_dir):
     from tests.pack.fixtures import TINY_CLIP_ARCH, TINY_CLIP_WEIGHTS
-    d = DirectionFromText().train(demo, "face", "smiling face", TINY_CLIP_WEIGHTS, TINY_CLIP_ARCH, "global", 1, 6,
-                                  500, 0.05, 1, 1.0, 3.0, 0)[0]
+    d = DirectionFromText().train("face", "smiling face", TINY_CLIP_WEIGHTS, TINY_CLIP_ARCH, "global", 1, 6,
+                                  500, 0.05, 1, 1.0, 3.0, 0, model=demo)[0]
     assert d.info.provenance["target_text"] == "smiling face"
     with pytest.raises(HSpaceError, match=r"clip folder .*models.*clip"):
-        DirectionFromText().train(demo, "face", "smile", "(no CLIP weights found)", "ViT-B-16-quickgelu",
-                                  "deltablock", 1, 6, 500, 0.5, 1, 1.0, 3.0, 0)
+        DirectionFromText().train("face", "smile", "(no CLIP weights found)", "ViT-B-16-quickgelu",
+                                  "deltablock", 1, 6, 500, 0.5, 1, 1.0, 3.0, 0, model=demo)
+    with pytest.raises(HSpaceError, match="connect a model"):
+        DirectionFromText().train("face", "smile", TINY_CLIP_WEIGHTS, TINY_CLIP_ARCH, "global", 1, 6, 500, 0.05, 1,
+                                  1.0, 3.0, 0)
 
 
 def test_official_pth_in_direction_folder(models_dir, shared_dir, demo):

@@ -1,0 +1,251 @@
+"""Directions nobody named, read back by the attribute probe: contrastive discovery (NoiseCLR's objective in
+h) beside PCA's top components (Haas et al.) and the Jacobian's top singular vectors (Park et al.), on the
+pixel demo world and the miniature SD world.
+
+    python bench/unsupervised.py [--worlds pixel,sd] [--k 8] [--iterations 150] [--faces 16] [--json out.json]
+                                 [--docs]
+
+Each method makes K directions without labels or words: contrastive discovery from 64 unlabelled
+procedural faces (other seeds than the evaluation's), PCA from the model's own trajectories (128 pixel
+samples; 32 SD trajectories of "a face"), the Jacobian dh/dx_t of the first of those faces at t_edit
+(the pixel world: the pack's subspace iteration; the SD world: the full Jacobian by central differences,
+its 256 latent dimensions make that exact and cheap, an SD Jacobian node does not exist). Every direction
+is calibrated on its model and applied at calibrated strength +2 and -2 to held-out faces (pixel: 16
+inverted faces at the demo t_edit; SD: 16 seeds of "a face" with the recommended settings). For each
+direction the probe names the attribute it moves most (the larger of both signs): its mean change,
+the share of faces moved that way, and the largest drift of another attribute per unit of it. A
+direction covers its attribute when the change is at least 0.3 and the drift at most 0.5; the table
+counts the distinct attributes each method's K directions cover.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hspace_core.demo import claims  # noqa: E402
+
+MIN_CHANGE, MAX_DRIFT, STRENGTH = 0.3, 0.5, 2.0
+TRAIN_SEED = 31_337  # the unlabelled faces; the evaluation faces come from other seeds
+
+
+def strongest(before: dict, edited: list[dict]) -> dict:
+    """The attribute an edit moves most over both signs (``edited``: readings at +S and -S): its
+    ``claims.edit_effects``, the sign, and whether it covers the attribute."""
+    best = None
+    for sign, after in zip((1, -1), edited):
+        for a in claims.READ_ATTRIBUTES:
+            mean = float(claims.change(after, before, a).mean())
+            eff = claims.edit_effects(before, after, a, 1 if mean >= 0 else -1)
+            if best is None or abs(eff["target_mean"]) > abs(best["change"]):
+                drift_name = max(eff["drift_per_unit"], key=eff["drift_per_unit"].get)
+                best = {"attribute": a, "strength_sign": sign, "change": eff["target_mean"],
+                        "same_sign": eff["same_sign"], "drift": eff["drift_per_unit"][drift_name],
+                        "drift_attribute": drift_name}
+    best["covers"] = abs(best["change"]) >= MIN_CHANGE and best["drift"] <= MAX_DRIFT
+    return best
+
+
+def summary(rows: list[dict]) -> dict:
+    covered = sorted({r["attribute"] for r in rows if r["covers"]})
+    return {"directions": rows, "covered": covered, "distinct": len(covered)}
+
+
+# ------------------------------------------------------------------ the pixel demo world
+
+def pixel_world(args) -> dict:
+    from hspace_core import calibrated
+    from hspace_core.demo.demo import DEMO_T_EDIT
+    from hspace_core.demo.faces import render, sample_faces
+    from hspace_core.directions.calibration import calibration_of
+    from hspace_core.discovery.contrastive import ContrastiveSettings, contrastive_directions
+    from hspace_core.discovery.jacobian import jacobian_directions
+    from hspace_core.discovery.pca import pca_directions
+
+    world = claims.demo_world(n_faces=args.faces)
+    model = world.model
+    faces = render(sample_faces(64, TRAIN_SEED))
+    base = claims.read(world, claims.edits(world, None, [0.0])[:, 0])
+    made = {}
+    tic = time.time()
+    made["contrastive"] = contrastive_directions(
+        model, faces, steps=40, t_edit=DEMO_T_EDIT,
+        settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed))
+    print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
+    made["pca"] = pca_directions(model, 128, args.k, steps=40, t_edit=DEMO_T_EDIT, seed=args.seed)
+    made["jacobian"] = jacobian_directions(model, faces[:1], args.k, t_edit=DEMO_T_EDIT, steps=40, seed=args.seed)
+    out, calibrated_ds = {}, {}
+    for method, ds in made.items():
+        rows = []
+        calibrated_ds[method] = [calibrated(model, d, usable=False) for d in ds]
+        for d in calibrated_ds[method]:
+            s = STRENGTH * calibration_of(d).scale
+            images = claims.edits(world, d, [s, -s])
+            rows.append({"name": d.info.name, "raw_per_unit": calibration_of(d).scale,
+                         **strongest(base, [claims.read(world, images[:, 0]), claims.read(world, images[:, 1])])})
+        out[method] = summary(rows)
+        print(f"  {method}: covers {out[method]['covered']} ({time.time() - tic:.0f} s)", flush=True)
+    if args.docs:  # the contrastive directions on three of the evaluation faces, at calibrated -2, 0, +2
+        from dataclasses import replace
+
+        from hspace_core.discovery.contrastive import preview_rows
+        from hspace_core.images import strip
+
+        inv = world.inversion
+        three = replace(inv, x_T=inv.x_T[:3], x_0=inv.x_0[:3], preprocessing=inv.preprocessing[:3])
+        docs = ROOT / "docs" / "unsupervised"
+        docs.mkdir(parents=True, exist_ok=True)
+        picture = strip(preview_rows(model, calibrated_ds["contrastive"], three, t_edit=DEMO_T_EDIT, steps=40))
+        picture.save(docs / "pixel_contrastive.png")
+        print(f"  wrote {docs / 'pixel_contrastive.png'}", flush=True)
+    return out
+
+
+# ------------------------------------------------------------------ the miniature SD world
+
+def sd_jacobian_directions(world, latent: torch.Tensor, t: int, k: int, positive) -> list:
+    """The top-k left singular vectors of dh/dx_t at one latent [1, 4, 8, 8] noised to t (the SD world's
+    own noise of seed 0), by central differences over the latent's dimensions through the MODEL's guider;
+    each scaled to |h| there, as one [C, h, w] shift at every edited step (as the pixel Jacobian directions)."""
+    from hspace_core.directions.base import DirectionInfo, TensorDirection
+    from nodes.sd.trainable import Kept, run_in_guider, trainable
+
+    family, _, m = trainable(world.model)
+
+    @torch.no_grad()
+    def jac(denoise, x0, ms):
+        sigma = ms.sigma(torch.tensor(float(t)))
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+        x_t = ms.noise_scaling(sigma, noise, x0)
+        dim = x_t[0].numel()
+        eps = 1e-2 * float(x_t.std())
+        basis = torch.eye(dim).view(dim, *x_t.shape[1:]) * eps
+        hs = []
+        for chunk in torch.cat([x_t + basis, x_t - basis]).split(128):
+            kept = Kept()
+            denoise(chunk, float(sigma), record=kept)
+            hs.append(kept.values[0])
+        h = torch.cat(hs)
+        plain = Kept()
+        denoise(x_t, float(sigma), record=plain)
+        jcols = (h[:dim] - h[dim:]).flatten(1) / (2 * eps)      # [dim x, dim h]: J^T
+        u, s, _ = torch.linalg.svd(jcols.T.double(), full_matrices=False)
+        return u[:, :k].T.float(), s[:k].float(), plain.values[0][0]
+
+    with torch.inference_mode():
+        left, values, h0 = run_in_guider(m, positive, latent, jac)
+    out = []
+    for i in range(k):
+        v = left[i].view(h0.shape)
+        v = v * torch.sign(v.flatten()[v.flatten().abs().argmax()])
+        info = DirectionInfo(h_shape=tuple(h0.shape), family=family, strength_unit="h_norm", name=f"jacobian{i}",
+                             t_edit=t, provenance={"method": "jacobian (central differences)", "t": t,
+                                                   "singular_value": float(values[i])})
+        out.append(TensorDirection(v * float(h0.norm()), None, info))
+    return out
+
+
+def sd_world(args) -> dict:
+    from bench import sd_claims as sdc
+    from hspace_core.demo.faces import render, sample_faces
+    from hspace_core.directions.calibration import calibration_of
+    from hspace_core.discovery.contrastive import ContrastiveSettings
+    from hspace_core.discovery.host import by_timestep, pca_host_direction
+    from hspace_sdworld.configs import RECOMMENDED as R
+    from nodes.sd.calibration import calibrated_sd
+    from nodes.sd.discovery import contrastive_sd
+
+    world = sdc.World(R["steps"], R["cfg"], R["branch"], R["t_end"])
+    sd = sdc.sd_nodes()
+    source = world.cond(sdc.SOURCE)
+    seeds = [sdc.SEED0 + i for i in range(args.faces)]
+    with torch.inference_mode():
+        latents = world.sw.encode_images(world.vae, render(sample_faces(64, TRAIN_SEED), 64))
+    made = {}
+    tic = time.time()
+    with torch.inference_mode():
+        made["contrastive"] = contrastive_sd(
+            world.model, source, latents, steps=R["steps"], t_edit=R["t_edit"], t_end=R["t_end"],
+            settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed))
+        print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
+        family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, 32, sdc.DIRECTION_SEED, 64, 64)
+        recorded = by_timestep(rec.records[0])
+        made["pca"] = [pca_host_direction(recorded, j, family=family, spatial="keep", name=f"PCA {j}", which_h=which_h)
+                       for j in range(args.k)]
+        made["jacobian"] = sd_jacobian_directions(world, latents[:1], R["t_edit"], args.k, source)
+        base = world.read(sdc.asyrp_batch(world, None, (0.0,), seeds, R["t_edit"])[:, 0])
+        out = {}
+        for method, ds in made.items():
+            rows = []
+            for d in ds:
+                d = calibrated_sd(world.model, d, source, t=R["t_edit"], t_end=R["t_end"], usable=False)
+                cal = calibration_of(d)
+                s = STRENGTH * cal.scale
+                images = sdc.asyrp_batch(world, d, (s, -s), seeds, R["t_edit"])
+                rows.append({"name": d.info.name, "raw_per_unit": cal.scale,
+                             **strongest(base, [world.read(images[:, 0]), world.read(images[:, 1])])})
+            out[method] = summary(rows)
+            print(f"  {method}: covers {out[method]['covered']} ({time.time() - tic:.0f} s)", flush=True)
+    return out
+
+
+def table(title: str, result: dict) -> str:
+    lines = [f"\n### {title}\n", "| method | direction | attribute moved most | change at calibrated +-2 | same sign | "
+             "largest drift per unit | covers |", "|---|---|---|---|---|---|---|"]
+    for method, r in result.items():
+        for row in r["directions"]:
+            lines.append(f"| {method} | {row['name']} | {row['attribute']} ({'+' if row['strength_sign'] > 0 else '-'}) "
+                         f"| {row['change']:+.3f} | {row['same_sign']:.0%} | {row['drift']:.2f} "
+                         f"({row['drift_attribute']}) | {'yes' if row['covers'] else ''} |")
+    lines += ["", "| method | distinct attributes covered (change >= 0.3, drift <= 0.5) |", "|---|---|"]
+    for method, r in result.items():
+        lines.append(f"| {method} | {r['distinct']}: {', '.join(r['covered']) or '-'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worlds", default="pixel,sd")
+    ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--iterations", type=int, default=150)
+    ap.add_argument("--faces", type=int, default=16, help="evaluation faces (pixel) / seeds (SD)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--docs", action="store_true", help="write docs/unsupervised/pixel_contrastive.png")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    report = {"k": args.k, "iterations": args.iterations, "faces": args.faces, "strength": STRENGTH,
+              "min_change": MIN_CHANGE, "max_drift": MAX_DRIFT}
+    tic = time.time()
+    worlds = args.worlds.split(",")
+    if "pixel" in worlds:
+        print("pixel demo world:", flush=True)
+        report["pixel_world"] = pixel_world(args)
+        print(table(f"Pixel demo world ({args.faces} inverted faces)", report["pixel_world"]), flush=True)
+    if "sd" in worlds:
+        from hspace_sdworld.comfy_import import import_comfy
+
+        import_comfy(cpu=True)
+        print("miniature SD world:", flush=True)
+        report["sd_world"] = sd_world(args)
+        print(table(f"Miniature SD world ({args.faces} seeds, recommended settings)", report["sd_world"]), flush=True)
+    report["seconds"] = round(time.time() - tic)
+    print(f"\ntime: {report['seconds']} s")
+    if args.json:
+        path = Path(args.json)
+        merged = json.loads(path.read_text()) if path.exists() else {}
+        merged.update(report)
+        path.write_text(json.dumps(merged, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Directions trained on an SD MODEL, with the MODEL as the engine's host through ComfyUI's guider
+(``trainable``): x_t is the MODEL's own noising of the latents at the drawn timestep
+(``model_sampling.noise_scaling``), D its predicted x0.
+
+* ``contrastive_sd``: contrastive discovery (``discovery.contrastive``), an effect the change of D;
+* ``output_side_sd``: the output-side image-set direction (``discovery.shift_training.fit_output_shift``);
+* ``clip_sd``: Asyrp's CLIP training (``discovery.shift_training.train_clip_shift``) through the VAE's decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from hspace_core.directions.base import DirectionInfo, TensorDirection
+from hspace_core.discovery.contrastive import ContrastiveSettings, train_contrastive
+from hspace_core.discovery.shift_training import ShiftSettings, fit_output_shift, train_clip_shift
+from hspace_core.errors import HSpaceError
+from hspace_core.schedule import asyrp_timesteps
+
+from .trainable import Kept, run_in_guider, trainable
+
+
+@dataclass(frozen=True, eq=False)
+class SDHost:
+    """A trainable SD MODEL inside the guider as the engine's host (``contrastive.HostEffects``,
+    ``shift_training.ShiftHost``): ``denoise`` from ``run_in_guider``, x0 the processed latents [M, C, h, w];
+    ``decoder`` (for CLIP): an autograd-ready copy of the VAE's model and its latent format."""
+
+    denoise: Callable
+    x0: torch.Tensor
+    model_sampling: object
+    decoder: tuple | None = None
+
+    def _x_t(self, rows, t, noise):
+        sigma = self.model_sampling.sigma(torch.tensor(float(t)))
+        x0 = self.x0[rows]
+        return self.model_sampling.noise_scaling(sigma, noise.to(x0), x0), float(sigma)
+
+    def h(self, rows, t, noise):
+        x_t, sigma = self._x_t(rows, t, noise)
+        kept = Kept()
+        with torch.no_grad():
+            self.denoise(x_t, sigma, record=kept)
+        if len(kept.values) != 1:
+            raise HSpaceError(f"expected one h from the MODEL's UNet per call, got {len(kept.values)}")
+        return kept.values[0]
+
+    def effects(self, rows, t, noise, dh):
+        x_t, sigma = self._x_t(rows, t, noise)
+        n, k = len(rows), dh.shape[0]
+        with torch.no_grad():
+            plain = self.denoise(x_t, sigma).float()
+        edited = self.denoise(x_t.repeat(k, 1, 1, 1), sigma, dh=dh.repeat_interleave(n, 0)).float()
+        return edited.reshape(k, n, -1) - plain.reshape(1, n, -1)
+
+    def predict(self, rows, t, noise, dh):
+        x_t, sigma = self._x_t(rows, t, noise)
+        return self.denoise(x_t, sigma, dh=None if dh is None else dh.expand(len(rows), *dh.shape))
+
+    def decode(self, x0):
+        vae_model, latent_format = self.decoder
+        z = latent_format.process_out(x0)
+        return vae_model.decode(z.to(next(vae_model.parameters()).dtype)).float()
+
+
+def _timesteps(steps: int, t_edit: int, t_end: int) -> list[int]:
+    grid = asyrp_timesteps(steps, 999)
+    timesteps = [int(t) for t in grid.tolist() if t_edit <= t <= t_end]
+    if not timesteps:
+        raise HSpaceError(f"no step of the {steps}-step grid lies in [t_edit, t_end] = [{t_edit}, {t_end}]")
+    return timesteps
+
+
+def _h_shape(host: SDHost, t: int) -> tuple[int, ...]:
+    return tuple(host.h(torch.arange(1), t, torch.zeros_like(host.x0[:1])).shape[1:])
+
+
+def contrastive_sd(model, positive, latents: torch.Tensor, *, steps: int = 40, t_edit: int = 500, t_end: int = 999,
+                   settings: ContrastiveSettings = ContrastiveSettings(), name: str = "contrastive",
+                   callback=None) -> list[TensorDirection]:
+    """K directions of an SD MODEL discovered from unlabelled latents [M, C, h, w] (VAE-encoded images)
+    with the prompt's conditioning ``positive`` (cfg 1), at the ``steps``-step grid's model timesteps
+    t_edit <= t <= t_end. Ordered by the size of their effect (largest first); one [C, h_h, w_h] shift each,
+    added at every edited step (strength unit "contrastive_radius")."""
+    timesteps = _timesteps(steps, t_edit, t_end)
+    n = int(latents.shape[0])
+    settings.check(n)
+    family, _, m = trainable(model)
+
+    def train(denoise, x0, ms):
+        host = SDHost(denoise, x0, ms)
+        h_shape = _h_shape(host, timesteps[0])
+        dh, record = train_contrastive(host, n, tuple(x0.shape[1:]), h_shape, timesteps, settings,
+                                       device=x0.device, callback=callback)
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(settings.seed + 2)
+            rows = torch.arange(min(n, 8))
+            noise = torch.randn((len(rows), *x0.shape[1:]), generator=g)
+            size = host.effects(rows, timesteps[len(timesteps) // 2], noise, dh.to(x0.device)).pow(2).mean((1, 2))
+        return h_shape, dh, record, size.cpu()
+
+    h_shape, dh, record, size = run_in_guider(m, positive, latents, train, seed=settings.seed)
+    out = []
+    for rank, j in enumerate(torch.argsort(size, descending=True).tolist()):
+        info = DirectionInfo(
+            h_shape=h_shape, family=family, strength_unit="contrastive_radius", name=f"{name} {rank}", t_edit=t_edit,
+            provenance={"method": "contrastive (NoiseCLR's objective in h)", "k": settings.k, "rank": rank,
+                        "n_latents": n, "iterations": settings.iterations, "batch": settings.batch, "lr": settings.lr,
+                        "temperature": settings.temperature, "radius": settings.radius, "seed": settings.seed,
+                        "steps": steps, "t_edit": t_edit, "t_end": t_end, "effect_rms": float(size[j].sqrt()),
+                        "size": [int(latents.shape[-1]) * 8, int(latents.shape[-2]) * 8],
+                        "applied": "one shift at every edited step", "h_rms": record["h_rms"],
+                        "dh_rms": record["dh_rms"], "loss_first": record["first"], "loss_last": record["last"]})
+        out.append(TensorDirection(dh[j].contiguous(), None, info))
+    return out
+
+
+def _one_shift(family: str, dh: torch.Tensor, name: str, unit: str, t_edit: int, provenance: dict) -> TensorDirection:
+    info = DirectionInfo(h_shape=tuple(dh.shape), family=family, strength_unit=unit, name=name, t_edit=t_edit,
+                         provenance={**provenance, "applied": "one shift at every edited step"})
+    return TensorDirection(dh.contiguous(), None, info)
+
+
+def output_side_sd(model, positive, latents_a: torch.Tensor, latents_b: torch.Tensor, *, steps: int = 40,
+                   t_edit: int = 500, t_end: int = 999, settings: ShiftSettings = ShiftSettings(),
+                   name: str = "latent sets (output side)", callback=None) -> TensorDirection:
+    """The output-side direction of two latent sets [A, C, h, w] and [B, C, h, w] (``fit_output_shift``): one
+    shift of h with which the MODEL's predicted x0 of set B moves to set A's mean (and of A, reversed, to
+    B's), with the prompt's conditioning (cfg 1) at the grid's timesteps t_edit <= t <= t_end."""
+    timesteps = _timesteps(steps, t_edit, t_end)
+    if latents_a.shape[1:] != latents_b.shape[1:]:
+        raise HSpaceError(f"the two latent sets differ in size ({list(latents_a.shape[1:])} vs "
+                          f"{list(latents_b.shape[1:])}): encode both at one image size")
+    family, _, m = trainable(model)
+    n_a = int(latents_a.shape[0])
+
+    def fit(denoise, x0, ms):
+        host = SDHost(denoise, x0, ms)
+        rows = torch.arange(len(x0))
+        return fit_output_shift(host, rows[:n_a], rows[n_a:], _h_shape(host, timesteps[0]), timesteps, settings,
+                                callback=callback)
+
+    dh, record = run_in_guider(m, positive, torch.cat([latents_a, latents_b]), fit, seed=settings.seed)
+    return _one_shift(family, dh, name, "x0_set_means", t_edit, {
+        "method": "latent sets, output side (the predicted x0 moved between the sets' means)",
+        "set_sizes": [n_a, int(latents_b.shape[0])], "steps": steps, "t_edit": t_edit, "t_end": t_end,
+        "iterations": settings.iterations, "batch": settings.batch, "lr": settings.lr, "seed": settings.seed,
+        "size": [int(latents_a.shape[-1]) * 8, int(latents_a.shape[-2]) * 8], **record})
+
+
+def clip_sd(model, vae, positive, latents: torch.Tensor, clip, src: str, trg: str, *, steps: int = 40,
+            t_edit: int = 500, t_end: int = 999, settings: ShiftSettings = ShiftSettings(), clip_w: float = 1.0,
+            l1_w: float = 3.0, name: str = "", callback=None) -> TensorDirection:
+    """Asyrp's CLIP training on an SD MODEL (``train_clip_shift``): P_t of the latents [M, C, h, w] decoded by a
+    copy of the VAE's decoder that gradients pass through, ``clip`` an engine ``ClipModel``."""
+    from .trainable import _copy_for_autograd
+
+    timesteps = _timesteps(steps, t_edit, t_end)
+    family, _, m = trainable(model)
+    decoder = (_copy_for_autograd(vae.first_stage_model).to(vae.device), model.get_model_object("latent_format"))
+
+    def train(denoise, x0, ms):
+        host = SDHost(denoise, x0, ms, decoder)
+        return train_clip_shift(host, clip, src, trg, _h_shape(host, timesteps[0]), timesteps, settings,
+                                clip_w=clip_w, l1_w=l1_w, callback=callback)
+
+    dh, record = run_in_guider(m, positive, latents, train, seed=settings.seed)
+    return _one_shift(family, dh, name or trg, "asyrp", t_edit, {
+        "method": "clip (Asyrp's loss on the decoded predicted x0)", "source_text": src, "target_text": trg,
+        "clip_arch": clip.arch, "n_latents": int(latents.shape[0]), "steps": steps, "t_edit": t_edit, "t_end": t_end,
+        "iterations": settings.iterations, "batch": settings.batch, "lr": settings.lr, "seed": settings.seed,
+        "clip_w": clip_w, "l1_w": l1_w, "size": [int(latents.shape[-1]) * 8, int(latents.shape[-2]) * 8], **record})

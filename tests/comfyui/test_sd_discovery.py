@@ -1,0 +1,176 @@
+"""Training directions through ComfyUI's own SD models: gradients into h through the guider (``trainable``),
+contrastive discovery with the MODEL as the engine's host, and its nodes."""
+
+import pytest
+import torch
+
+from hspace_core import HSpaceError
+from hspace_core.discovery.contrastive import ContrastiveSettings
+from tests.comfyui.tiny_sd import comfy_available, comfy_modules, conditioning, tiny_model
+
+why = comfy_available()
+pytestmark = pytest.mark.skipif(why is not None, reason=f"ComfyUI SD tests: {why}")
+
+
+@pytest.fixture(scope="module", params=["sd15", "sdxl"])
+def kind(request):
+    comfy_modules()
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model(kind):
+    return tiny_model(kind)
+
+
+def latents(n=4, seed=3):
+    return torch.randn(n, 4, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def one_d(model, positive, x_t, sigma, x0):
+    """ComfyUI's D of ``model`` at (x_t, sigma) through a CFGGuider at cfg 1 (latent units of the LATENT)."""
+    import comfy.samplers
+
+    def one_call(k_model, x, sigmas, extra_args=None, callback=None, disable=None):
+        return k_model(x_t, torch.full((x_t.shape[0],), sigma), **extra_args)
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, positive)
+    guider.set_cfg(1.0)
+    return guider.sample(torch.zeros_like(x0), x0, comfy.samplers.KSAMPLER(one_call), torch.tensor([0.0, 0.0]), seed=0)
+
+
+def test_the_trainable_model_is_the_model_with_a_shift_and_gradients_are_exact(model, kind):
+    """D with a shift through ``trainable`` equals the pack's own symmetric patch of that shift, the plain D
+    is the MODEL's, and the gradient into the shift agrees with central differences."""
+    from nodes.sd import ApplyHSpaceDirection
+    from nodes.sd.trainable import Kept, run_in_guider, trainable
+    from hspace_core import DirectionInfo, TensorDirection
+
+    family, channels, m = trainable(model)
+    positive = conditioning(1, kind)
+    x0 = latents(2)
+    probe = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+
+    def measure(denoise, x, ms):
+        sigma = float(ms.sigma(torch.tensor(600.0)))
+        x_t = x + sigma * probe
+        kept = Kept()
+        with torch.no_grad():
+            plain = denoise(x_t, sigma, record=kept)
+        dh = 0.3 * torch.randn(kept.values[0].shape[1:], generator=torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            shifted = denoise(x_t, sigma, dh=dh.expand(2, -1, -1, -1))
+        v = dh.clone().requires_grad_(True)
+        (denoise(x_t, sigma, dh=v.expand(2, -1, -1, -1)) * probe).sum().backward()
+        w = torch.randn(dh.shape, generator=torch.Generator().manual_seed(6))
+        with torch.no_grad():
+            f = lambda e: float((denoise(x_t, sigma, dh=(dh + e * w).expand(2, -1, -1, -1)) * probe).sum())  # noqa
+            numeric = (f(1e-2) - f(-1e-2)) / 2e-2
+        return plain, shifted, kept.values[0], dh, float((v.grad * w).sum()), numeric, sigma, x_t
+
+    with torch.inference_mode():
+        plain, shifted, h, dh, analytic, numeric, sigma, x_t = run_in_guider(m, positive, x0, measure)
+    assert h.shape[:2] == (2, channels)
+    assert analytic == pytest.approx(numeric, rel=2e-2, abs=1e-4) and abs(analytic) > 1e-4
+
+    direction = TensorDirection(dh, None, DirectionInfo(tuple(dh.shape), family=family))
+    symmetric = ApplyHSpaceDirection().apply(model, direction, 1.0, 0, 999, "both", "symmetric", units="raw")[0]
+    stock = {label: one_d(mm, positive, x_t, sigma, x0) for label, mm in (("plain", model), ("symmetric", symmetric))}
+    fmt = model.get_model_object("latent_format")
+    assert torch.allclose(fmt.process_out(plain), stock["plain"], atol=1e-5)
+    assert torch.allclose(fmt.process_out(shifted), stock["symmetric"], atol=1e-5)
+    assert float((shifted - plain).abs().max()) > 1e-3
+
+
+def test_contrastive_sd_directions_edit_and_leave_the_model_as_it_was(model, kind):
+    from nodes.sd import ApplyHSpaceDirection, host_family
+    from nodes.sd.discovery import contrastive_sd
+
+    positive = conditioning(1, kind)
+    x0 = latents(2)
+    x_t = x0 + 3.0 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(9))
+    before = one_d(model, positive, x_t, 3.0, x0)
+    output_blocks = model.model.diffusion_model.output_blocks
+    steps = []
+    with torch.inference_mode():
+        ds = contrastive_sd(model, positive, latents(4), steps=10, t_edit=300,
+                            settings=ContrastiveSettings(k=3, iterations=3, batch=2, seed=1), callback=steps.append)
+    assert len(ds) == 3 and len(steps) == 3 and all(s.t >= 300 for s in steps)
+    family, channels = host_family(model)
+    for d in ds:
+        assert d.info.family == family and d.info.h_shape[0] == channels and d.timesteps is None
+        assert d.info.provenance["method"].startswith("contrastive")
+    # the MODEL as it was: its D unchanged, and its own output blocks back once ComfyUI loads it again
+    assert torch.equal(one_d(model, positive, x_t, 3.0, x0), before)
+    assert model.model.diffusion_model.output_blocks is output_blocks
+    patched = ApplyHSpaceDirection().apply(model, ds[0], 1.0, 0, 999, "both", "symmetric", units="raw")[0]
+    assert patched is not model
+
+
+def test_the_nodes_return_a_calibrated_list_and_pick_one():
+    from nodes.mixer import DirectionMixer, PickDirection
+    from nodes.sd import DirectionsByContrastSD
+
+    comfy_modules()
+    kind, model = "sd15", tiny_model("sd15")
+    with torch.inference_mode():
+        (ds,) = DirectionsByContrastSD().make(model, conditioning(1, kind), {"samples": latents(4)}, 2, 2, 2, 0.05,
+                                              0.5, 0.5, 300, 0, 999, 10, "found")
+    assert len(ds) == 2 and [d.info.name for d in ds] == ["found 0", "found 1"]
+    assert all(d.info.calibration is not None for d in ds)
+    (one,) = PickDirection().pick(ds, [1])
+    assert one is ds[1]
+    (mixed,) = DirectionMixer().mix(ds[0], 1.0, 1.0, 1.0, 1.0, False, "joint", direction_2=one)
+    assert mixed is not None
+    with pytest.raises(HSpaceError, match="outside the list of 2"):
+        PickDirection().pick(ds, [2])
+
+
+def test_flow_transformers_are_refused_with_the_reason():
+    comfy_modules()
+    from nodes.sd.trainable import trainable
+    from tests.comfyui.tiny_models_pack.tiny_models import tiny_flow_model
+
+    with pytest.raises(HSpaceError, match="in place"):
+        trainable(tiny_flow_model("flux"))
+
+
+def test_the_output_side_fit_runs_through_the_model():
+    """Plumbing on ComfyUI's model (the fit itself is proved on a known linear host in the engine tests)."""
+    from nodes.sd.discovery import output_side_sd
+    from hspace_core.discovery.shift_training import ShiftSettings
+
+    comfy_modules()
+    model, positive = tiny_model("sd15"), conditioning(1, "sd15")
+    g = torch.Generator().manual_seed(11)
+    a, b = torch.randn(3, 4, 8, 8, generator=g) + 0.8, torch.randn(3, 4, 8, 8, generator=g) - 0.8
+    steps = []
+    with torch.inference_mode():
+        d = output_side_sd(model, positive, a, b, steps=10, t_edit=300, settings=ShiftSettings(iterations=3),
+                           callback=steps.append)
+    assert len(steps) == 3 and d.info.strength_unit == "x0_set_means" and d.timesteps is None
+    assert d.info.provenance["set_sizes"] == [3, 3] and float(d.values.abs().max()) > 0
+    with pytest.raises(HSpaceError, match="differ in size"):
+        output_side_sd(model, positive, a, b[..., :4], steps=10, t_edit=300)
+
+
+def test_clip_training_on_an_sd_model_goes_through_the_vae():
+    from hspace_core.demo.clip_world import load_tiny_clip
+    from hspace_core.discovery.shift_training import ShiftSettings
+    from nodes.discovery import DirectionFromText
+    from nodes.sd.discovery import clip_sd
+    from tests.comfyui.tiny_models_pack.tiny_models import tiny_vae
+
+    comfy_modules()
+    model, kind = tiny_model("sd15"), "sd15"
+    vae, clip, positive = tiny_vae(), load_tiny_clip(), conditioning(1, kind)
+    steps = []
+    with torch.inference_mode():
+        d = clip_sd(model, vae, positive, latents(4), clip, "face", "smiling face", steps=10, t_edit=300,
+                    settings=ShiftSettings(iterations=4, batch=2), callback=steps.append)
+    assert len(steps) == 4 and d.info.provenance["target_text"] == "smiling face"
+    assert d.info.strength_unit == "asyrp" and float(d.values.abs().max()) > 0  # the CLIP gradient reached h
+    with pytest.raises(HSpaceError, match="connect vae, latents too"):
+        DirectionFromText().train("face", "smile", "tiny_clip (embedded, demo world)", "ViT-B-16-quickgelu", "global",
+                                  1, 10, 300, 0.05, 1, 1.0, 3.0, 0, sd_model=model, positive=positive)
