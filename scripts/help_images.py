@@ -109,6 +109,9 @@ def build() -> dict[str, Image.Image]:
         "sd_edit_real_image.png": scaled(ex / "sd15_edit_real_image.jpg", 800),
         "sd_edit_friendly_inversion.png": scaled(ex / "sd15_edit_friendly_inversion.jpg", 800),
         "sdxl_symmetric_edit.png": scaled(ex / "sdxl_symmetric_edit.jpg", 800),
+        "flow_world_sweep.png": scaled(ex / "flow_world_prompt_pair_sweep.jpg", 640),
+        # bench/unsupervised.py --docs: four of the contrastive directions, three strengths each
+        "contrastive_directions.png": scaled(ROOT / "docs" / "unsupervised" / "pixel_contrastive.png", 480),
     }
 
 
@@ -133,7 +136,7 @@ def main() -> int:
         if name.endswith(".jpg"):  # thumbnails of workflow outputs, already JPEG
             im.save(path, quality=85, optimize=True)
         else:
-            if name.startswith("sd"):  # graph screenshots: a palette keeps them small
+            if name.startswith(("sd", "flow", "contrastive")):  # screenshots and strips: a palette keeps them small
                 im = im.quantize(colors=64, method=Image.Quantize.MEDIANCUT)
             im.save(path, optimize=True)
         total += path.stat().st_size

@@ -147,3 +147,28 @@ def test_diffusers_flux_converts_to_comfyui_flux_to_float_tolerance():
     comfy.model_detection.convert_diffusers_mmdit(dm.state_dict())     # the probe's way: the live tensors
     after = diffusers_out()
     assert float((after - before).norm() / before.norm()) > 1e-2
+
+
+def test_the_shipped_flow_world_loads_through_its_node_and_draws_faces():
+    """Load Demo Flow Model: ComfyUI's Flux class with the shipped weights (at most 30 MB), the SD world's CLIP
+    and VAE; a few euler steps from two seeds give finite 64 px images."""
+    comfy_modules()
+    import comfy.model_patcher
+    import comfy.supported_models as sm
+
+    from hspace_sdworld import sampling as sw
+    from hspace_sdworld.models import FILES, WEIGHTS
+    from nodes.flow.family import flow_host, is_flow
+    from nodes.sd_world import LoadDemoFlowModel
+
+    if not (WEIGHTS / FILES["flow"]).exists():
+        pytest.skip("the miniature flow world's transformer is not built")
+    assert (WEIGHTS / FILES["flow"]).stat().st_size <= 30 * 2 ** 20
+    model, clip, vae = LoadDemoFlowModel().load(LoadDemoFlowModel.INPUT_TYPES()["required"]["weights"][0][0])
+    assert isinstance(model, comfy.model_patcher.ModelPatcher) and isinstance(model.model.model_config, sm.Flux)
+    assert is_flow(model) and flow_host(model).blocks == 4
+    with torch.inference_mode():
+        lat = sw.sample(model, sw.encode(clip, "a smiling face"), sw.encode(clip, ""), sw.seed_noise([0, 1]),
+                        sw.sigmas(model, 6, "simple"), 5.0)
+        images = sw.decode(vae, lat)
+    assert images.shape == (2, 3, 64, 64) and torch.isfinite(images).all() and float(images.std()) > 0.05

@@ -60,7 +60,7 @@ def ui_to_api(ui: dict) -> dict:
     return prompt
 
 
-def test_twenty_workflows_with_thumbnails_and_twins():
+def test_every_workflow_has_a_thumbnail_and_a_twin():
     names = {p.stem for p in UI}
     assert names == {"edit_image_with_direction", "strength_sweep_strip", "mix_two_directions",
                      "direction_from_image_sets", "direction_from_text", "pca_directions",
@@ -68,7 +68,8 @@ def test_twenty_workflows_with_thumbnails_and_twins():
                      "jacobian_direction", "sd15_edit_friendly_inversion", "sd_world_prompt_pair_sweep",
                      "sd_world_edit_real_image", "sd_world_symmetric_edit", "sd_world_mix_two_directions",
                      "sd_world_region_edit", "flux1_dev_prompt_pair_sweep", "flux1_schnell_edit_real_image",
-                     "sd35_prompt_pair_sweep"}
+                     "sd35_prompt_pair_sweep", "flow_world_prompt_pair_sweep", "flow_world_edit_real_image",
+                     "flow_world_region_edit", "flow_world_mix_two_directions"}
     for p in UI:
         assert p.with_suffix(".jpg").exists(), f"{p.name} has no thumbnail"
         assert (TWINS / p.name).exists(), f"{p.name} has no API twin"
