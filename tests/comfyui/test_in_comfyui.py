@@ -1,7 +1,6 @@
 """The pack inside a real ComfyUI: its loader, node-info code, executor, progress hook, interruption
 and memory manager (see harness.py for how the server is started)."""
 
-import json
 import re
 import time
 from pathlib import Path
@@ -11,9 +10,6 @@ import torch
 
 from nodes.registry import NODE_CLASS_MAPPINGS
 from tests.comfyui.harness import PACK_NAME, ROOT, PromptRejected
-
-TWINS = sorted((ROOT / "tests" / "pack" / "workflows").glob("*.json"))
-
 
 def demo_model():
     return {"class_type": "HSpaceLoadUnconditionalDDPM",
@@ -75,70 +71,6 @@ def test_the_pack_placed_the_example_inputs_in_the_empty_input_folder(comfy):
     for name in ("hspace_face.png", "hspace_sdworld_face.png"):
         assert (comfy.base / "input" / name).read_bytes() == (ROOT / "example_workflows" / "input" / name).read_bytes()
     assert "placed the example workflows' input images" in comfy.log_text()
-
-
-def on_tiny_sd(prompt: dict) -> dict:
-    """An SD or flow workflow's twin on the test-only tiny model nodes (ComfyUI's SD1.5 / SDXL / SD3 / Flux
-    classes, random weights, the outputs CheckpointLoaderSimple, UNETLoader, DualCLIPLoader and VAELoader give)
-    at 64 px and few steps; the pixel direction finders with fewer steps, samples and iterations."""
-    prompt = json.loads(json.dumps(prompt))
-    for node in prompt.values():
-        inputs = node["inputs"]
-        stand_in = {"CheckpointLoaderSimple": "HSpaceTestTinySDCheckpoint", "UNETLoader": "HSpaceTestTinyFlowUNet",
-                    "DualCLIPLoader": "HSpaceTestTinyTextEncoders", "VAELoader": "HSpaceTestTinyVAE16"}
-        node["class_type"] = stand_in.get(node["class_type"], node["class_type"])
-        for key in ("width", "height"):
-            if key in inputs and node["class_type"] in ("EmptyLatentImage", "EmptySD3LatentImage",
-                                                        "HSpaceDirectionFromPrompts", "ImageScale"):
-                inputs[key] = 64
-        if node["class_type"] in ("BasicScheduler", "KSampler"):
-            inputs["steps"] = 4
-        if node["class_type"] == "HSpaceDirectionFromPrompts":
-            inputs["seeds"] = 2
-        if node["class_type"] == "HSpaceAsyrpSamplerSD" and inputs.get("t_skip"):
-            inputs["t_skip"] = 1  # of the 4 steps
-        # the pixel direction finders at a tenth of their work: the graph runs as shipped, the sizes are the
-        # thumbnail builder's business
-        if node["class_type"] in ("HSpaceDirectionPCA", "HSpaceDirectionFromImages", "HSpaceDirectionFromText",
-                                  "HSpaceDirectionJacobian", "HSpaceDDIMInvert") and inputs.get("steps", 0) > 10:
-            inputs["steps"] = 10
-        if node["class_type"] == "HSpaceDirectionPCA":
-            inputs["samples"] = min(inputs["samples"], 8)
-        if node["class_type"] == "HSpaceDirectionJacobian":
-            inputs["iterations"] = min(inputs["iterations"], 3)
-    return prompt
-
-
-@pytest.mark.parametrize("path", TWINS, ids=[p.stem for p in TWINS])
-def test_example_workflow_twin_runs_in_comfyuis_executor(comfy, path):
-    from PIL import Image
-
-    prompt = on_tiny_sd(json.loads(path.read_text()))
-    run = comfy.run(prompt)
-    assert run.status == "success", run.error()
-    saves = [k for k, v in prompt.items() if v["class_type"] == "SaveImage"]
-    assert saves
-    for node in saves:
-        files = saved_files(comfy, run, node)
-        assert files, f"SaveImage {node} wrote nothing"
-        for f in files:
-            with Image.open(f) as im:
-                assert im.format == "PNG" and im.width >= 32 and im.height >= 32 and "prompt" in im.info
-    for node, spec in prompt.items():
-        if spec["class_type"] == "HSpaceSaveDirection":
-            prefix = spec["inputs"]["filename_prefix"]
-            found = list((comfy.base / "models" / "hspace_directions").glob(f"{prefix}_*.safetensors"))
-            assert found, f"no direction file {prefix}_*.safetensors"
-    # the SD sampler and inversion report every step as one job on ComfyUI's progress bar, as stock samplers
-    for node, spec in prompt.items():
-        if spec["class_type"] == "HSpaceInvertLatent" or (
-                spec["class_type"] == "SamplerCustom" and prompt[spec["inputs"]["sampler"][0]]["class_type"]
-                == "HSpaceAsyrpSamplerSD"):
-            events = [m for m in run.events("progress") if m.get("node") == node]
-            values = [m["value"] for m in events]
-            # every step once, in order, ending at the bar's end (t_skip's skipped steps count as done)
-            assert values and values == list(range(values[0], values[-1] + 1)), (node, spec["class_type"], values)
-            assert {m["max"] for m in events} == {values[-1]} and values[0] <= 2, (node, events)
 
 
 # ------------------------------------------------------------------ progress, interruption, memory

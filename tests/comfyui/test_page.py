@@ -128,10 +128,12 @@ def test_a_workflow_queued_from_the_page_runs(browser_page, comfy):
     page, _ = browser_page
     page.evaluate(LOAD_AS_TEMPLATE, [PACK_NAME, "edit_image_with_direction"])
     before = set(comfy.get("/history"))
-    # as a user would: change the seed widget (so the run is not served from cache), press Queue
+    # as a user would: change the seed widget (so the run is not served from cache) and the inversion's steps
+    # (10: the sampler follows the inversion's grid, a quarter of the shipped work), press Queue
     page.evaluate("""async () => {
         const node = window.app.graph._nodes.find(n => n.type === "HSpaceAsyrpSampler");
         node.widgets.find(w => w.name === "seed").value = 4242;
+        window.app.graph._nodes.find(n => n.type === "HSpaceDDIMInvert").widgets.find(w => w.name === "steps").value = 10;
         await window.app.queuePrompt(0, 1);
     }""")
     deadline, entry = time.time() + 600, None
@@ -144,7 +146,7 @@ def test_a_workflow_queued_from_the_page_runs(browser_page, comfy):
     assert entry is not None, "the prompt queued from the page did not finish"
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:2000]
     prompt = entry["prompt"][2]
-    assert prompt["5"]["inputs"]["seed"] == 4242  # the frontend built it from the graph
+    assert prompt["5"]["inputs"]["seed"] == 4242 and prompt["3"]["inputs"]["steps"] == 10  # built from the graph
     images = [im for out in entry["outputs"].values() for im in out.get("images", [])]
     assert images and all((comfy.base / "output" / im["subfolder"] / im["filename"]).exists() for im in images)
 

@@ -139,11 +139,14 @@ def setup(request, blocks, tmp_path_factory):
     return (_ddpm_setup if request.param == "ddpm" else _adm_setup)(request, tmp_path_factory)
 
 
-def test_delta_h_and_one_step_at_256(setup):
+@pytest.mark.parametrize("size", [64, pytest.param(256, marks=pytest.mark.slow)])
+def test_delta_h_and_one_step(setup, size):
+    """At 64 px (h 512 x 2 x 2: the networks are convolutional, every weight takes part) in the default run,
+    at the released models' 256 px (h 8 x 8) with ``-m slow`` (about 100 s)."""
     model, direction, host = setup
     direction.check_fits(model)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 3, 256, 256, generator=g)
+    x = torch.randn(1, 3, size, size, generator=g)
     t = 999
     # delta_h: our DeltaBlock on our h and emb vs the official forward on the reference's h and temb
     _, _, (h_ref, temb_ref, delta_ref) = host(x, torch.tensor([t]), 1.0, edit=True)
