@@ -101,7 +101,7 @@ FLOW_SHIFT = 1.15
 # What the measurements recommend for editing in the flow world (bench/flow_claims.py; README): the sampler's steps and
 # cfg, where h is (joint block and kind), the edit interval in t = 1000 sigma, the largest raw strength, the region's
 # first image row (the mouth's row of the 4 x 4 token grid), the prompt pair's seeds, inverted images' strength.
-# The scan (docs/flow_world/claims_scan.json, 16 seeds): the residual stream after any joint block moves the smile
+# The scan (docs/flow_world/claims.json, 16 seeds): the residual stream after any joint block moves the smile
 # furthest (+1.24 to +1.29 at 6) but saturates (R^2 0.66-0.76); the attention output of block 2 is linear (R^2
 # 0.999) with the least drift (0.21 per unit) and the most image kept (26.0 dB), for +0.58.
 FLOW_RECOMMENDED = {"steps": 30, "cfg": 5.0, "block": 2, "kind": "attention", "t_edit": 200, "t_end": 700,
