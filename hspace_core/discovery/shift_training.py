@@ -144,13 +144,17 @@ def train_clip_shift(host: ShiftHost, clip, src: str, trg: str, h_shape: tuple[i
                      callback: Callable[[StepInfo], None] | None = None) -> tuple[torch.Tensor, dict]:
     """Asyrp's CLIP loss on the host's decoded P_t for the text pair src -> trg, over all of ``host.x0``.
     Returns (dh [*h_shape], a record with the losses and the texts' cosine)."""
-    from .clip import directional_clip_losses
+    from dataclasses import replace
+
+    from .clip import autograd_ready, directional_clip_losses
     from .clip_model import text_cosine, text_direction
 
     s = settings
     s.check()
     if not src.strip() or not trg.strip():
         raise HSpaceError("give both a source and a target text")
+    with torch.inference_mode(False):  # a CLIP loaded under inference mode (ComfyUI's nodes): a copy for autograd
+        clip = replace(clip, model=autograd_ready(clip.model))
     if not timesteps:
         raise HSpaceError("no timestep to train at: the editing interval holds no grid step")
     x0, device = host.x0, host.x0.device

@@ -118,9 +118,20 @@ def run_in_guider(model, positive, latents: torch.Tensor, fn: Callable, seed: in
             out.append(e)
         return x
 
-    # sigma 0 and no noise: the sampler function receives the processed latents themselves
-    _guide(model, positive, positive, 1.0, comfy.samplers.KSAMPLER(sample), torch.tensor([0.0, 0.0]),
-           latents, torch.zeros_like(latents), seed=seed, callback=lambda *a: None, disable_pbar=True)
+    # parameters loaded under inference mode that still say requires_grad (a model loaded that way: the
+    # encoder half shared with the MODEL) would make autograd try to save them: off while training, then back
+    frozen = [p for p in model.get_model_object("diffusion_model").parameters()
+              if p.requires_grad and p.is_inference()]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        # sigma 0 and no noise: the sampler function receives the processed latents themselves
+        _guide(model, positive, positive, 1.0, comfy.samplers.KSAMPLER(sample), torch.tensor([0.0, 0.0]),
+               latents, torch.zeros_like(latents), seed=seed, callback=lambda *a: None, disable_pbar=True)
+    finally:
+        with torch.inference_mode():  # an inference tensor takes requires_grad=True only there
+            for p in frozen:
+                p.requires_grad_(True)
     if not out:
         raise HSpaceError("ComfyUI's guider did not run the training")
     if isinstance(out[0], BaseException):

@@ -143,12 +143,20 @@ def test_the_output_side_fit_runs_through_the_model():
 
     comfy_modules()
     model, positive = tiny_model("sd15"), conditioning(1, "sd15")
+    params = list(model.model.diffusion_model.parameters())
+    with torch.inference_mode():  # as a model loaded under inference mode whose parameters say requires_grad
+        flags = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(True)
     g = torch.Generator().manual_seed(11)
     a, b = torch.randn(3, 4, 8, 8, generator=g) + 0.8, torch.randn(3, 4, 8, 8, generator=g) - 0.8
     steps = []
+    d = output_side_sd(model, positive, a, b, steps=10, t_edit=300, settings=ShiftSettings(iterations=3),
+                       callback=steps.append)
+    assert all(p.requires_grad for p in params)  # given back as they were
     with torch.inference_mode():
-        d = output_side_sd(model, positive, a, b, steps=10, t_edit=300, settings=ShiftSettings(iterations=3),
-                           callback=steps.append)
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
     assert len(steps) == 3 and d.info.strength_unit == "x0_set_means" and d.timesteps is None
     assert d.info.provenance["set_sizes"] == [3, 3] and float(d.values.abs().max()) > 0
     with pytest.raises(HSpaceError, match="differ in size"):
@@ -164,9 +172,10 @@ def test_clip_training_on_an_sd_model_goes_through_the_vae():
 
     comfy_modules()
     model, kind = tiny_model("sd15"), "sd15"
-    vae, clip, positive = tiny_vae(), load_tiny_clip(), conditioning(1, kind)
+    vae, positive = tiny_vae(), conditioning(1, kind)
     steps = []
-    with torch.inference_mode():
+    with torch.inference_mode():  # as in ComfyUI's nodes: CLIP loaded and the training run under inference mode
+        clip = load_tiny_clip()
         d = clip_sd(model, vae, positive, latents(4), clip, "face", "smiling face", steps=10, t_edit=300,
                     settings=ShiftSettings(iterations=4, batch=2), callback=steps.append)
     assert len(steps) == 4 and d.info.provenance["target_text"] == "smiling face"
