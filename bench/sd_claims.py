@@ -185,6 +185,22 @@ def asyrp_sweep(world: World, direction, strengths, seeds, t_edit: int, *, posit
     return torch.stack(out)
 
 
+def asyrp_batch(world: World, direction, strengths, seeds, t_edit: int) -> torch.Tensor:
+    """Images [N, K, 3, 64, 64]: the Asyrp sampler's ``strengths`` from every seed's noise, all seeds in one batch
+    (``asyrp_sweep`` samples seed by seed; eta 0, so the rows are independent): each seed's noise
+    repeated K times, one strength per row."""
+    import comfy.samplers
+
+    k = len(strengths)
+    m = world.model if direction is None else applied(world, direction, 1.0, t_edit, "asymmetric")
+    sampler = comfy.samplers.KSAMPLER(sd_nodes().sample_asyrp,
+                                      extra_options={"strengths": tuple(strengths) * len(seeds)})
+    noise = world.sw.seed_noise(seeds).repeat_interleave(k, 0)
+    lat = world.sw.sample(m, world.cond(SOURCE), world.cond(NEGATIVE), noise, world.sigmas, world.cfg,
+                          sampler)
+    return world.decode(lat).view(len(seeds), len(strengths), 3, 64, 64)
+
+
 def symmetric_sweep(world: World, direction, strengths, seeds, t_edit: int) -> torch.Tensor:
     """The direction in every call (mode symmetric) with the stock euler sampler: [N, K, 3, 64, 64]."""
     cols = [world.txt2img(SOURCE, seeds, model=applied(world, direction, s, t_edit, "symmetric")) for s in strengths]
@@ -359,7 +375,9 @@ def main() -> None:
                     help="with --region-from: the mask's columns a,b (a..b-1 of 64), e.g. 16,48 for the middle cells")
     ap.add_argument("--branch", default=RECOMMENDED["branch"], choices=["cond", "uncond", "both"],
                     help="the CFG branch the directions act on (cond: the edit is scaled by cfg as the prompt is)")
-    ap.add_argument("--only", default="", help="comma list of parts: follow,interval,scan,methods,real")
+    ap.add_argument("--only", default="", help="comma list of parts: follow,interval,scan,methods,real,trained")
+    ap.add_argument("--trained-iterations", type=int, default=200,
+                    help="the trained directions' updates (output-side latent sets, CLIP)")
     ap.add_argument("--docs", action="store_true", help="write docs/sd_world/strength_plot.png and strip")
     ap.add_argument("--seed0", type=int, default=SEED0,
                     help="first evaluation seed (another range checks settings chosen on the default one)")
@@ -374,7 +392,7 @@ def main() -> None:
     if args.region_from and args.spatial != "keep":
         ap.error("--region-from needs --spatial keep (an averaged direction has no positions to restrict)")
     tic = time.time()
-    parts = set(args.only.split(",")) if args.only else {"follow", "interval", "scan", "methods", "real"}
+    parts = set(args.only.split(",")) if args.only else {"follow", "interval", "scan", "methods", "real", "trained"}
     world = World(args.steps, args.cfg, args.branch, args.t_end)
     seeds = [args.seed0 + i for i in range(args.seeds)]
     report: dict = {"seeds": args.seeds, "steps": args.steps, "cfg": args.cfg, "branch": args.branch,
@@ -404,7 +422,7 @@ def main() -> None:
         t_edit = iv["t_edit"] if t_edit is None else t_edit
     report["t_edit"] = t_edit
 
-    if parts & {"scan", "methods", "real"}:
+    if parts & {"scan", "methods", "real", "trained"}:
         pp_all = prompt_pair_direction(world, args.direction_seeds, args.spatial)
         pp = shaped(pp_all)
     S = args.strength
@@ -479,6 +497,9 @@ def main() -> None:
         if args.docs:
             write_docs(world, images, rows)
 
+    if "trained" in parts:
+        report["trained"] = trained_rows(world, pp, shaped, seeds, t_edit, args)
+
     if "real" in parts:
         report["real"] = real = real_images(world, pp, args.seeds, args.real_strength, t_edit, args.real_t_end)
         print(f"\n### Real images: {real['faces']} held-out faces, VAE reconstruction {real['vae_psnr']:.1f} dB\n")
@@ -495,6 +516,49 @@ def main() -> None:
     print(f"\ntime: {report['seconds']} s")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def trained_rows(world: World, pp, shaped, seeds, t_edit: int, args) -> dict:
+    """The directions trained through the MODEL beside the prompt pair, on the same seeds and settings, each
+    shaped as the main edit and swept over calibrated strengths 0..4 (its own raw scale): the latent-set
+    direction as the mean difference of h and on the output side, and Asyrp's CLIP training ("face" ->
+    "smiling face", the tiny CLIP) on 8 neutral faces."""
+    from hspace_core.demo.clip_world import load_tiny_clip
+    from hspace_core.demo.faces import render, sample_faces
+    from hspace_core.demo.pairs import PAIRS, attribute_sets
+    from hspace_core.directions.calibration import calibration_of
+    from hspace_core.discovery.shift_training import ShiftSettings
+    from nodes.sd.calibration import calibrated_sd
+    from nodes.sd.discovery import clip_sd, output_side_sd
+
+    n = args.direction_seeds
+    hi, lo = attribute_sets("smile", n, DIRECTION_SEED, *PAIRS["smile"], size=64)
+    enc = lambda x: world.sw.encode_images(world.vae, x)  # noqa: E731
+    source = world.cond(SOURCE)
+    settings = ShiftSettings(iterations=args.trained_iterations, seed=0)
+    tic = time.time()
+    made = {"prompt pair": pp,
+            "latent sets, mean difference of h": shaped(latent_set_direction(world, n, args.spatial)),
+            "latent sets, output side": shaped(output_side_sd(world.model, source, enc(hi), enc(lo), steps=args.steps,
+                                                              t_edit=t_edit, t_end=args.t_end, settings=settings)),
+            "CLIP (Asyrp's loss through the VAE)": shaped(clip_sd(
+                world.model, world.vae, source, enc(render(sample_faces(n, DIRECTION_SEED), 64)), load_tiny_clip(),
+                "face", "smiling face", steps=args.steps, t_edit=t_edit, t_end=args.t_end,
+                settings=ShiftSettings(iterations=args.trained_iterations, lr=0.05, seed=0)))}
+    print(f"\n### Trained through the MODEL, beside the prompt pair ({len(seeds)} seeds, calibrated strengths 0..4; "
+          f"made in {time.time() - tic:.0f} s)\n\n| direction | raw per calibrated unit | smile change at 4 | same sign | "
+          "R^2 | largest drift per unit | PSNR to unedited |\n|---|---|---|---|---|---|---|")
+    strengths = [0.0, 1.0, 2.0, 3.0, 4.0]
+    rows = {}
+    for name, d in made.items():
+        d = calibrated_sd(world.model, d, source, t=t_edit, t_end=args.t_end, usable=False)
+        scale = calibration_of(d).scale
+        row = method_row(world, asyrp_batch(world, d, [s * scale for s in strengths], seeds, t_edit),
+                         [s * scale for s in strengths])
+        rows[name] = {**row, "raw_per_unit": scale}
+        print(f"| {name} | {scale:.3g} | {row['change']:+.3f} | {row['same_sign']:.0%} | {row['r2']:.3f} | "
+              f"{row['drift']:.3f} ({row['drift_attribute']}) | {row['psnr']:.1f} dB |", flush=True)
+    return rows
 
 
 def write_docs(world: World, images: dict, rows: dict) -> None:
