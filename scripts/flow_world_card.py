@@ -15,14 +15,13 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hspace_sdworld.comfy_import import import_comfy  # noqa: E402
 from scripts.plotting import line_plot  # noqa: E402
-from scripts.sd_world_card import PROMPTS, curves  # noqa: E402
+from scripts.sd_world_card import PROMPTS, curves, prompt_samples  # noqa: E402
 
 OUT = ROOT / "docs" / "flow_world"
 
@@ -37,7 +36,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import_comfy(cpu=True)
     from hspace_core.demo.probe import load_probe
-    from hspace_core.images import strip
     from hspace_sdworld import sampling as sw
     from hspace_sdworld.configs import FLOW_RECOMMENDED as R
     from hspace_sdworld.models import load_flow_demo
@@ -52,20 +50,12 @@ def main() -> None:
               y_label="loss", log_y=True)
     card["training"] = {"steps": entries[-1]["step"], "final_loss": entries[-1]["loss"],
                         "final_x0_mse": entries[-1]["x0_mse"], "captions_seen": entries[-1].get("captions_cached"),
-                        "steps_per_s": [e["steps_per_s"] for e in entries][-1]}
+                        "steps_per_s": entries[-1]["steps_per_s"]}
     model, clip, vae = load_flow_demo()
     probe = load_probe()
     seeds = list(range(args.seeds))
-    sig = sw.sigmas(model, steps, "simple")
-    rows, samples = [], {}
-    for text in PROMPTS:
-        lat = sw.sample(model, sw.encode(clip, text), sw.encode(clip, ""), sw.seed_noise(seeds), sig, cfg)
-        imgs = sw.decode(vae, lat)
-        rows.append(list(imgs))
-        r = sw.read(probe, imgs)
-        samples[text] = {k: round(float(r[k].mean()), 3) for k in ("face", "smile", "glasses", "hat")}
-    grid = strip(rows)
-    grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(OUT / "samples.png")
+    samples = prompt_samples(model, clip, vae, probe, seeds, sw.sigmas(model, steps, "simple"), cfg,
+                             OUT / "samples.png")
     card["samples"] = {"cfg": cfg, "steps": steps, "sampler": "euler (simple schedule, Flux's shift)",
                        "seeds": seeds, "prompts": PROMPTS, "probe_means": samples}
     card["parameters"] = {"transformer": sum(p.numel() for p in model.model.diffusion_model.parameters())}

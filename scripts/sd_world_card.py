@@ -34,6 +34,24 @@ def curves(log: Path, keys: list[str]) -> dict:
     return {k: ([e["step"] for e in entries], [e[k] for e in entries]) for k in keys}, entries
 
 
+def prompt_samples(model, clip, vae, probe, seeds: list[int], sig, cfg: float, picture: Path) -> dict:
+    """txt2img of every prompt of ``PROMPTS`` from ``seeds`` (one row each, written to ``picture`` at 2x);
+    returns the probe's mean face, smile, glasses and hat readings per prompt."""
+    from hspace_core.images import strip
+    from hspace_sdworld import sampling as sw
+
+    rows, samples = [], {}
+    for text in PROMPTS:
+        imgs = sw.decode(vae, sw.sample(model, sw.encode(clip, text), sw.encode(clip, ""), sw.seed_noise(seeds), sig,
+                                        cfg))
+        rows.append(list(imgs))
+        r = sw.read(probe, imgs)
+        samples[text] = {k: round(float(r[k].mean()), 3) for k in ("face", "smile", "glasses", "hat")}
+    grid = strip(rows)
+    grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(picture)
+    return samples
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cfg", type=float, default=None, help="default: the recommended cfg (configs.RECOMMENDED)")
@@ -110,16 +128,7 @@ def main() -> None:
 
     # txt2img per prompt
     seeds = list(range(args.seeds))
-    sig = sw.sigmas(model, steps)
-    rows, samples = [], {}
-    for text in PROMPTS:
-        lat = sw.sample(model, sw.encode(clip, text), sw.encode(clip, ""), sw.seed_noise(seeds), sig, cfg)
-        imgs = sw.decode(vae, lat)
-        rows.append(list(imgs))
-        r = sw.read(probe, imgs)
-        samples[text] = {k: round(float(r[k].mean()), 3) for k in ("face", "smile", "glasses", "hat")}
-    grid = strip(rows)
-    grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(OUT / "samples.png")
+    samples = prompt_samples(model, clip, vae, probe, seeds, sw.sigmas(model, steps), cfg, OUT / "samples.png")
     card["samples"] = {"cfg": cfg, "steps": steps, "sampler": "euler (= DDIM)", "seeds": seeds, "prompts": PROMPTS,
                        "probe_means": samples}
     card["parameters"] = {"unet": sum(p.numel() for p in model.model.diffusion_model.parameters())}
