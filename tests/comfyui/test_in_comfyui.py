@@ -128,9 +128,12 @@ def test_the_model_goes_through_comfyuis_memory_manager_without_leaking(comfy):
     assert again.status == "success" and loads() == before  # still loaded: load_models_gpu found it
     status, _ = comfy.post("/free", {"unload_models": True})
     assert status == 200
-    # ComfyUI's prompt worker reads the flag only when its queue wait returns: with the next prompt (run first,
-    # the flag applied after it) or at its garbage-collection wake, at most 10 s after the last prompt
-    time.sleep(12)
+    # ComfyUI's prompt worker reads the flag after each prompt it takes from the queue (its idle wake may be
+    # 1000 s away): a one-node prompt applies it before the edit below is queued
+    nudge = comfy.run({"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1,
+                                                                     "color": 0}},
+                       "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}})
+    assert nudge.status == "success", nudge.error()
     after_free = comfy.run(edit_prompt(seed=311, prefix="hspace/memory_free", count=4))
     assert after_free.status == "success" and loads() == before + 1  # unloaded, so loaded again
     assert rss[2] - rss[0] < 64, rss  # three runs of the same work do not grow the server
