@@ -15,7 +15,9 @@ attribute probe. Every number comes from this run.
    stream and as the attention output, kept per position: change, homogeneity, linearity, drift, PSNR. The
    recommended block and kind come from this scan (``hspace_sdworld.configs.FLOW_RECOMMENDED``).
 3. Methods side by side on the same seeds: Asyrp at the recommended place on all of h and on the mouth's
-   rows of the token grid (Direction Region); the symmetric shift of the same h (stock euler); re-prompting
+   rows of the token grid (Direction Region); the symmetric shift of the same h (stock euler); FluxSpace's fine
+   edit as its paper defines it (FluxSpace Edit: every joint block's image attention output gets lambda x the
+   edit prompt's less its projection onto the empty prompt's, in every call of the interval); re-prompting
    (the target prompt blended into the conditioning, ConditioningAverage) from the same noise and from the
    exact-replay inversion of the unedited image.
 4. Held-out faces VAE-encoded, inverted (the flow ODE backwards, exact replay), regenerated and edited.
@@ -52,6 +54,19 @@ def prompt_pair(w, target: str, n: int, block: int, kind: str, spatial: str = "k
     return sc.sd_nodes().DirectionFromPrompts().make(w.model, w.cond(sc.SOURCE), w.cond(target), w.sigmas, n,
                                                      sc.DIRECTION_SEED, 64, 64, spatial, name or target,
                                                      block=block, h=KINDS[kind])[0]
+
+
+FLUXSPACE = "FluxSpace's fine edit, every joint block (symmetric)"
+
+
+def fluxspace_sweep(w, scales, seeds, t_edit: int, t_end: int) -> torch.Tensor:
+    """FluxSpace's fine edit towards the target prompt, the empty prompt as its prior, at each lambda in
+    ``scales`` over [t_edit, t_end], stock euler from each seed's noise: [N, K, 3, 64, 64]."""
+    from nodes.flow.fluxspace import FluxSpaceEdit
+
+    cols = [w.txt2img(sc.SOURCE, seeds, model=FluxSpaceEdit().apply(w.model, w.cond(sc.TARGET), w.cond(""), lam,
+                                                                     t_edit, t_end, "all")[0]) for lam in scales]
+    return torch.stack(cols, dim=1)
 
 
 def exact_replays(w, latents: torch.Tensor, method: str = "ddpm"):
@@ -93,6 +108,8 @@ def main() -> None:
     ap.add_argument("--kind", default=R["kind"], choices=list(KINDS))
     ap.add_argument("--region-from", type=int, default=R["region_from"])
     ap.add_argument("--direction-seeds", type=int, default=R["direction_seeds"])
+    ap.add_argument("--fluxspace-scale", type=float, default=R["fluxspace_scale"],
+                    help="largest lambda of FluxSpace's edit")
     ap.add_argument("--real-strength", type=float, default=R["real_strength"])
     ap.add_argument("--only", default="", help="comma list of parts: follow,scan,methods,real,mix")
     ap.add_argument("--docs", action="store_true", help="write docs/flow_world/methods_strip.png and the plot")
@@ -147,16 +164,20 @@ def main() -> None:
         images[f"Asyrp, prompt pair on all of h ({where})"] = sc.asyrp_sweep(w, pp, strengths, seeds, args.t_edit)
         images["symmetric shift of the same h (stock euler)"] = sc.symmetric_sweep(w, region(pp), strengths, seeds,
                                                                                    args.t_edit)
+        lams = [args.fluxspace_scale * f for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
+        images[FLUXSPACE] = fluxspace_sweep(w, lams, seeds, args.t_edit, args.t_end)
         weights = [0.0, 0.25, 0.5, 0.75, 1.0]
         images["stock: target prompt blended in, same noise"] = sc.reprompt_sweep(w, weights, seeds)
         starts, maps = exact_replays(w, sc.unedited_latents(w, seeds))
         images["stock: target prompt blended in, exact-replay inversion"] = sc.reprompt_inverted_sweep(
             w, weights, starts, maps, seeds)
         for name, im in images.items():
-            rows[name] = sc.method_row(w, im, weights if name.startswith("stock") else strengths)
+            rows[name] = sc.method_row(w, im, weights if name.startswith("stock") else
+                                       lams if name == FLUXSPACE else strengths)
         report["methods"] = rows
         print(f"\n### \"{sc.SOURCE}\" -> \"{sc.TARGET}\" on {args.seeds} seeds (interval [{args.t_edit}, "
-              f"{args.t_end}], cfg {args.cfg:g}, strengths up to {S:g} raw; the blend weight up to 1)\n\n{HEADER}")
+              f"{args.t_end}], cfg {args.cfg:g}, strengths up to {S:g} raw; FluxSpace's lambda up to "
+              f"{args.fluxspace_scale:g}; the blend weight up to 1)\n\n{HEADER}")
         for name, r in rows.items():
             print(row_text(name, r))
         if args.docs:

@@ -5,6 +5,7 @@ from .demo import ImageStrip, ProceduralFaces
 from .discovery import (DirectionFromImages, DirectionFromText, DirectionJacobian, DirectionPCA,
                         DirectionsByContrast)
 from .editing import AsyrpSampler, DDIMInvert
+from .flow.fluxspace import FluxSpaceEdit
 from .loaders import LoadDirection, LoadUnconditionalDDPM, SaveDirection
 from .mixer import DirectionMixer, PickDirection
 from .region import DirectionRegion
@@ -37,6 +38,7 @@ NODE_CLASS_MAPPINGS = {
     "HSpaceDirectionsByContrast": DirectionsByContrast,
     "HSpaceDirectionsByContrastSD": DirectionsByContrastSD,
     "HSpacePickDirection": PickDirection,
+    "HSpaceFluxSpaceEdit": FluxSpaceEdit,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -64,6 +66,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HSpaceDirectionsByContrast": "H-Space Directions by Contrast (unsupervised)",
     "HSpaceDirectionsByContrastSD": "H-Space Directions by Contrast (SD, unsupervised)",
     "HSpacePickDirection": "Pick H-Space Direction",
+    "HSpaceFluxSpaceEdit": "FluxSpace Edit (flow transformers, for comparison)",
 }
 
 # the example workflows' input faces, so that they run as shipped (never over a file of the same name)

@@ -227,6 +227,37 @@ def test_two_directions_at_one_block_join_and_another_packs_patch_is_kept(comfy,
         applied(other, a)
 
 
+def test_fluxspace_edits_the_prompt_rows_from_the_three_prompts_and_nothing_when_they_cancel(comfy, model, host,
+                                                                                           kind):
+    """FluxSpace Edit through CFGGuider: lambda 0, an interval outside the sigmas, or an edit prompt equal to the
+    prior (its projection removes all of it) give the stock result, so each prompt row meets its own edit and
+    prior rows; another edit prompt moves it, in proportion at small lambda; it refuses an h direction on the
+    same MODEL and blocks the model does not have."""
+    from nodes.flow.fluxspace import FluxSpaceEdit
+
+    sig, noise = sigmas(comfy, model, 5), noise_for(kind, 2)
+    euler = comfy.samplers.sampler_object("euler")
+    stock = run(comfy, model, euler, sig, kind, noise)
+
+    def edited(edit, prior, lam, t_edit=0, t_end=1000, blocks="all", m=model):
+        return run(comfy, FluxSpaceEdit().apply(m, edit, prior, lam, t_edit, t_end, blocks)[0], euler, sig, kind,
+                   noise)
+    assert torch.allclose(edited(cond(7, kind), cond(8, kind), 0.0), stock, atol=1e-5)
+    assert torch.allclose(edited(cond(7, kind), cond(8, kind), 3.0, t_edit=1001, t_end=1001), stock, atol=1e-5)
+    assert torch.allclose(edited(cond(8, kind), cond(8, kind), 3.0), stock, atol=1e-4)
+    small, twice = (edited(cond(7, kind), cond(8, kind), lam, blocks="0") - stock for lam in (0.1, 0.2))
+    assert float(small.abs().max()) > 1e-3
+    assert float((twice - 2 * small).norm()) < 0.1 * float(small.norm())
+    with pytest.raises(HSpaceError, match="another patch already replaces joint block 1"):
+        edited(cond(7, kind), cond(8, kind), 1.0, m=applied(model, direction(host, 1, "stream", grid(host))))
+    both = applied(FluxSpaceEdit().apply(model, cond(7, kind), cond(8, kind), 1.0, 0, 1000, "0")[0],
+                   direction(host, 1, "stream", grid(host)))
+    with pytest.raises(HSpaceError, match="compare them on separate copies"):
+        run(comfy, both, euler, sig, kind, noise)
+    with pytest.raises(HSpaceError, match=f"joint blocks 0..{host.blocks - 1}"):
+        FluxSpaceEdit().apply(model, cond(7, kind), cond(8, kind), 1.0, 0, 1000, str(host.blocks))
+
+
 def test_other_flow_families_are_refused_in_one_line(comfy):
     """A flow model of a family the pack does not edit (AuraFlow here, as Wan, HunyuanVideo, Lumina, Qwen-Image,
     HiDream would be) is refused before any work, naming the supported ones."""

@@ -53,7 +53,19 @@ def on_tiny_sd(prompt: dict) -> dict:
     return prompt
 
 
-@pytest.mark.parametrize("path", TWINS, ids=[p.stem for p in TWINS])
+# The twins whose graphs run a direction finder or an inversion on a miniature world take 5-15 s each alone (four
+# times that beside the other worker): the default run queues the others, one or more per model family and sampler
+# (a flow-world edit among them), and these run with -m slow. Their nodes' work is proved in the default run by
+# tests/pack/test_nodes.py (PCA, Jacobian, text, image sets, mixer), test_sd_world.py, test_flow_models.py and
+# test_sd_models.py (inversions, region, mixing on SD and flow models); test_twin_matches_ui_file checks every graph.
+HEAVY = {"pca_directions", "jacobian_direction", "direction_from_text", "direction_from_image_sets",
+         "sd15_edit_friendly_inversion", "sd_world_edit_real_image", "sd_world_region_edit", "sd_world_symmetric_edit",
+         "sd_world_mix_two_directions", "flow_world_edit_real_image", "flow_world_region_edit",
+         "flow_world_mix_two_directions"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in HEAVY else p for p in TWINS],
+                         ids=[p.stem for p in TWINS])
 def test_example_workflow_twin_runs_in_comfyuis_executor(comfy, path):
     from PIL import Image
 

@@ -4,6 +4,8 @@ inverts a denoiser whose flow is exact."""
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hspace_core import HSpaceError
 from hspace_core.flow import exact_replay, flow_eps, flow_step, flow_walk
@@ -61,3 +63,24 @@ def test_the_ode_backwards_inverts_an_exact_flow():
     noisy = flow_walk(lambda x, i: (target, target), target + 0.0, up[:1] + up[1:])
     back = flow_walk(lambda x, i: (target, target), noisy, list(reversed(up)))
     assert torch.allclose(back, target, atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2 ** 31 - 1), st.floats(-5, 5))
+def test_fluxspace_adds_the_edit_less_its_part_along_the_prior_per_token(seed, scale):
+    """FluxSpace's fine edit (``hspace_core.fluxspace``): what it adds is orthogonal to the prior's output at
+    every token, and with it the part along the prior makes up the edit prompt's output; scale 0 is the base."""
+    from hspace_core.fluxspace import fine_edit, orthogonal_to
+
+    g = torch.Generator().manual_seed(seed)
+    base, edit, prior = (torch.randn(2, 6, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    prior[0, 1] = 0  # a zero prior token leaves the edit whole
+    added = fine_edit(base, edit, prior, scale) - base
+    delta = orthogonal_to(edit, prior)
+    assert torch.allclose(added, scale * delta, atol=1e-9)
+    assert (delta * prior).sum(-1).abs().max() < 1e-9
+    along = edit - delta
+    cos = (along * prior).sum(-1) / (along.norm(dim=-1) * prior.norm(dim=-1)).clamp_min(1e-30)
+    assert ((cos.abs() - 1).abs() < 1e-9)[prior.norm(dim=-1) > 0].all()  # the removed part lies along the prior
+    assert torch.equal(delta[0, 1], edit[0, 1])
+    assert torch.equal(fine_edit(base, edit, prior, 0.0), base)
