@@ -183,3 +183,59 @@ def test_clip_training_on_an_sd_model_goes_through_the_vae():
     with pytest.raises(HSpaceError, match="connect vae, latents too"):
         DirectionFromText().train("face", "smile", "tiny_clip (embedded, demo world)", "ViT-B-16-quickgelu", "global",
                                   1, 10, 300, 0.05, 1, 1.0, 3.0, 0, sd_model=model, positive=positive)
+
+
+# ------------------------------------------------------------------ the SD command line (nodes/cli.py)
+
+def sd_cli(args: list[str], cwd) -> "subprocess.CompletedProcess":
+    import os
+    import subprocess
+    import sys
+
+    from tests.comfyui.harness import ROOT
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "nodes.cli", "direction", *args, "--threads", "1"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_overwrites(tmp_path):
+    """``python -m nodes.cli direction contrastive | text`` on the miniature SD world: K calibrated files and a
+    preview strip, one CLIP-trained file, each an SD direction; a second run refuses before any work and names
+    the files; a file that is not a checkpoint is refused in one line."""
+    from PIL import Image
+
+    from hspace_core import load_direction
+    from hspace_core.demo.faces import render, sample_faces
+    from hspace_core.images import to_pil
+
+    faces, out = tmp_path / "faces", tmp_path / "out"
+    faces.mkdir()
+    out.mkdir()
+    for i, im in enumerate(render(sample_faces(3, 77), 64)):
+        to_pil(im).save(faces / f"face{i}.png")
+    common = ["--ckpt", "demo", "--images", str(faces), "--prompt", "a face", "--steps", "6", "--t-edit", "400"]
+    found = sd_cli(["contrastive", *common, "--k", "2", "--iterations", "2", "--batch", "2", "--preview", "1",
+                    "--out", str(out)], tmp_path)
+    assert found.returncode == 0, found.stderr[-3000:]
+    assert "discover: 2/2" in found.stderr
+    files = sorted(out.glob("contrastive_*.safetensors"))
+    assert [f.name for f in files] == ["contrastive_0.safetensors", "contrastive_1.safetensors"]
+    for f in files:
+        d = load_direction(f)
+        assert d.info.family == "sd1" and d.info.calibration is not None
+    with Image.open(out / "contrastive_preview.png") as im:
+        assert im.width >= 3 * 64 and im.height >= 2 * 64  # 2 rows x (1 image x 3 strengths)
+    again = sd_cli(["contrastive", *common, "--k", "2", "--out", str(out)], tmp_path)
+    assert again.returncode == 2 and "would overwrite" in again.stderr and "contrastive_0.safetensors" in again.stderr
+    trained = sd_cli(["text", *common, "--source", "face", "--target", "smiling face", "--out",
+                      str(out / "smile.safetensors")], tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    d = load_direction(out / "smile.safetensors")
+    assert d.info.family == "sd1" and d.info.name == "face -> smiling face" and d.info.calibration is not None
+    (tmp_path / "junk.ckpt").write_bytes(bytes(range(256)) * 8)
+    bad = sd_cli(["text", "--ckpt", str(tmp_path / "junk.ckpt"), "--images", str(faces), "--source", "a",
+                  "--target", "b", "--out", str(out / "x.safetensors")], tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        f"error: {tmp_path / 'junk.ckpt'}: ComfyUI cannot load it"), bad.stderr[-2000:]
+    assert not (out / "x.safetensors").exists()
