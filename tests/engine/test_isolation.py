@@ -49,7 +49,7 @@ LAYERS = [
     {"directions"},  # direction values: base, deltablock, io, project
     {"sampling"},
     {"variants", "host", "noise_maps"},
-    {"flow"},
+    {"flow", "fluxspace"},  # the flow step; FluxSpace's arithmetic (torch only)
     {"interval"},
     {"inversion"},
     {"editing"},
