@@ -1,6 +1,10 @@
 """Training directions through ComfyUI's own SD models: gradients into h through the guider (``trainable``),
 contrastive discovery with the MODEL as the engine's host, and its nodes."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -187,11 +191,7 @@ def test_clip_training_on_an_sd_model_goes_through_the_vae():
 
 # ------------------------------------------------------------------ the SD command line (nodes/cli.py)
 
-def sd_cli(args: list[str], cwd) -> "subprocess.CompletedProcess":
-    import os
-    import subprocess
-    import sys
-
+def sd_cli(args: list[str]) -> subprocess.CompletedProcess:
     from tests.comfyui.harness import ROOT
 
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
@@ -216,7 +216,7 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
         to_pil(im).save(faces / f"face{i}.png")
     common = ["--ckpt", "demo", "--images", str(faces), "--prompt", "a face", "--steps", "6", "--t-edit", "400"]
     found = sd_cli(["contrastive", *common, "--k", "2", "--iterations", "2", "--batch", "2", "--preview", "1",
-                    "--out", str(out)], tmp_path)
+                    "--out", str(out)])
     assert found.returncode == 0, found.stderr[-3000:]
     assert "discover: 2/2" in found.stderr
     files = sorted(out.glob("contrastive_*.safetensors"))
@@ -226,16 +226,16 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
         assert d.info.family == "sd1" and d.info.calibration is not None
     with Image.open(out / "contrastive_preview.png") as im:
         assert im.width >= 3 * 64 and im.height >= 2 * 64  # 2 rows x (1 image x 3 strengths)
-    again = sd_cli(["contrastive", *common, "--k", "2", "--out", str(out)], tmp_path)
+    again = sd_cli(["contrastive", *common, "--k", "2", "--out", str(out)])
     assert again.returncode == 2 and "would overwrite" in again.stderr and "contrastive_0.safetensors" in again.stderr
     trained = sd_cli(["text", *common, "--source", "face", "--target", "smiling face", "--out",
-                      str(out / "smile.safetensors")], tmp_path)
+                      str(out / "smile.safetensors")])
     assert trained.returncode == 0, trained.stderr[-3000:]
     d = load_direction(out / "smile.safetensors")
     assert d.info.family == "sd1" and d.info.name == "face -> smiling face" and d.info.calibration is not None
     (tmp_path / "junk.ckpt").write_bytes(bytes(range(256)) * 8)
     bad = sd_cli(["text", "--ckpt", str(tmp_path / "junk.ckpt"), "--images", str(faces), "--source", "a",
-                  "--target", "b", "--out", str(out / "x.safetensors")], tmp_path)
+                  "--target", "b", "--out", str(out / "x.safetensors")])
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
         f"error: {tmp_path / 'junk.ckpt'}: ComfyUI cannot load it"), bad.stderr[-2000:]
     assert not (out / "x.safetensors").exists()
