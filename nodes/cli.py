@@ -136,9 +136,9 @@ def latents_of(vae, paths: list[str], size: int) -> torch.Tensor:
     from hspace_sdworld.sampling import encode_images
 
     x, did = prepare_images(_image_set(paths, "training"), size, "resize_crop")
-    for path, what in zip(paths, did):
-        if what not in ("", "kept"):
-            print(f"{path}: {what}", file=sys.stderr)
+    for i, what in enumerate(did):  # in the order the files were read (folders sorted by name)
+        if not what.endswith("the model's size"):
+            print(f"image {i + 1}: {what}", file=sys.stderr)
     return encode_images(vae, x)
 
 

@@ -51,6 +51,13 @@ class ThreePrompts:
     def __init__(self, edit, prior, t_edit: float, t_end: float):
         self.edit, self.prior = edit, prior
         self.t_edit, self.t_end = float(t_edit), float(t_end)
+        self._inputs: dict = {}  # (device, dtype) -> the two prompts' model inputs, made at the first call there
+
+    def prompt_inputs(self, base_model, x: torch.Tensor):
+        key = (x.device, x.dtype)
+        if key not in self._inputs:
+            self._inputs[key] = (model_inputs(base_model, self.edit, x), model_inputs(base_model, self.prior, x))
+        return self._inputs[key]
 
     def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
                  **kwargs):
@@ -77,8 +84,7 @@ class ThreePrompts:
             p = v[idx] if prior_value is None else prior_value.to(v.device, v.dtype).expand(k, *v.shape[1:])
             return torch.cat([v, e, p])
 
-        e_tok, e_y = model_inputs(base_model, self.edit, x)
-        p_tok, p_y = model_inputs(base_model, self.prior, x)
+        (e_tok, e_y), (p_tok, p_y) = self.prompt_inputs(base_model, x)
         if c_crossattn is None or e_tok.shape[1:] != c_crossattn.shape[1:] or p_tok.shape[1:] != c_crossattn.shape[1:]:
             raise HSpaceError(f"the edit and prior prompts encode to {tuple(e_tok.shape[1:])} and "
                               f"{tuple(p_tok.shape[1:])} tokens x width, the prompt to "
