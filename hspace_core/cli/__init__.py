@@ -9,9 +9,9 @@ dataclasses and calls the same functions the ComfyUI nodes call. Bad input ends 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..errors import HSpaceError
+from .common import say
 from . import (demo, demo_directions, direction, edit, edit_folder, info, invert, train_demo, train_probe,
                train_tiny_clip)
 
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HSpaceError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}")
         return 2
     except KeyboardInterrupt:
-        print(getattr(args, "interrupted", None) or "interrupted", file=sys.stderr)
+        say(getattr(args, "interrupted", None) or "interrupted")
         return INTERRUPTED

@@ -39,7 +39,10 @@ def add_units(p: argparse.ArgumentParser) -> None:
 
 
 def say(message: str) -> None:
-    print(message, file=sys.stderr)
+    """One line on stderr in one write: the ranks of a torchrun job share the terminal, and print's separate
+    newline let another rank's line land in the middle of this one."""
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:

@@ -102,22 +102,22 @@ def run(args: argparse.Namespace) -> int:
         ctx.close()
     if ctx.main:
         if report.stale_lock:
-            print(f"took over a stale lock of {report.stale_lock} (that process is gone)", file=sys.stderr)
+            say(f"took over a stale lock of {report.stale_lock} (that process is gone)")
         for rel, what in sorted(report.notes.items()):
-            print(f"upscaled: {rel}: {what}", file=sys.stderr)
+            say(f"upscaled: {rel}: {what}")
         for rel in report.changed:
-            print(f"changed since the last run, redone: {rel}", file=sys.stderr)
+            say(f"changed since the last run, redone: {rel}")
         for name in report.orphans:
-            print(f"{'removed' if report.removed else 'orphan'}: {name} (its input is gone"
-                  f"{'' if report.removed else '; --remove-orphans deletes it'})", file=sys.stderr)
+            say(f"{'removed' if report.removed else 'orphan'}: {name} (its input is gone"
+                f"{'' if report.removed else '; --remove-orphans deletes it'})")
         for rel, why in sorted(report.failed.items()):
-            print(f"failed: {rel}: {why}", file=sys.stderr)
+            say(f"failed: {rel}: {why}")
     failed = len(report.failed) if ctx.main else 0
     code = FAILED_BASE + min(failed, 99) if failed and ctx.world == 1 else 0
     import torch
 
-    print(f"{who}{report.inputs} inputs, {report.written} outputs written, {report.skipped} already done, "
-          f"{len(report.changed)} changed and redone, {failed if ctx.main else '-'} failed, "
-          f"{len(report.orphans) if ctx.main else '-'} orphaned; {report.seconds:.1f} s on {ctx.device} with "
-          f"{torch.get_num_threads()} thread(s); exit status {code}", file=sys.stderr)
+    say(f"{who}{report.inputs} inputs, {report.written} outputs written, {report.skipped} already done, "
+        f"{len(report.changed)} changed and redone, {failed if ctx.main else '-'} failed, "
+        f"{len(report.orphans) if ctx.main else '-'} orphaned; {report.seconds:.1f} s on {ctx.device} with "
+        f"{torch.get_num_threads()} thread(s); exit status {code}")
     return code

@@ -107,10 +107,11 @@ class ComfyServer:
         args = [sys.executable, str(self.root / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                 "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:", "--disable-auto-launch",
                 "--preview-size", "64"]
-        # one torch thread per server under xdist: each worker's server computes while its worker waits, and two
-        # servers at two threads each on two cores spin against each other (the suite ran 25 % longer)
+        # one torch thread per server under xdist (OMP_NUM_THREADS, read by PyTorch as it starts; ComfyUI sets
+        # none): each worker's server computes while its worker waits, and two servers at two threads each on two
+        # cores spin against each other
         threads = os.environ.get("HSPACE_TEST_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
-        env = dict(os.environ, PYTHONUNBUFFERED="1", HSPACE_TEST_THREADS=threads)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         env.pop("PYTHONPATH", None)  # ComfyUI imports the pack from custom_nodes, as it does for users
         self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(args, cwd=str(self.base), stdout=self.log, stderr=subprocess.STDOUT, env=env)
