@@ -1,8 +1,8 @@
 """The miniature flow world's claims: Flux-class edits in h-space, measured with the world's probe, in the columns
 of ``bench/sd_claims.py`` so that the README shows the SD and flow worlds in one table.
 
-    python bench/flow_claims.py [--seeds 16] [--seed0 10000] [--steps 30] [--cfg 5] [--only follow,scan,methods,real,mix]
-                                [--docs] [--json out.json]
+    python bench/flow_claims.py [--seeds 16] [--seed0 10000] [--steps 30] [--cfg 5] [--only follow,scan,methods,larger,real,mix]
+                                [--larger 4] [--docs] [--json out.json]
 
 Runs in a ComfyUI process on the shipped flow model (``hspace_sdworld/weights/flow.safetensors`` with the SD
 world's text encoder and VAE; ``HSPACE_SDWORLD_WEIGHTS`` points at another folder), through ComfyUI's own
@@ -20,6 +20,8 @@ attribute probe. Every number comes from this run.
    edit prompt's less its projection onto the empty prompt's, in every call of the interval); re-prompting
    (the target prompt blended into the conditioning, ConditioningAverage) from the same noise and from the
    exact-replay inversion of the unedited image.
+3b. The recommended edit past the shipped range (strengths 0, S, ..., --larger x S): how far the linear dial
+   goes before the image goes, beside re-prompting's change.
 4. Held-out faces VAE-encoded, inverted (the flow ODE backwards, exact replay), regenerated and edited.
 5. Two directions mixed (smile + glasses): both move, each within 1.5x of its alone change.
 """
@@ -111,7 +113,8 @@ def main() -> None:
     ap.add_argument("--fluxspace-scale", type=float, default=R["fluxspace_scale"],
                     help="largest lambda of FluxSpace's edit")
     ap.add_argument("--real-strength", type=float, default=R["real_strength"])
-    ap.add_argument("--only", default="", help="comma list of parts: follow,scan,methods,real,mix")
+    ap.add_argument("--only", default="", help="comma list of parts: follow,scan,methods,larger,real,mix")
+    ap.add_argument("--larger", type=int, default=4, help="the part 'larger' sweeps 0, S, ..., this many S")
     ap.add_argument("--docs", action="store_true", help="write docs/flow_world/methods_strip.png and the plot")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
@@ -119,7 +122,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import_comfy(cpu=True)
     tic = time.time()
-    parts = set(args.only.split(",")) if args.only else {"follow", "scan", "methods", "real", "mix"}
+    parts = set(args.only.split(",")) if args.only else {"follow", "scan", "methods", "larger", "real", "mix"}
     w = world(args)
     seeds = [args.seed0 + i for i in range(args.seeds)]
     S = args.strength
@@ -154,7 +157,7 @@ def main() -> None:
                                f"attention output of block {block}", row), flush=True)
 
     pp = None
-    if parts & {"methods", "real", "mix"}:
+    if parts & {"methods", "larger", "real", "mix"}:
         pp = prompt_pair(w, sc.TARGET, args.direction_seeds, args.block, args.kind, name="smile (prompt pair)")
     if "methods" in parts:
         rows, images = {}, {}
@@ -182,6 +185,18 @@ def main() -> None:
             print(row_text(name, r))
         if args.docs:
             write_docs(images, rows)
+
+    if "larger" in parts:  # the recommended edit past the shipped range: how far the linear dial goes
+        tops = [S * m for m in range(0, args.larger + 1)]
+        im = sc.asyrp_sweep(w, region(pp), tops, seeds, args.t_edit)
+        whole = sc.method_row(w, im, tops)
+        report["larger"] = {"strengths": tops, "r2": whole["r2"], "mean_change": whole["mean_change"],
+                            "rows": {f"{top:g}": sc.method_row(w, im[:, :j + 1], tops[:j + 1])
+                                     for j, top in enumerate(tops) if j}}
+        print(f"\n### The recommended edit at larger strengths ({args.seeds} seeds; R^2 over 0 ... {tops[-1]:g}: "
+              f"{whole['r2']:.3f})\n\n" + HEADER.replace("| method |", "| largest strength |"))
+        for top, r in report["larger"]["rows"].items():
+            print(row_text(top, r))
 
     if "real" in parts:
         from hspace_core.demo.faces import render, sample_faces
