@@ -76,12 +76,16 @@ def pixel_world(args) -> dict:
     base = claims.read(world, claims.edits(world, None, [0.0])[:, 0])
     made = {}
     tic = time.time()
-    made["contrastive"] = contrastive_directions(
-        model, faces, steps=40, t_edit=DEMO_T_EDIT,
-        settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed))
-    print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
-    made["pca"] = pca_directions(model, 128, args.k, steps=40, t_edit=DEMO_T_EDIT, seed=args.seed)
-    made["jacobian"] = jacobian_directions(model, faces[:1], args.k, t_edit=DEMO_T_EDIT, steps=40, seed=args.seed)
+    methods = args.methods.split(",")
+    if "contrastive" in methods:
+        made["contrastive"] = contrastive_directions(
+            model, faces, steps=40, t_edit=DEMO_T_EDIT,
+            settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed, pool=args.pool))
+        print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
+    if "pca" in methods:
+        made["pca"] = pca_directions(model, 128, args.k, steps=40, t_edit=DEMO_T_EDIT, seed=args.seed)
+    if "jacobian" in methods:
+        made["jacobian"] = jacobian_directions(model, faces[:1], args.k, t_edit=DEMO_T_EDIT, steps=40, seed=args.seed)
     out, calibrated_ds = {}, {}
     for method, ds in made.items():
         rows = []
@@ -93,7 +97,7 @@ def pixel_world(args) -> dict:
                          **strongest(base, [claims.read(world, images[:, 0]), claims.read(world, images[:, 1])])})
         out[method] = summary(rows)
         print(f"  {method}: covers {out[method]['covered']} ({time.time() - tic:.0f} s)", flush=True)
-    if args.docs:  # the contrastive directions on three of the evaluation faces, at calibrated -2, 0, +2
+    if args.docs and "contrastive" in made:  # the contrastive directions on three of the evaluation faces, at calibrated -2, 0, +2
         from dataclasses import replace
 
         from hspace_core.discovery.contrastive import preview_rows
@@ -172,15 +176,20 @@ def sd_world(args) -> dict:
     made = {}
     tic = time.time()
     with torch.inference_mode():
-        made["contrastive"] = contrastive_sd(
-            world.model, source, latents, steps=R["steps"], t_edit=R["t_edit"], t_end=R["t_end"],
-            settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed))
-        print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
-        family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, 32, sdc.DIRECTION_SEED, 64, 64)
-        recorded = by_timestep(rec.records[0])
-        made["pca"] = [pca_host_direction(recorded, j, family=family, spatial="keep", name=f"PCA {j}", which_h=which_h)
-                       for j in range(args.k)]
-        made["jacobian"] = sd_jacobian_directions(world, latents[:1], R["t_edit"], args.k, source)
+        methods = args.methods.split(",")
+        if "contrastive" in methods:
+            made["contrastive"] = contrastive_sd(
+                world.model, source, latents, steps=R["steps"], t_edit=R["t_edit"], t_end=R["t_end"],
+                settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed, pool=args.pool))
+            print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
+        if "pca" in methods:
+            family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, 32, sdc.DIRECTION_SEED,
+                                                          64, 64)
+            recorded = by_timestep(rec.records[0])
+            made["pca"] = [pca_host_direction(recorded, j, family=family, spatial="keep", name=f"PCA {j}",
+                                              which_h=which_h) for j in range(args.k)]
+        if "jacobian" in methods:
+            made["jacobian"] = sd_jacobian_directions(world, latents[:1], R["t_edit"], args.k, source)
         base = world.read(sdc.asyrp_batch(world, None, (0.0,), seeds, R["t_edit"])[:, 0])
         out = {}
         for method, ds in made.items():
@@ -212,12 +221,17 @@ def table(title: str, result: dict) -> str:
 
 
 def main() -> None:
+    from hspace_core.discovery.contrastive import ContrastiveSettings
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--worlds", default="pixel,sd")
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--iterations", type=int, default=150)
     ap.add_argument("--faces", type=int, default=16, help="evaluation faces (pixel) / seeds (SD)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pool", type=int, default=ContrastiveSettings.pool,
+                    help="contrastive: effects compared on pool x pool block means of the x0 change")
+    ap.add_argument("--methods", default="contrastive,pca,jacobian", help="comma list of methods to run")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     ap.add_argument("--docs", action="store_true", help="write docs/unsupervised/pixel_contrastive.png")

@@ -40,7 +40,9 @@ from ..sampling import StepInfo, predict_x0
 class ContrastiveSettings:
     """k directions; ``iterations`` updates of Adam (``lr``) on ``batch`` images each, at timesteps drawn
     from ``timesteps`` (the editing interval's grid steps); ``temperature`` tau; ``radius`` the size of
-    every dh_k in units of h's RMS; ``seed`` fixes the start, the images drawn and the noise."""
+    every dh_k in units of h's RMS; ``seed`` fixes the start, the images drawn and the noise; ``pool``: the
+    effects are compared after averaging the x0 change over pool x pool blocks of its grid (1: as they are;
+    ``pooled``)."""
 
     k: int = 8
     iterations: int = 300
@@ -49,6 +51,7 @@ class ContrastiveSettings:
     temperature: float = 0.5
     radius: float = 0.5
     seed: int = 0
+    pool: int = 1
 
     def check(self, n_images: int) -> None:
         if self.k < 2:
@@ -60,6 +63,8 @@ class ContrastiveSettings:
             raise HSpaceError(f"contrastive discovery needs at least 2 images, got {n_images}")
         if self.iterations < 1:
             raise HSpaceError(f"give at least one iteration, got {self.iterations}")
+        if self.pool < 1:
+            raise HSpaceError(f"pool must be at least 1 (1: effects compared as they are), got {self.pool}")
         for name in ("lr", "temperature", "radius"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
@@ -100,6 +105,17 @@ def contrastive_loss(effects: torch.Tensor, temperature: float) -> tuple[torch.T
     neg = same_image.permute(1, 2, 0)[others].view(k, (k - 1) * n)  # [K, (K - 1) N]
     loss = -(torch.exp(pos / temperature).mean(1).log() - torch.exp(neg / temperature).mean(1).log()).mean()
     return loss, float(pos.detach().mean()), float(neg.detach().mean())
+
+
+def pooled(effects: torch.Tensor, image_shape: tuple[int, ...], pool: int) -> torch.Tensor:
+    """Effects [K, N, D] of images [C, H, W] (D = C H W) averaged over pool x pool blocks: [K, N, C H' W'] with
+    H' = ceil(H / pool) (a partial block at the edge averages what it holds). pool 1 returns them unchanged."""
+    if pool == 1:
+        return effects
+    k, n = effects.shape[:2]
+    e = effects.reshape(k * n, *image_shape)
+    e = torch.nn.functional.avg_pool2d(e, pool, ceil_mode=True, count_include_pad=False)
+    return e.reshape(k, n, -1)
 
 
 def sized(u: torch.Tensor, size: float) -> torch.Tensor:
@@ -146,7 +162,8 @@ def train_contrastive(host: HostEffects, n_images: int, noise_shape: tuple[int, 
         rows, t, noise = draw()
         opt.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            loss, pos, neg = contrastive_loss(host.effects(rows, t, noise, sized(u, size)), s.temperature)
+            effects = pooled(host.effects(rows, t, noise, sized(u, size)), noise_shape, s.pool)
+            loss, pos, neg = contrastive_loss(effects, s.temperature)
             loss.backward()
         if not math.isfinite(float(loss.detach())):
             raise HSpaceError(f"contrastive training diverged at update {i} (loss {float(loss.detach())}); lower the "
@@ -252,7 +269,8 @@ def contrastive_directions(model, images=None, *, n_samples: int = 0, steps: int
             provenance={"method": "contrastive (NoiseCLR's objective in h)", "k": settings.k, "rank": rank,
                         "training_data": source, "n_images": int(n), "iterations": settings.iterations,
                         "batch": settings.batch, "lr": settings.lr, "temperature": settings.temperature,
-                        "radius": settings.radius, "seed": settings.seed, "steps": len(grid), "t_edit": t_edit,
+                        "radius": settings.radius, "pool": settings.pool, "seed": settings.seed, "steps": len(grid),
+                        "t_edit": t_edit,
                         "effect_rms": float(size[j].sqrt()), "applied": "one shift at every edited step",
                         **{k: v for k, v in record.items() if k in ("h_rms", "dh_rms")},
                         "loss_first": record["first"], "loss_last": record["last"]})

@@ -155,12 +155,12 @@ def test_fifty_bad_prompts_in_a_row_each_name_the_node_and_leave_the_server_as_i
     files = _files(comfy)
     time.sleep(1.1)  # ComfyUI's folder listings are cached by the folders' modification times
     cases = _cases(comfy, files)
-    # warm-up: the same fifty twice, each round closed by a good prompt, so that every node, file, cache and
-    # allocator pool has been through the cycle. Measured over four rounds here: 1081 -> 1126 -> 1132 -> 1134
-    # MiB, the first two rounds' growth kept by the allocator, then flat (a leak grows by the same each round).
-    # The reference state is the one after a good prompt, as the one compared with it (a failed prompt leaves
-    # ComfyUI's cache holding the outputs of the nodes that did run).
-    for round_ in range(2):
+    # warm-up: the same fifty once, closed by a good prompt, so that every node, file, cache and allocator pool
+    # has been through the cycle. Measured over four rounds here: 1081 -> 1126 -> 1132 -> 1134 MiB, the first
+    # round's growth kept by the allocator, then a few MiB (a leak grows by the same each round; the bound below
+    # is ten times what the second round added). The reference state is the one after a good prompt, as the
+    # one compared with it (a failed prompt leaves ComfyUI's cache holding the outputs of the nodes that did run).
+    for round_ in range(1):
         for k in range(BAD_PROMPTS):
             _, prompt, node, node_type, message = cases[k % len(cases)]
             _expect_error(comfy, prompt, node, node_type, message)

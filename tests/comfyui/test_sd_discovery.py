@@ -199,10 +199,20 @@ def sd_cli(args: list[str]) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_overwrites(tmp_path):
+def sd_cli_here(args: list[str], capsys) -> tuple[int, str]:
+    """The same command line's ``main`` in this process (no Python, torch and ComfyUI start to pay): (exit
+    status, stderr)."""
+    from nodes.cli import main
+
+    capsys.readouterr()
+    code = main(["direction", *args])
+    return code, capsys.readouterr().err
+
+
+def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_overwrites(tmp_path, capsys):
     """``python -m nodes.cli direction contrastive | text`` on the miniature SD world: K calibrated files and a
-    preview strip, one CLIP-trained file, each an SD direction; a second run refuses before any work and names
-    the files; a file that is not a checkpoint is refused in one line."""
+    preview strip (as a process), one CLIP-trained file, each an SD direction; a second run refuses before any
+    work and names the files; a file that is not a checkpoint is refused in one line (these in this process)."""
     from PIL import Image
 
     from hspace_core import load_direction
@@ -226,16 +236,16 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
         assert d.info.family == "sd1" and d.info.calibration is not None
     with Image.open(out / "contrastive_preview.png") as im:
         assert im.width >= 3 * 64 and im.height >= 2 * 64  # 2 rows x (1 image x 3 strengths)
-    again = sd_cli(["contrastive", *common, "--k", "2", "--out", str(out)])
-    assert again.returncode == 2 and "would overwrite" in again.stderr and "contrastive_0.safetensors" in again.stderr
-    trained = sd_cli(["text", *common, "--source", "face", "--target", "smiling face", "--out",
-                      str(out / "smile.safetensors")])
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    code, err = sd_cli_here(["contrastive", *common, "--k", "2", "--out", str(out)], capsys)
+    assert code == 2 and "would overwrite" in err and "contrastive_0.safetensors" in err
+    code, err = sd_cli_here(["text", *common, "--source", "face", "--target", "smiling face", "--out",
+                             str(out / "smile.safetensors")], capsys)
+    assert code == 0, err[-3000:]
     d = load_direction(out / "smile.safetensors")
     assert d.info.family == "sd1" and d.info.name == "face -> smiling face" and d.info.calibration is not None
     (tmp_path / "junk.ckpt").write_bytes(bytes(range(256)) * 8)
-    bad = sd_cli(["text", "--ckpt", str(tmp_path / "junk.ckpt"), "--images", str(faces), "--source", "a",
-                  "--target", "b", "--out", str(out / "x.safetensors")])
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
-        f"error: {tmp_path / 'junk.ckpt'}: ComfyUI cannot load it"), bad.stderr[-2000:]
+    code, err = sd_cli_here(["text", "--ckpt", str(tmp_path / "junk.ckpt"), "--images", str(faces), "--source", "a",
+                             "--target", "b", "--out", str(out / "x.safetensors")], capsys)
+    assert code == 2 and err.strip().splitlines()[-1].startswith(
+        f"error: {tmp_path / 'junk.ckpt'}: ComfyUI cannot load it"), err[-2000:]
     assert not (out / "x.safetensors").exists()

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hspace_core import HSpaceError, edit
 from hspace_core.directions.io import load_direction, save_direction
 from hspace_core.discovery.contrastive import (ContrastiveSettings, contrastive_directions, contrastive_loss,
-                                               train_contrastive)
+                                               pooled, train_contrastive)
 from tests.engine.references import tiny_model
 
 
@@ -38,6 +38,21 @@ def test_the_loss_is_noiseclrs_and_blind_to_each_effects_size(k, n, tau, seed, s
     # aligned positives and orthogonal directions make it lower than any random draw
     aligned = torch.eye(7, dtype=torch.float64)[:k, None, :].expand(k, n, 7)
     assert float(contrastive_loss(aligned, tau)[0]) < float(loss)
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.integers(1, 3), n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(1, 9), w=st.integers(1, 9),
+       pool=st.integers(1, 5), seed=st.integers(0, 2 ** 16))
+def test_pooling_averages_each_block_of_the_effect(k, n, c, h, w, pool, seed):
+    e = torch.randn(k, n, c * h * w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    out = pooled(e, (c, h, w), pool)
+    grid = e.view(k, n, c, h, w)
+    hh, ww = -(-h // pool), -(-w // pool)
+    assert out.shape == (k, n, c * hh * ww)
+    for i in range(hh):  # a block at the edge averages the part it holds
+        for j in range(ww):
+            block = grid[..., i * pool:(i + 1) * pool, j * pool:(j + 1) * pool].mean((-2, -1))
+            assert torch.allclose(out.view(k, n, c, hh, ww)[..., i, j], block, atol=1e-12)
 
 
 class LinearHost:
@@ -81,7 +96,8 @@ def test_training_finds_consistent_and_distinct_effects():
 
 
 @pytest.mark.parametrize("change,message", [({"k": 1}, "at least 2 directions"), ({"batch": 1}, "2 images per"),
-                                            ({"radius": 0.0}, "radius"), ({"temperature": float("nan")}, "temperature")])
+                                            ({"radius": 0.0}, "radius"), ({"temperature": float("nan")}, "temperature"),
+                                            ({"pool": 0}, "pool must be at least 1")])
 def test_bad_settings_are_refused_before_any_work(change, message):
     host = LinearHost()
     with pytest.raises(HSpaceError, match=message):
