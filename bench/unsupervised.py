@@ -3,7 +3,7 @@ h) beside PCA's top components (Haas et al.) and the Jacobian's top singular vec
 pixel demo world and the miniature SD world.
 
     python bench/unsupervised.py [--worlds pixel,sd] [--k 8] [--iterations 150] [--faces 16] [--json out.json]
-                                 [--docs]
+                                 [--docs] [--methods contrastive,pca,jacobian] [--pool 1] [--radius 0.5]
 
 Each method makes K directions without labels or words: contrastive discovery from 64 unlabelled
 procedural faces (other seeds than the evaluation's), PCA from the model's own trajectories (128 pixel
@@ -80,7 +80,8 @@ def pixel_world(args) -> dict:
     if "contrastive" in methods:
         made["contrastive"] = contrastive_directions(
             model, faces, steps=40, t_edit=DEMO_T_EDIT,
-            settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed, pool=args.pool))
+            settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed, pool=args.pool,
+                                         radius=args.radius))
         print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
     if "pca" in methods:
         made["pca"] = pca_directions(model, 128, args.k, steps=40, t_edit=DEMO_T_EDIT, seed=args.seed)
@@ -180,7 +181,8 @@ def sd_world(args) -> dict:
         if "contrastive" in methods:
             made["contrastive"] = contrastive_sd(
                 world.model, source, latents, steps=R["steps"], t_edit=R["t_edit"], t_end=R["t_end"],
-                settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed, pool=args.pool))
+                settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed, pool=args.pool,
+                                             radius=args.radius))
             print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
         if "pca" in methods:
             family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, 32, sdc.DIRECTION_SEED,
@@ -231,6 +233,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pool", type=int, default=ContrastiveSettings.pool,
                     help="contrastive: effects compared on pool x pool block means of the x0 change")
+    ap.add_argument("--radius", type=float, default=ContrastiveSettings.radius,
+                    help="contrastive: each direction's size while training, in units of h's RMS")
     ap.add_argument("--methods", default="contrastive,pca,jacobian", help="comma list of methods to run")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
