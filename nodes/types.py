@@ -19,6 +19,7 @@ INVERSION = "HSPACE_INVERSION"
 DIRECTION = "HSPACE_DIRECTION"
 NOISE_MAPS = "HSPACE_NOISE_MAPS"
 CATEGORY = "h-space"
+SD_CATEGORY = f"{CATEGORY}/stable diffusion"  # the SD and flow-transformer nodes
 
 
 @dataclass(frozen=True, eq=False)

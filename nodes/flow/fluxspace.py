@@ -15,7 +15,7 @@ import torch
 from hspace_core import HSpaceError
 from hspace_core.fluxspace import fine_edit
 
-from ..types import CATEGORY
+from ..types import SD_CATEGORY
 
 from .family import HLocation, flow_host, flow_timesteps
 from .patch import FlowHPatch, FlowHRecorder, _OnH, existing_patch, key, with_grid_wrapper
@@ -168,7 +168,7 @@ class FluxSpaceEdit:
                    "attention output gets scale x (the edit prompt's output less its projection onto the prior prompt's). "
                    "Acts in every call (symmetric), so any sampler works; about twice the compute per step while it acts. "
                    "The negative prompt is not edited.")
-    CATEGORY = f"{CATEGORY}/stable diffusion"
+    CATEGORY = SD_CATEGORY
     FUNCTION = "apply"
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("a copy of the model with FluxSpace's edit",)

@@ -11,7 +11,7 @@ from hspace_core.directions.calibration import UNITS, in_units
 
 from .. import comfy_bridge as bridge
 from ..editing import UNITS_TOOLTIP
-from ..types import CATEGORY, DIRECTION, NOISE_MAPS
+from ..types import DIRECTION, NOISE_MAPS, SD_CATEGORY
 from .calibration import calibrated_sd
 from ..flow.family import KIND_NAMES, flow_host, is_flow
 from .family import host_family
@@ -20,7 +20,6 @@ from .inversion import (NodeProgress, _ascending, _descending, invert_latent, in
 from .patch import HSpacePatch
 from .sampler import sample_asyrp
 
-SD_CATEGORY = f"{CATEGORY}/stable diffusion"
 
 
 MODEL_INPUT = ("MODEL", {"tooltip": "an SD1.x / SD2.x / SDXL model (from a checkpoint loader), or a Flux.1, Flux.2 or "
