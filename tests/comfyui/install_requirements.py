@@ -22,7 +22,7 @@ def main() -> int:
     if missing_requirements():
         wanted = ["-r", str(root / "requirements.txt")] + wanted
     print(f"ComfyUI for the tests: {root} ({how}); installing {' '.join(wanted)}", flush=True)
-    return subprocess.call([sys.executable, "-m", "pip", "install", "-q", *wanted])
+    return subprocess.call([sys.executable, "-m", "pip", "install", "-q", "--no-compile", *wanted])
 
 
 if __name__ == "__main__":
