@@ -4,6 +4,7 @@ pixel demo world and the miniature SD world.
 
     python bench/unsupervised.py [--worlds pixel,sd] [--k 8] [--iterations 150] [--faces 16] [--json out.json]
                                  [--docs] [--methods contrastive,pca,jacobian] [--pool 1] [--radius 0.5]
+                                 [--orthogonal]
 
 Each method makes K directions without labels or words: contrastive discovery from 64 unlabelled
 procedural faces (other seeds than the evaluation's), PCA from the model's own trajectories (128 pixel
@@ -51,6 +52,8 @@ def strongest(before: dict, edited: list[dict]) -> dict:
                         "same_sign": eff["same_sign"], "drift": eff["drift_per_unit"][drift_name],
                         "drift_attribute": drift_name}
     best["covers"] = abs(best["change"]) >= MIN_CHANGE and best["drift"] <= MAX_DRIFT
+    best["mean_change"] = {a: [round(float(claims.change(after, before, a).mean()), 4) for after in edited]
+                           for a in claims.READ_ATTRIBUTES}  # at +S and -S, for other criteria read off later
     return best
 
 
@@ -81,7 +84,7 @@ def pixel_world(args) -> dict:
         made["contrastive"] = contrastive_directions(
             model, faces, steps=40, t_edit=DEMO_T_EDIT,
             settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed, pool=args.pool,
-                                         radius=args.radius))
+                                         radius=args.radius, orthogonal=args.orthogonal))
         print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
     if "pca" in methods:
         made["pca"] = pca_directions(model, 128, args.k, steps=40, t_edit=DEMO_T_EDIT, seed=args.seed)
@@ -182,7 +185,7 @@ def sd_world(args) -> dict:
             made["contrastive"] = contrastive_sd(
                 world.model, source, latents, steps=R["steps"], t_edit=R["t_edit"], t_end=R["t_end"],
                 settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed, pool=args.pool,
-                                             radius=args.radius))
+                                             radius=args.radius, orthogonal=args.orthogonal))
             print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
         if "pca" in methods:
             family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, 32, sdc.DIRECTION_SEED,
@@ -233,6 +236,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pool", type=int, default=ContrastiveSettings.pool,
                     help="contrastive: effects compared on pool x pool block means of the x0 change")
+    ap.add_argument("--orthogonal", action="store_true",
+                    help="contrastive: the K shifts kept mutually orthogonal in h")
     ap.add_argument("--radius", type=float, default=ContrastiveSettings.radius,
                     help="contrastive: each direction's size while training, in units of h's RMS")
     ap.add_argument("--methods", default="contrastive,pca,jacobian", help="comma list of methods to run")
@@ -242,7 +247,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     report = {"k": args.k, "iterations": args.iterations, "faces": args.faces, "strength": STRENGTH,
-              "min_change": MIN_CHANGE, "max_drift": MAX_DRIFT}
+              "min_change": MIN_CHANGE, "max_drift": MAX_DRIFT,
+              "contrastive": {"pool": args.pool, "radius": args.radius, "orthogonal": args.orthogonal}}
     tic = time.time()
     worlds = args.worlds.split(",")
     if "pixel" in worlds:

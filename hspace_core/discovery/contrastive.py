@@ -42,7 +42,7 @@ class ContrastiveSettings:
     from ``timesteps`` (the editing interval's grid steps); ``temperature`` tau; ``radius`` the size of
     every dh_k in units of h's RMS; ``seed`` fixes the start, the images drawn and the noise; ``pool``: the
     effects are compared after averaging the x0 change over pool x pool blocks of its grid (1: as they are;
-    ``pooled``)."""
+    ``pooled``); ``orthogonal``: the K shifts are kept mutually orthogonal in h (``shifts``), as PCA's are."""
 
     k: int = 8
     iterations: int = 300
@@ -52,6 +52,7 @@ class ContrastiveSettings:
     radius: float = 0.5
     seed: int = 0
     pool: int = 1
+    orthogonal: bool = False
 
     def check(self, n_images: int) -> None:
         if self.k < 2:
@@ -124,6 +125,16 @@ def sized(u: torch.Tensor, size: float) -> torch.Tensor:
     return u * (size / r).view(-1, *([1] * (u.dim() - 1)))
 
 
+def shifts(u: torch.Tensor, size: float, orthogonal: bool) -> torch.Tensor:
+    """The K shifts [K, *h_shape] that the trained tensor u [K, *h_shape] stands for: each of RMS ``size``;
+    with ``orthogonal``, first made orthonormal by a QR decomposition of its rows (differentiable; K must not
+    exceed h's size)."""
+    if orthogonal:
+        q = torch.linalg.qr(u.flatten(1).T.float()).Q.T
+        u = q.reshape(u.shape).to(u.dtype)
+    return sized(u, size)
+
+
 def train_contrastive(host: HostEffects, n_images: int, noise_shape: tuple[int, ...], h_shape: tuple[int, ...],
                       timesteps: list[int], settings: ContrastiveSettings = ContrastiveSettings(), *,
                       device: torch.device | str = "cpu",
@@ -136,6 +147,8 @@ def train_contrastive(host: HostEffects, n_images: int, noise_shape: tuple[int, 
     s.check(n_images)
     if not timesteps:
         raise HSpaceError("no timestep to train at: the editing interval holds no grid step")
+    if s.orthogonal and s.k > math.prod(h_shape):
+        raise HSpaceError(f"{s.k} orthogonal directions do not fit in h of {math.prod(h_shape)} numbers")
     g = torch.Generator().manual_seed(int(s.seed))
     batch = min(s.batch, n_images)
 
@@ -162,7 +175,7 @@ def train_contrastive(host: HostEffects, n_images: int, noise_shape: tuple[int, 
         rows, t, noise = draw()
         opt.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            effects = pooled(host.effects(rows, t, noise, sized(u, size)), noise_shape, s.pool)
+            effects = pooled(host.effects(rows, t, noise, shifts(u, size, s.orthogonal)), noise_shape, s.pool)
             loss, pos, neg = contrastive_loss(effects, s.temperature)
             loss.backward()
         if not math.isfinite(float(loss.detach())):
@@ -183,7 +196,7 @@ def train_contrastive(host: HostEffects, n_images: int, noise_shape: tuple[int, 
                         "negative_cos": mean(history[:tenth], 2)},
               "last": {"loss": mean(history[-tenth:], 0), "positive_cos": mean(history[-tenth:], 1),
                        "negative_cos": mean(history[-tenth:], 2)}}
-    return sized(u.detach(), size).float().cpu(), record
+    return shifts(u.detach(), size, s.orthogonal).float().cpu(), record
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,7 +282,8 @@ def contrastive_directions(model, images=None, *, n_samples: int = 0, steps: int
             provenance={"method": "contrastive (NoiseCLR's objective in h)", "k": settings.k, "rank": rank,
                         "training_data": source, "n_images": int(n), "iterations": settings.iterations,
                         "batch": settings.batch, "lr": settings.lr, "temperature": settings.temperature,
-                        "radius": settings.radius, "pool": settings.pool, "seed": settings.seed, "steps": len(grid),
+                        "radius": settings.radius, "pool": settings.pool,
+                        "orthogonal": settings.orthogonal, "seed": settings.seed, "steps": len(grid),
                         "t_edit": t_edit,
                         "effect_rms": float(size[j].sqrt()), "applied": "one shift at every edited step",
                         **{k: v for k, v in record.items() if k in ("h_rms", "dh_rms")},

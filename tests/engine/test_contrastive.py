@@ -1,6 +1,8 @@
 """Contrastive discovery (NoiseCLR's objective in h): the loss as NoiseCLR defines it, training that finds
 the distinct consistent effects of a known host, and the pixel-model directions (files, edits, seeds)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -93,6 +95,24 @@ def test_training_finds_consistent_and_distinct_effects():
     assert between[~torch.eye(4, dtype=torch.bool)].max() < 0.5
     again, _ = train_contrastive(LinearHost(), 12, (1,), (16,), [500, 700, 900], s)
     assert torch.equal(dh, again)  # deterministic for a seed
+
+
+def test_orthogonal_training_keeps_the_shifts_orthogonal_and_still_separates_their_effects():
+    s = ContrastiveSettings(k=4, iterations=60, batch=6, lr=0.1, temperature=0.5, radius=0.5, seed=3,
+                            orthogonal=True)
+    host = LinearHost()
+    dh, record = train_contrastive(host, 12, (1,), (16,), [500, 700, 900], s)
+    gram = dh @ dh.T
+    assert torch.allclose(gram, torch.eye(4) * gram.diagonal().mean(), atol=1e-5 * float(gram.diagonal().mean()))
+    assert torch.allclose(dh.pow(2).mean(1).sqrt(), torch.full((4,), 0.5 * record["h_rms"]), rtol=1e-5)
+    eff = host.effects(torch.arange(12), 0, None, dh)
+    between = torch.nn.functional.cosine_similarity(eff.mean(1)[:, None], eff.mean(1)[None], dim=-1)
+    assert between[~torch.eye(4, dtype=torch.bool)].max() < 0.5
+    free, _ = train_contrastive(LinearHost(), 12, (1,), (16,), [500, 700, 900], replace(s, orthogonal=False))
+    off = ~torch.eye(4, dtype=torch.bool)
+    assert (free @ free.T)[off].abs().max() > 1e-3 * float((free @ free.T).diagonal().mean())  # not by accident
+    with pytest.raises(HSpaceError, match="do not fit in h of 3 numbers"):
+        train_contrastive(host, 12, (1,), (3,), [500], s)
 
 
 @pytest.mark.parametrize("change,message", [({"k": 1}, "at least 2 directions"), ({"batch": 1}, "2 images per"),
