@@ -110,7 +110,7 @@ def contrastive_sd(model, positive, latents: torch.Tensor, *, steps: int = 40, t
             provenance={"method": "contrastive (NoiseCLR's objective in h)", "k": settings.k, "rank": rank,
                         "n_latents": n, "iterations": settings.iterations, "batch": settings.batch, "lr": settings.lr,
                         "temperature": settings.temperature, "radius": settings.radius, "pool": settings.pool,
-                        "seed": settings.seed, "steps": steps, "t_edit": t_edit, "t_end": t_end, "effect_rms": float(size[j].sqrt()),
+                        "orthogonal": settings.orthogonal, "seed": settings.seed, "steps": steps, "t_edit": t_edit, "t_end": t_end, "effect_rms": float(size[j].sqrt()),
                         "size": [int(latents.shape[-1]) * 8, int(latents.shape[-2]) * 8],
                         "applied": "one shift at every edited step", "h_rms": record["h_rms"],
                         "dh_rms": record["dh_rms"], "loss_first": record["first"], "loss_last": record["last"]})
