@@ -1,14 +1,15 @@
 """Directions nobody named, read back by the attribute probe: contrastive discovery (NoiseCLR's objective in
-h) beside PCA's top components (Haas et al.) and the Jacobian's top singular vectors (Park et al.), on the
-pixel demo world and the miniature SD world.
+h) and independent components of h beside PCA's top components (Haas et al.) and the Jacobian's top
+singular vectors (Park et al.), on the pixel demo world and the miniature SD world.
 
     python bench/unsupervised.py [--worlds pixel,sd] [--k 8] [--iterations 150] [--faces 16] [--json out.json]
-                                 [--docs] [--methods contrastive,pca,jacobian] [--pool 1] [--radius 0.5]
-                                 [--orthogonal]
+                                 [--docs] [--methods contrastive,ica,pca,jacobian] [--pool 1] [--radius 0.5]
+                                 [--orthogonal] [--ica-samples 512] [--ica-dims 2K] [--ica-data samples]
 
 Each method makes K directions without labels or words: contrastive discovery from 64 unlabelled
-procedural faces (other seeds than the evaluation's), PCA from the model's own trajectories (128 pixel
-samples; 32 SD trajectories of "a face"), the Jacobian dh/dx_t of the first of those faces at t_edit
+procedural faces (other seeds than the evaluation's), ICA from 512 of the model's own trajectories (or
+--ica-data images: that many unlabelled faces, inverted; pixel world) whitened in their top 2K principal
+components, PCA from the model's own trajectories (128 pixel samples; 32 SD trajectories of "a face"), the Jacobian dh/dx_t of the first of those faces at t_edit
 (the pixel world: the pack's subspace iteration; the SD world: the full Jacobian by central differences,
 its 256 latent dimensions make that exact and cheap, an SD Jacobian node does not exist). Every direction
 is calibrated on its model and applied at calibrated strength +2 and -2 to held-out faces (pixel: 16
@@ -88,6 +89,13 @@ def pixel_world(args) -> dict:
         print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
     if "pca" in methods:
         made["pca"] = pca_directions(model, 128, args.k, steps=40, t_edit=DEMO_T_EDIT, seed=args.seed)
+    if "ica" in methods:
+        from hspace_core.discovery.ica import ica_directions
+
+        unlabelled = render(sample_faces(args.ica_samples, TRAIN_SEED)) if args.ica_data == "images" else None
+        made["ica"] = ica_directions(model, unlabelled, n_samples=args.ica_samples, components=args.k,
+                                     dims=args.ica_dims, steps=40, t_edit=DEMO_T_EDIT, seed=args.seed)
+        print(f"  ica: {time.time() - tic:.0f} s", flush=True)
     if "jacobian" in methods:
         made["jacobian"] = jacobian_directions(model, faces[:1], args.k, t_edit=DEMO_T_EDIT, steps=40, seed=args.seed)
     out, calibrated_ds = {}, {}
@@ -101,7 +109,7 @@ def pixel_world(args) -> dict:
                          **strongest(base, [claims.read(world, images[:, 0]), claims.read(world, images[:, 1])])})
         out[method] = summary(rows)
         print(f"  {method}: covers {out[method]['covered']} ({time.time() - tic:.0f} s)", flush=True)
-    if args.docs and "contrastive" in made:  # the contrastive directions on three of the evaluation faces, at calibrated -2, 0, +2
+    if args.docs:  # the contrastive and ICA directions on three of the evaluation faces, at calibrated -2, 0, +2
         from dataclasses import replace
 
         from hspace_core.discovery.contrastive import preview_rows
@@ -111,9 +119,11 @@ def pixel_world(args) -> dict:
         three = replace(inv, x_T=inv.x_T[:3], x_0=inv.x_0[:3], preprocessing=inv.preprocessing[:3])
         docs = ROOT / "docs" / "unsupervised"
         docs.mkdir(parents=True, exist_ok=True)
-        picture = strip(preview_rows(model, calibrated_ds["contrastive"], three, t_edit=DEMO_T_EDIT, steps=40))
-        picture.save(docs / "pixel_contrastive.png")
-        print(f"  wrote {docs / 'pixel_contrastive.png'}", flush=True)
+        for method in ("contrastive", "ica"):
+            if method in made:
+                picture = strip(preview_rows(model, calibrated_ds[method], three, t_edit=DEMO_T_EDIT, steps=40))
+                picture.save(docs / f"pixel_{method}.png")
+                print(f"  wrote {docs / f'pixel_{method}.png'}", flush=True)
     return out
 
 
@@ -193,6 +203,15 @@ def sd_world(args) -> dict:
             recorded = by_timestep(rec.records[0])
             made["pca"] = [pca_host_direction(recorded, j, family=family, spatial="keep", name=f"PCA {j}",
                                               which_h=which_h) for j in range(args.k)]
+        if "ica" in methods:
+            from hspace_core.discovery.host import ica_host_directions
+
+            family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, args.ica_samples,
+                                                          sdc.DIRECTION_SEED, 64, 64)
+            made["ica"] = ica_host_directions(by_timestep(rec.records[0]), args.k, dims=args.ica_dims or 2 * args.k,
+                                              family=family, spatial="keep",
+                                              t_edit=R["t_edit"], t_end=R["t_end"], which_h=which_h, seed=args.seed)
+            print(f"  ica: {time.time() - tic:.0f} s", flush=True)
         if "jacobian" in methods:
             made["jacobian"] = sd_jacobian_directions(world, latents[:1], R["t_edit"], args.k, source)
         base = world.read(sdc.asyrp_batch(world, None, (0.0,), seeds, R["t_edit"])[:, 0])
@@ -240,7 +259,12 @@ def main() -> None:
                     help="contrastive: the K shifts kept mutually orthogonal in h")
     ap.add_argument("--radius", type=float, default=ContrastiveSettings.radius,
                     help="contrastive: each direction's size while training, in units of h's RMS")
-    ap.add_argument("--methods", default="contrastive,pca,jacobian", help="comma list of methods to run")
+    ap.add_argument("--methods", default="contrastive,ica,pca,jacobian", help="comma list of methods to run")
+    ap.add_argument("--ica-samples", type=int, default=512,
+                    help="ica: the model's samples (pixel) / trajectories (SD) it is made from")
+    ap.add_argument("--ica-data", choices=["samples", "images"], default="samples",
+                    help="ica on the pixel world: the model's samples, or that many unlabelled faces inverted")
+    ap.add_argument("--ica-dims", type=int, default=None, help="ica: principal components whitened (default 2 x K)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     ap.add_argument("--docs", action="store_true", help="write docs/unsupervised/pixel_contrastive.png")
@@ -248,7 +272,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     report = {"k": args.k, "iterations": args.iterations, "faces": args.faces, "strength": STRENGTH,
               "min_change": MIN_CHANGE, "max_drift": MAX_DRIFT,
-              "contrastive": {"pool": args.pool, "radius": args.radius, "orthogonal": args.orthogonal}}
+              "contrastive": {"pool": args.pool, "radius": args.radius, "orthogonal": args.orthogonal},
+              "ica": {"samples": args.ica_samples, "dims": args.ica_dims or 2 * args.k, "data": args.ica_data}}
     tic = time.time()
     worlds = args.worlds.split(",")
     if "pixel" in worlds:

@@ -25,7 +25,7 @@ import torch
 
 from hspace_core import HSpaceError
 from hspace_core.cli.common import StepProgress, at_least
-from hspace_core.cli.direction import _image_set, _save, contrastive_files
+from hspace_core.cli.direction import _image_set, _save, k_files
 
 DEMO = "demo"
 
@@ -98,7 +98,7 @@ def check(args: argparse.Namespace) -> None:
         at_least(args.preview, 0, "--preview")
         if not Path(args.out).is_dir():
             raise HSpaceError(f"{args.out}: no such folder for the K direction files (--out is a folder here)")
-        clash = [str(f) for f in contrastive_files(args) if f.exists()]
+        clash = [str(f) for f in k_files(args) if f.exists()]
     else:
         at_least(args.iterations, 1, "--iterations")
         if args.clip and not Path(args.clip).exists():
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         ds = contrastive_sd(model, positive, latents, steps=args.steps, t_edit=args.t_edit, t_end=args.t_end,
                             name=args.name or "contrastive", settings=settings, callback=StepProgress("discover"))
         ds = [calibrated_sd(model, d, positive) for d in ds]
-        files = contrastive_files(args)
+        files = k_files(args)
         for d, path in zip(ds, files):
             _save(d, path, args.overwrite)
         if args.preview:

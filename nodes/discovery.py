@@ -272,6 +272,16 @@ CONTRAST_INPUTS = {
 }
 
 
+ICA_INPUTS = {
+    "k": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip": "how many directions to keep"}),
+    "dims": ("INT", {"default": 0, "min": 0, "max": 256,
+                     "tooltip": "principal components the k are sought among (0: 2 x k); the k least Gaussian "
+                                "are kept"}),
+    "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the samples and of FastICA's "
+                                                                            "start"}),
+}
+
+
 def contrast_settings(k, iterations, batch, lr, temperature, radius, seed):
     from hspace_core.discovery.contrastive import ContrastiveSettings
 
@@ -289,12 +299,8 @@ def strip_image(rows):
     return torch.from_numpy(np.asarray(strip(rows), dtype=np.float32) / 255.0)[None]
 
 
-class DirectionsByContrast:
-    DESCRIPTION = ("Discovers k directions at once without labels or words: NoiseCLR's contrastive objective moved into "
-                   "h (the same direction on different images should change the predicted x0 alike, different "
-                   "directions on one image differently), from unlabelled images or the model's own samples. Returns "
-                   "them as a list (each calibrated), largest effect first, and a preview strip: a row per direction, "
-                   "the first images at strengths -2, 0, +2. Pick one with Pick H-Space Direction for the mixer.")
+class _KDirections:
+    """What the DDPM nodes that find k directions at once share: a list out, a preview strip beside it."""
     CATEGORY = CATEGORY
     FUNCTION = "find"
     RETURN_TYPES = (DIRECTION, "IMAGE")
@@ -303,6 +309,29 @@ class DirectionsByContrast:
     OUTPUT_TOOLTIPS = ("the k directions (a list: nodes after it run once per direction)",
                        "a row per direction: the first images at calibrated strengths -2, 0, +2")
 
+    @staticmethod
+    def calibrated_with_preview(m, ds, x, preview_images: int, seed: int, steps: int, t_edit: int):
+        """(each direction calibrated on m, a preview strip of them on the first images of x, or on seeded
+        samples without images)."""
+        from hspace_core.discovery.contrastive import preview_rows
+        from hspace_core.discovery.record import seeded_noise
+        from hspace_core.images import prepare_images
+        from hspace_core.inversion import invert
+
+        ds = [calibrated(m, d) for d in ds]
+        if x is not None:
+            source = invert(m, prepare_images(x[:preview_images], m.image_size, "resize_crop")[0], steps=steps)
+        else:
+            source = seeded_noise(m, preview_images, seed)
+        return (ds, strip_image(preview_rows(m, ds, source, t_edit=t_edit, steps=steps)))
+
+
+class DirectionsByContrast(_KDirections):
+    DESCRIPTION = ("Discovers k directions at once without labels or words: NoiseCLR's contrastive objective moved into "
+                   "h (the same direction on different images should change the predicted x0 alike, different "
+                   "directions on one image differently), from unlabelled images or the model's own samples. Returns "
+                   "them as a list (each calibrated), largest effect first, and a preview strip: a row per direction, "
+                   "the first images at strengths -2, 0, +2. Pick one with Pick H-Space Direction for the mixer.")
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
@@ -318,19 +347,43 @@ class DirectionsByContrast:
 
     def find(self, model, k, iterations, batch, lr, temperature, radius, t_edit, seed, steps, samples,
              preview_images, images=None, unique_id=None):
-        from hspace_core.discovery.contrastive import contrastive_directions, preview_rows
-        from hspace_core.discovery.record import seeded_noise
-        from hspace_core.images import prepare_images
-        from hspace_core.inversion import invert
+        from hspace_core.discovery.contrastive import contrastive_directions
 
         m = model.ready()
         x = image_to_engine(images) if images is not None else None
         ds = contrastive_directions(m, x, n_samples=samples, steps=steps, t_edit=t_edit,
                                     settings=contrast_settings(k, iterations, batch, lr, temperature, radius, seed),
                                     callback=bridge.Progress(unique_id))
-        ds = [calibrated(m, d) for d in ds]
-        if x is not None:
-            source = invert(m, prepare_images(x[:preview_images], m.image_size, "resize_crop")[0], steps=steps)
-        else:
-            source = seeded_noise(m, preview_images, seed)
-        return (ds, strip_image(preview_rows(m, ds, source, t_edit=t_edit, steps=steps)))
+        return self.calibrated_with_preview(m, ds, x, preview_images, seed, steps, t_edit)
+
+
+class DirectionsByIndependence(_KDirections):
+    DESCRIPTION = ("Discovers k directions at once without labels or words: independent components of h. Every image "
+                   "(or model sample) is one row of h at the edited steps of its trajectory; the rows are whitened "
+                   "in their top principal components and rotated by FastICA to the least Gaussian coordinates, where "
+                   "attributes that vary independently (a yes/no feature, a dial) come apart, which PCA's axes of "
+                   "largest variance mix. Each calibrated; least Gaussian first; with a preview strip (a row per "
+                   "direction, the first images at strengths -2, 0, +2). Pick one with Pick H-Space Direction.")
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (MODEL, {"tooltip": "the DDPM the directions are for"}),
+            **ICA_INPUTS,
+            "t_edit": ("INT", {"default": 500, "min": 0, "max": 3999,
+                               "tooltip": "editing interval the directions are made for (t >= t_edit)"}),
+            "steps": ("INT", {"default": 40, "min": 2, "max": 1000, "tooltip": "grid the directions are made on"}),
+            "samples": ("INT", {"default": 256, "min": 4, "max": 10000,
+                                "tooltip": "without images: analyse this many of the model's samples"}),
+            "preview_images": ("INT", {"default": 4, "min": 1, "max": 16, "tooltip": "images in the preview strip"}),
+        }, "optional": {
+            "images": ("IMAGE", {"tooltip": "unlabelled images (fitted to the model's size by resize and crop)"}),
+        }, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    def find(self, model, k, dims, seed, t_edit, steps, samples, preview_images, images=None, unique_id=None):
+        from hspace_core.discovery.ica import ica_directions
+
+        m = model.ready()
+        x = image_to_engine(images) if images is not None else None
+        ds = ica_directions(m, x, n_samples=samples, components=k, dims=dims or None, steps=steps, t_edit=t_edit,
+                            seed=seed, callback=bridge.Progress(unique_id))
+        return self.calibrated_with_preview(m, ds, x, preview_images, seed, steps, t_edit)

@@ -3,14 +3,14 @@
 from . import comfy_bridge as bridge
 from .demo import ImageStrip, ProceduralFaces
 from .discovery import (DirectionFromImages, DirectionFromText, DirectionJacobian, DirectionPCA,
-                        DirectionsByContrast)
+                        DirectionsByContrast, DirectionsByIndependence)
 from .editing import AsyrpSampler, DDIMInvert
 from .flow.fluxspace import FluxSpaceEdit
 from .loaders import LoadDirection, LoadUnconditionalDDPM, SaveDirection
 from .mixer import DirectionMixer, PickDirection
 from .region import DirectionRegion
 from .sd import (ApplyHSpaceDirection, AsyrpSamplerSD, DirectionFromLatentSets, DirectionFromPrompts, DirectionPCASD,
-                 DirectionsByContrastSD, InvertLatent)
+                 DirectionsByContrastSD, DirectionsByIndependenceSD, InvertLatent)
 from .sd_world import LoadDemoFlowModel, LoadDemoSDModel
 
 NODE_CLASS_MAPPINGS = {
@@ -37,6 +37,8 @@ NODE_CLASS_MAPPINGS = {
     "HSpaceLoadDemoFlowModel": LoadDemoFlowModel,
     "HSpaceDirectionsByContrast": DirectionsByContrast,
     "HSpaceDirectionsByContrastSD": DirectionsByContrastSD,
+    "HSpaceDirectionsByIndependence": DirectionsByIndependence,
+    "HSpaceDirectionsByIndependenceSD": DirectionsByIndependenceSD,
     "HSpacePickDirection": PickDirection,
     "HSpaceFluxSpaceEdit": FluxSpaceEdit,
 }
@@ -65,6 +67,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HSpaceLoadDemoFlowModel": "Load Demo Flow Model (miniature flow world)",
     "HSpaceDirectionsByContrast": "H-Space Directions by Contrast (unsupervised)",
     "HSpaceDirectionsByContrastSD": "H-Space Directions by Contrast (SD, unsupervised)",
+    "HSpaceDirectionsByIndependence": "H-Space Directions by Independence (unsupervised)",
+    "HSpaceDirectionsByIndependenceSD": "H-Space Directions by Independence (SD, unsupervised)",
     "HSpacePickDirection": "Pick H-Space Direction",
     "HSpaceFluxSpaceEdit": "FluxSpace Edit (flow transformers, for comparison)",
 }

@@ -1,6 +1,6 @@
 """``direction METHOD``: find a direction (CLIP training, supervised mean difference or classifier normal,
-PCA, Jacobian; K at once by contrastive discovery) or project one off others, and write it as a direction
-file (contrastive: K files and a preview strip in a folder). CLIP training and the mean
+PCA, Jacobian; K at once by contrastive discovery or independent components) or project one off others,
+and write it as a direction file (contrastive, ica: K files and a preview strip in a folder). CLIP training and the mean
 difference spread over processes under torchrun; the first process writes the file."""
 
 from __future__ import annotations
@@ -73,19 +73,28 @@ def register(sub) -> None:
     jc.add_argument("--iterations", type=int, default=10, help="subspace-iteration rounds")
     jc.add_argument("--seed", type=int, default=0)
 
+    def k_at_once(p, samples: int):
+        common(p)
+        p.add_argument("--images", nargs="*", help="unlabelled images (files or folders); default: model samples")
+        p.add_argument("--samples", type=int, default=samples, help="model samples to use when no --images")
+        p.add_argument("--k", type=int, default=8, help="number of directions")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--preview", type=int, default=4, help="images in the preview strip (0: none)")
+
     cl = dsub.add_parser("contrastive", help="K directions at once from unlabelled images (NoiseCLR's objective in "
                                              "h); --out is a folder for the K files and a preview strip")
-    common(cl)
-    cl.add_argument("--images", nargs="*", help="unlabelled images (files or folders); default: model samples")
-    cl.add_argument("--samples", type=int, default=64, help="model samples to discover on when no --images")
-    cl.add_argument("--k", type=int, default=8, help="number of directions")
+    k_at_once(cl, 64)
     cl.add_argument("--iterations", type=int, default=300, help="updates")
     cl.add_argument("--batch", type=int, default=8, help="images per update")
     cl.add_argument("--lr", type=float, default=0.05)
     cl.add_argument("--temperature", type=float, default=0.5)
     cl.add_argument("--radius", type=float, default=0.5, help="each direction's size, in units of h's RMS")
-    cl.add_argument("--seed", type=int, default=0)
-    cl.add_argument("--preview", type=int, default=4, help="images in the preview strip (0: none)")
+
+    ic = dsub.add_parser("ica", help="K directions at once: independent components of h over unlabelled images or "
+                                     "model samples; --out is a folder for the K files and a preview strip")
+    k_at_once(ic, 256)
+    ic.add_argument("--dims", type=int, default=None,
+                    help="principal components the K are sought among (default 2 x K); the K least Gaussian are kept")
 
     pj = dsub.add_parser("project", help="remove from a direction its components along others")
     common(pj, model=False)
@@ -114,24 +123,31 @@ def _image_set(paths: list[str], what: str):
     return [load_image(f) for f in files]
 
 
-def contrastive_files(args: argparse.Namespace) -> list[Path]:
-    """The files ``direction contrastive`` writes into --out: K direction files and the preview strip."""
-    out, stem = Path(args.out), (args.name or "contrastive").replace(" ", "_").replace("/", "_")
+K_AT_ONCE = ("contrastive", "ica")
+
+
+def k_files(args: argparse.Namespace) -> list[Path]:
+    """The files ``direction contrastive`` / ``ica`` write into --out: K direction files and the preview strip."""
+    out, stem = Path(args.out), (args.name or args.method).replace(" ", "_").replace("/", "_")
     files = [out / f"{stem}_{i}.safetensors" for i in range(args.k)]
     return files + ([out / f"{stem}_preview.png"] if args.preview else [])
 
 
 def check(args: argparse.Namespace) -> None:
-    if args.method == "contrastive":
+    if args.method in K_AT_ONCE:
         if not Path(args.out).is_dir():
             raise HSpaceError(f"{args.out}: no such folder for the K direction files (--out is a folder here)")
         at_least(args.k, 2, "--k")
         at_least(args.preview, 0, "--preview")
-        clash = [str(f) for f in contrastive_files(args) if f.exists()]
+        clash = [str(f) for f in k_files(args) if f.exists()]
         if clash and not args.overwrite:
             raise HSpaceError(f"{clash[0]}: already exists (use --overwrite to replace the {len(clash)} files, or "
                               "another --name or folder)")
-        finite([args.temperature, args.radius], "--temperature and --radius")
+        if args.method == "contrastive":
+            finite([args.temperature, args.radius], "--temperature and --radius")
+        elif args.dims is not None and args.dims < args.k:
+            raise HSpaceError(f"--dims {args.dims} is fewer than --k {args.k}: the K directions are sought among "
+                              "--dims principal components")
     else:
         check_out(Path(args.out), ".safetensors", args.overwrite)
     if args.method == "project":
@@ -144,7 +160,7 @@ def check(args: argparse.Namespace) -> None:
     at_least(getattr(args, "iterations", None), 1, "--iterations")
     at_least(getattr(args, "batch", None), 2 if args.method == "contrastive" else 1, "--batch")
     at_least(getattr(args, "t", None), 0, "--t")
-    at_least(getattr(args, "samples", None), 2 if args.method in ("pca", "contrastive") else 1, "--samples")
+    at_least(getattr(args, "samples", None), 2 if args.method in ("pca", "contrastive", "ica") else 1, "--samples")
     finite([getattr(args, k) for k in ("lr", "clip_w", "l1_w") if hasattr(args, k)], "--lr, --clip-w and --l1-w")
     if args.method == "clip" and not Path(args.clip_weights).exists():
         raise HSpaceError(f"{args.clip_weights}: no such CLIP weights file or folder")
@@ -185,8 +201,8 @@ def run(args: argparse.Namespace) -> int:
     ctx = context(args.device) if args.method in ("supervised", "clip") else Context(device=args.device)
     try:
         model = _load_for_direction(args, ctx.device)
-        if args.method == "contrastive":
-            return _contrastive(args, model)
+        if args.method in K_AT_ONCE:
+            return _k_at_once(args, model)
         d = _find_direction(args, model, ctx)
         if not ctx.main:
             return 0  # every process holds the direction; the first calibrates and writes it
@@ -199,23 +215,33 @@ def run(args: argparse.Namespace) -> int:
         ctx.close()
 
 
-def _contrastive(args: argparse.Namespace, model) -> int:
-    """K directions, calibrated, written with a preview strip (``contrastive.preview_rows``) of the first
-    --preview images (or samples)."""
-    from ..discovery.contrastive import ContrastiveSettings, contrastive_directions, preview_rows
+def _k_at_once(args: argparse.Namespace, model) -> int:
+    """K directions (contrastive discovery or independent components), calibrated, written with a preview
+    strip (``contrastive.preview_rows``) of the first --preview images (or samples)."""
+    from ..discovery.contrastive import preview_rows
     from ..images import prepare_images, strip
     from ..inversion import invert
 
     images = _image_set(args.images, "unlabelled") if args.images else None
-    settings = ContrastiveSettings(k=args.k, iterations=args.iterations, batch=args.batch, lr=args.lr,
-                                   temperature=args.temperature, radius=args.radius, seed=args.seed)
-    ds = contrastive_directions(model, images, n_samples=args.samples, steps=args.steps, t_edit=args.t_edit,
-                                settings=settings, name=args.name or "contrastive", callback=StepProgress("discover"))
+    if args.method == "contrastive":
+        from ..discovery.contrastive import ContrastiveSettings, contrastive_directions
+
+        settings = ContrastiveSettings(k=args.k, iterations=args.iterations, batch=args.batch, lr=args.lr,
+                                       temperature=args.temperature, radius=args.radius, seed=args.seed)
+        ds = contrastive_directions(model, images, n_samples=args.samples, steps=args.steps, t_edit=args.t_edit,
+                                    settings=settings, name=args.name or "contrastive",
+                                    callback=StepProgress("discover"))
+    else:
+        from ..discovery.ica import ica_directions
+
+        ds = ica_directions(model, images, n_samples=args.samples, components=args.k,
+                            dims=args.dims, steps=args.steps, t_edit=args.t_edit,
+                            seed=args.seed, name=f"{args.name or 'ica'} ", callback=StepProgress("record h"))
     if args.calibrate:
         from ..calibrate import calibrated
 
         ds = [calibrated(model, d) for d in ds]
-    files = contrastive_files(args)
+    files = k_files(args)
     for d, path in zip(ds, files):
         _save(d, path, args.overwrite)
     if args.preview:

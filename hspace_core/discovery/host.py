@@ -21,6 +21,7 @@ import torch
 from ..directions.base import WHICH_H, DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..host import HOST_FAMILIES
+from .ica import independent_components
 from .pca import consistent_signs, principal_components
 
 SPATIAL = ("average", "keep")
@@ -82,3 +83,33 @@ def pca_host_direction(recorded: dict[int, torch.Tensor], component: int, *, fam
     stacked = torch.stack([values[t] for t in asc])
     return TensorDirection(stacked, torch.tensor(asc, dtype=torch.int64),
                            _info(family, stacked, name, "std", provenance or {}, t_edit, which_h))
+
+
+def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int | None = None, family: str,
+                        spatial: str = "average",
+                        name: str = "IC", provenance: dict | None = None, t_edit: int | None = None,
+                        t_end: int | None = None, which_h: str = WHICH_H, seed: int = 0) -> list[TensorDirection]:
+    """k independent components of h over the recorded trajectories (``ica.independent_components``): each
+    trajectory's h at every recorded timestep of the editing interval [t_edit, t_end] (either end open when
+    None) is one row, whitened in its top ``dims`` (default k) principal components; each component is one standard deviation of its source per timestep (zero outside),
+    ordered by |excess kurtosis|, its positive side its source's longer tail."""
+    ts = sorted(recorded, reverse=True)
+    if not ts:
+        raise HSpaceError("nothing was recorded")
+    used = [t for t in ts if (t_edit is None or t >= t_edit) and (t_end is None or t <= t_end)]
+    if not used:
+        raise HSpaceError(f"no recorded timestep lies in the editing interval [{t_edit}, {t_end}]")
+    hs = [_reduce(recorded[t], spatial) for t in used]
+    n, shape = hs[0].shape[0], hs[0].shape[1:]
+    shifts, sources = independent_components(torch.cat([h.flatten(1) for h in hs], dim=1), k, dims=dims, seed=seed)
+    asc = sorted(ts)
+    out = []
+    for j in range(k):
+        per_t = dict(zip(used, shifts[j].view(len(used), *shape)))
+        stacked = torch.stack([per_t.get(t, torch.zeros(shape)) for t in asc])
+        kurt = float((sources[:, j] ** 4).mean() - 3)
+        out.append(TensorDirection(stacked, torch.tensor(asc, dtype=torch.int64),
+                                   _info(family, stacked, f"{name} {j}", "std",
+                                         {**(provenance or {}), "component": j, "trajectories": n,
+                                          "excess_kurtosis": round(kurt, 4)}, t_edit, which_h)))
+    return out

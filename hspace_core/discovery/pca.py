@@ -22,13 +22,18 @@ from .supervised import direction_from_steps
 
 
 def principal_components(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k principal axes of rows x [N, D]: (unit axes [k, D], standard deviations [k])."""
-    n = x.shape[0]
+    """Top-k principal axes of rows x [N, D]: (unit axes [k, D], standard deviations [k]), from whichever of
+    the N x N Gram matrix and the D x D covariance is smaller."""
+    n, dim = x.shape
     xc = (x - x.mean(0)).double()
-    gram = xc @ xc.T
-    evals, evecs = torch.linalg.eigh(gram)
-    order = torch.argsort(evals, descending=True)[:k]
-    axes = (xc.T @ evecs[:, order]).T
+    if dim < n:  # the D x D covariance is the smaller problem
+        evals, evecs = torch.linalg.eigh(xc.T @ xc)
+        order = torch.argsort(evals, descending=True)[:k]
+        axes = evecs[:, order].T
+    else:
+        evals, evecs = torch.linalg.eigh(xc @ xc.T)
+        order = torch.argsort(evals, descending=True)[:k]
+        axes = (xc.T @ evecs[:, order]).T
     axes = axes / axes.norm(dim=1, keepdim=True).clamp_min(1e-30)
     std = evals[order].clamp_min(0).sqrt() / max(n - 1, 1) ** 0.5
     return axes.float(), std.float()

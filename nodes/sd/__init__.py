@@ -25,6 +25,6 @@ from .inversion import (_descending, _guide, invert_latent, invert_latent_ddpm, 
                         regenerate)
 from .node_classes import (LATENT_INVERSION_METHODS, SD_CATEGORY, ApplyHSpaceDirection, AsyrpSamplerSD,  # noqa: F401
                            DirectionFromLatentSets, DirectionFromPrompts, DirectionPCASD, DirectionsByContrastSD,
-                           InvertLatent)
+                           DirectionsByIndependenceSD, InvertLatent)
 from .patch import EDIT_KEY, H_BLOCK, HRecorder, HSpacePatch, asymmetric_shifts  # noqa: F401
 from .sampler import ddpm_invert_walk, invert_walk, sample_asyrp  # noqa: F401

@@ -4,7 +4,8 @@ widgets and glue over the patch, the sampler functions and the guider runs."""
 from __future__ import annotations
 
 from hspace_core import HSpaceError
-from hspace_core.discovery.host import SPATIAL, by_timestep, difference_direction, pca_host_direction
+from hspace_core.discovery.host import (SPATIAL, by_timestep, difference_direction, ica_host_directions,
+                                        pca_host_direction)
 from hspace_core.host import BRANCHES, MODES, HostShift, host_direction, regeneration_error
 
 from hspace_core.directions.calibration import UNITS, in_units
@@ -350,6 +351,57 @@ class DirectionPCASD:
                                provenance={"method": "PCA of h along prompt trajectories", "seeds": seeds,
                                            "seed": seed, "component": component, "size": [width, height]})
         return (calibrated_sd(model, d, positive),)
+
+
+class DirectionsByIndependenceSD:
+    DESCRIPTION = ("k unsupervised h-space directions of an SD1.x / SD2.x / SDXL, Flux or SD3 MODEL at once: independent "
+                   "components of h over N trajectories of a prompt. Each trajectory's h at the timesteps of the editing "
+                   "interval is one row; the rows are whitened in their top principal components and FastICA-rotated to "
+                   "the least Gaussian coordinates, where attributes that vary independently come apart (PCA's axes mix "
+                   "them). Each direction is one standard deviation of its component, calibrated on the MODEL; least "
+                   "Gaussian first. The list runs the nodes after it once per direction; Pick H-Space Direction takes one "
+                   "for the mixer.")
+    CATEGORY = SD_CATEGORY
+    FUNCTION = "make"
+    RETURN_TYPES = (DIRECTION,)
+    RETURN_NAMES = ("directions",)
+    OUTPUT_IS_LIST = (True,)
+    OUTPUT_TOOLTIPS = ("the k directions (a list), one shift per recorded timestep each",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from ..discovery import ICA_INPUTS
+
+        return {"required": {
+            "model": MODEL_INPUT,
+            "positive": ("CONDITIONING", {"tooltip": "the prompt the trajectories are sampled with (cfg 1)"}),
+            "sigmas": SIGMAS_INPUT,
+            "seeds": ("INT", {"default": 128, "min": 4, "max": 4096,
+                              "tooltip": "trajectories to analyse (more than 2 x dims + 1; a few hundred for 8)"}),
+            **ICA_INPUTS,
+            "t_edit": ("INT", {"default": 0, "min": 0, "max": 999, "tooltip": "rows hold h at t_edit <= t <= t_end"}),
+            "t_end": ("INT", {"default": 999, "min": 0, "max": 999, "tooltip": "rows hold h at t_edit <= t <= t_end"}),
+            "width": WIDTH_INPUT,
+            "height": HEIGHT_INPUT,
+            "spatial": (list(SPATIAL), {"tooltip": "average: channel vectors (any resolution); keep: the h grid"}),
+            "name": ("STRING", {"default": "IC", "tooltip": "a label stored in the files (with the rank)"}),
+        }, "optional": dict(FLOW_INPUTS)}
+
+    def make(self, model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height, spatial, name,
+             block=-1, h="residual stream"):
+        if t_edit > t_end:
+            raise HSpaceError(f"t_edit ({t_edit}) is above t_end ({t_end})")
+        dims = dims or 2 * k
+        if seeds <= dims + 1:
+            raise HSpaceError(f"{k} independent components among {dims} principal components need more than "
+                              f"{dims + 1} seeds, got {seeds}")
+        family, rec, which_h = record_trajectories(model, positive, sigmas, seeds, seed, width, height,
+                                                   location=flow_location(model, block, h))
+        ds = ica_host_directions(by_timestep(rec.records[0]), k, dims=dims, family=family, spatial=spatial,
+                                 name=name, t_edit=t_edit, t_end=t_end, which_h=which_h, seed=seed,
+                                 provenance={"method": "ICA of h along prompt trajectories", "seeds": seeds,
+                                             "seed": seed, "dims": dims, "size": [width, height]})
+        return ([calibrated_sd(model, d, positive) for d in ds],)
 
 
 class DirectionsByContrastSD:

@@ -347,6 +347,21 @@ def test_pca_direction_is_per_timestep_in_std_units(comfy, kind):
     assert bool((d.values.flatten(1).norm(dim=1) > 0).all())
 
 
+def test_independent_directions_are_a_calibrated_list_over_the_interval(comfy):
+    """One family is enough: the recording is the PCA node's (tested for both), the ICA is the engine's."""
+    from hspace_core.directions.calibration import calibration_of
+
+    model, node = tiny_model("sd15"), sd().DirectionsByIndependenceSD()
+    ds, = node.make(model, conditioning(1, "sd15"), sigmas(comfy, model, 3), 6, 1, 0, 0, 0, 999, 64, 64, "average",
+                    "ic")
+    assert [d.info.name for d in ds] == ["ic 0"] and calibration_of(ds[0]) is not None
+    assert ds[0].info.strength_unit == "std" and ds[0].values.shape[1:] == (128, 1, 1)
+    assert bool((ds[0].values.flatten(1).norm(dim=1) > 0).all())
+    with pytest.raises(HSpaceError, match="more than 5 seeds"):
+        node.make(model, conditioning(1, "sd15"), sigmas(comfy, model, 3), 5, 2, 0, 0, 0, 999, 64, 64, "average",
+                  "ic")
+
+
 def test_sd_directions_save_load_mix_and_apply(comfy, model, kind, tmp_path):
     from hspace_core import load_direction, save_direction
     from nodes.mixer import DirectionMixer

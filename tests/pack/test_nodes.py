@@ -134,6 +134,18 @@ def test_wrong_image_size_policy(demo):
     assert rec.shape == (1, 32, 32, 3) and "centre-cropped" in inv.preprocessing[0]
 
 
+def test_directions_by_independence_are_a_calibrated_list_with_a_preview(demo):
+    from hspace_core.directions.calibration import calibration_of
+    from nodes.discovery import DirectionsByIndependence
+
+    ds, preview = DirectionsByIndependence().find(demo, 1, 0, 0, 500, 8, 8, 2)  # one calibration: the slow part
+    assert [d.info.name for d in ds] == ["ic0"] and ds[0].info.provenance["dims"] == 2
+    assert calibration_of(ds[0]) is not None
+    assert preview.shape[0] == 1 and preview.shape[-1] == 3 and preview.shape[2] >= 3 * 32  # -2, 0, +2
+    with pytest.raises(HSpaceError, match="more than 3"):
+        DirectionsByIndependence().find(demo, 1, 0, 0, 500, 8, 3, 2)
+
+
 def test_directions_from_images_pca_mixer_and_save(demo, models_dir):
     pos, neg = faces(4, 1, smile=0.8), faces(4, 1, smile=-0.8)
     d = DirectionFromImages().find(demo, pos, neg, "mean difference", 8, 500, "resize_crop")[0]

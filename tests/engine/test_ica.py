@@ -1,0 +1,116 @@
+"""Independent components of h unmix independent factors that PCA leaves mixed (issue 34)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hspace_core import HSpaceError
+from hspace_core.discovery.ica import fast_ica, ica_directions, independent_components
+from hspace_core.discovery.pca import principal_components
+from hspace_core.schedule import asyrp_timesteps
+from tests.engine.test_discovery import pooling_model
+
+
+def _factors(n: int, g: torch.Generator) -> torch.Tensor:
+    """[n, 3] independent, non-Gaussian factors: a uniform dial, a yes/no (p 0.3), another uniform."""
+    return torch.stack([torch.rand(n, generator=g) * 2 - 1, (torch.rand(n, generator=g) < 0.3).float(),
+                        torch.rand(n, generator=g)], dim=1)
+
+
+def _best_cos(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """For every row of ``columns`` the largest |cosine| with any of ``rows``."""
+    return (F.normalize(rows, dim=1) @ F.normalize(columns, dim=1).T).abs().max(0).values
+
+
+def test_independent_components_recover_the_mixing_that_pca_cannot():
+    g = torch.Generator().manual_seed(0)
+    s = _factors(4000, g)
+    mixing = torch.randn(3, 40, generator=g)
+    mixing[1] = 0.6 * mixing[0] + 0.8 * mixing[1]                  # 40-odd degrees apart: no orthogonal axes fit
+    x = s @ mixing + 0.01 * torch.randn(4000, 40, generator=g)
+    shifts, sources = independent_components(x, 3, seed=1)
+    assert (_best_cos(shifts, mixing) > 0.995).all()
+    for j in range(3):  # each shift is one standard deviation of its factor along its column
+        i = int((F.normalize(shifts, dim=1) @ F.normalize(mixing[j], dim=0)).abs().argmax())
+        assert float(shifts[i].norm()) == pytest.approx(float(s[:, j].std() * mixing[j].norm()), rel=0.03)
+    assert torch.allclose(sources.T @ sources / 4000, torch.eye(3), atol=1e-3)   # unit variance, uncorrelated
+    assert ((sources ** 3).mean(0) > 0).all()                                   # the longer tail is +
+    axes, _ = principal_components(x, 3)
+    assert float(_best_cos(axes, mixing).min()) < 0.97
+
+
+def test_a_wider_whitened_subspace_keeps_the_least_gaussian_components():
+    g = torch.Generator().manual_seed(2)
+    s = torch.cat([_factors(3000, g)[:, :2], 1.5 * torch.randn(3000, 2, generator=g)], dim=1)  # two Gaussian distractors
+    mixing = torch.randn(4, 30, generator=g)
+    x = s @ mixing
+    shifts, sources = independent_components(x, 2, dims=4, seed=0)
+    assert (_best_cos(shifts, mixing[:2]) > 0.97).all()
+    assert ((sources ** 4).mean(0) - 3 < -0.8).all()                            # both clearly non-Gaussian
+    with pytest.raises(HSpaceError, match="must hold"):
+        independent_components(x, 3, dims=2)
+    with pytest.raises(HSpaceError, match="more samples"):
+        independent_components(x[:5], 4)
+
+
+def test_fast_ica_reports_when_it_does_not_converge():
+    z = torch.randn(200, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(HSpaceError, match="did not converge"):
+        fast_ica(z, max_iterations=1, tolerance=0.0)
+
+
+def test_ica_directions_from_images_follow_the_planted_factors_along_the_trajectory():
+    """On the pooling network h at step t is pool(x_0) * sqrt(a_t / a_0): images mixing two planted patterns
+    by independent factors give directions along the pooled patterns, scaled per step, zero below t_edit."""
+    model = pooling_model()
+    g = torch.Generator().manual_seed(5)
+    patterns = torch.rand(2, 3, 32, 32, generator=g) * 0.6 - 0.3
+    s = _factors(64, g)[:, :2]
+    images = (s[:, 0, None, None, None] * patterns[0] + s[:, 1, None, None, None] * patterns[1]
+              + 0.002 * torch.randn(64, 3, 32, 32, generator=g)).clamp(-1, 1)
+    seen = []
+    ds = ica_directions(model, images, components=2, dims=2, steps=10, t_edit=500, callback=seen.append)
+    assert seen[-1].i == seen[-1].total - 1 and len({i.total for i in seen}) == 1
+    grid = asyrp_timesteps(10)
+    k = int((grid >= 500).sum())
+    a = model.schedule.alpha_bar
+    pooled = F.avg_pool2d(patterns, 8).flatten(1)
+    for d in ds:
+        assert d.info.strength_unit == "std" and d.info.provenance["data"] == "images"
+        j = int((F.normalize(d.values[-1].flatten(), dim=0) @ F.normalize(pooled, dim=1).T).abs().argmax())
+        for i, t in enumerate(grid.tolist()):
+            if t < 500:
+                assert float(d.values[i].abs().max()) == 0.0
+                continue
+            v = d.values[i].flatten()
+            assert float(F.cosine_similarity(v, pooled[j], dim=0).abs()) > 0.99
+            expected = float(s[:, j].std() * pooled[j].norm() * (a[t] / a[0]).sqrt() / k)
+            assert float(v.norm()) == pytest.approx(expected, rel=0.05)
+    assert {int((F.normalize(d.values[-1].flatten(), dim=0) @ F.normalize(pooled, dim=1).T).abs().argmax())
+            for d in ds} == {0, 1}
+    assert ica_directions(model, images, components=1, steps=4)[0].info.provenance["dims"] == 2  # 2 x by default
+    with pytest.raises(HSpaceError, match="more than 5"):
+        ica_directions(model, images[:5], components=2, steps=4)   # 4 dimensions whitened
+    with pytest.raises(HSpaceError, match="must hold"):
+        ica_directions(model, images, components=3, dims=2, steps=4)
+
+
+def test_the_command_line_writes_k_files_and_a_preview_and_never_overwrites(tmp_path, capsys):
+    from hspace_core import cli
+    from hspace_core.directions.calibration import calibration_of
+    from hspace_core.directions.io import load_direction
+    from tests.engine.test_cli_checks import DEMO
+
+    argv = ["direction", "ica", "--model", str(DEMO), "--samples", "12", "--k", "2", "--dims", "3", "--steps", "6",
+            "--preview", "2", "--no-calibration", "--out", str(tmp_path)]
+    assert cli.main([*argv[:-2], "--dims", "1", "--out", str(tmp_path)]) == 2
+    assert "--dims 1 is fewer than --k 2" in capsys.readouterr().err
+    assert cli.main(argv) == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["ica_0.safetensors", "ica_1.safetensors", "ica_preview.png"]
+    ds = [load_direction(tmp_path / f"ica_{i}.safetensors") for i in range(2)]
+    assert [d.info.name for d in ds] == ["ica 0", "ica 1"] and all(calibration_of(d) is None for d in ds)
+    assert ds[0].info.provenance["dims"] == 3 and ds[0].info.provenance["n"] == 12
+    before = (tmp_path / "ica_0.safetensors").read_bytes()
+    assert cli.main(argv) == 2 and "already exists" in capsys.readouterr().err
+    assert (tmp_path / "ica_0.safetensors").read_bytes() == before
