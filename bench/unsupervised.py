@@ -206,8 +206,15 @@ def sd_world(args) -> dict:
         if "ica" in methods:
             from hspace_core.discovery.host import ica_host_directions
 
-            family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, args.ica_samples,
-                                                          sdc.DIRECTION_SEED, 64, 64)
+            if args.ica_data == "images":  # h along the DDIM inversions of that many unlabelled faces
+                from nodes.sd.inversion import invert_latent, recorder
+
+                faces = world.sw.encode_images(world.vae, render(sample_faces(args.ica_samples, TRAIN_SEED), 64))
+                family, _, rec, which_h = recorder(world.model)
+                invert_latent(world.model, source, faces, world.sigmas, recorder=rec)
+            else:
+                family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, args.ica_samples,
+                                                              sdc.DIRECTION_SEED, 64, 64)
             made["ica"] = ica_host_directions(by_timestep(rec.records[0]), args.k, dims=args.ica_dims or 2 * args.k,
                                               family=family, spatial="keep",
                                               t_edit=R["t_edit"], t_end=R["t_end"], which_h=which_h, seed=args.seed)
@@ -263,7 +270,8 @@ def main() -> None:
     ap.add_argument("--ica-samples", type=int, default=512,
                     help="ica: the model's samples (pixel) / trajectories (SD) it is made from")
     ap.add_argument("--ica-data", choices=["samples", "images"], default="samples",
-                    help="ica on the pixel world: the model's samples, or that many unlabelled faces inverted")
+                    help="ica: the model's samples (SD: trajectories of the prompt), or that many unlabelled faces "
+                         "inverted")
     ap.add_argument("--ica-dims", type=int, default=None, help="ica: principal components whitened (default 2 x K)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
