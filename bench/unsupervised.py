@@ -8,8 +8,9 @@ singular vectors (Park et al.), on the pixel demo world and the miniature SD wor
 
 Each method makes K directions without labels or words: contrastive discovery from 64 unlabelled
 procedural faces (other seeds than the evaluation's), ICA from 512 of the model's own trajectories (or
---ica-data images: that many unlabelled faces, inverted; pixel world) whitened in their top 2K principal
-components, PCA from the model's own trajectories (128 pixel samples; 32 SD trajectories of "a face"), the Jacobian dh/dx_t of the first of those faces at t_edit
+--ica-data images: that many unlabelled faces, inverted) whitened in their top 2K principal components,
+PCA from the model's own trajectories (128 pixel samples; 32 SD trajectories of "a face"), the Jacobian
+dh/dx_t of the first of those faces at t_edit
 (the pixel world: the pack's subspace iteration; the SD world: the full Jacobian by central differences,
 its 256 latent dimensions make that exact and cheap, an SD Jacobian node does not exist). Every direction
 is calibrated on its model and applied at calibrated strength +2 and -2 to held-out faces (pixel: 16
