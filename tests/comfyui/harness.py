@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 from hspace_sdworld.comfy_import import find_comfyui  # noqa: E402,F401  (one search for ComfyUI, shared with training and benches)
+from tests.threads import test_threads  # noqa: E402
 
 PACK_NAME = "comfyui-hspace"
 # what the tests need from ComfyUI's requirements (installed by the README's test command)
@@ -110,7 +111,7 @@ class ComfyServer:
         # one torch thread per server under xdist (OMP_NUM_THREADS, read by PyTorch as it starts; ComfyUI sets
         # none): each worker's server computes while its worker waits, and two servers at two threads each on two
         # cores spin against each other
-        threads = os.environ.get("HSPACE_TEST_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
+        threads = test_threads()
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         env.pop("PYTHONPATH", None)  # ComfyUI imports the pack from custom_nodes, as it does for users
         self.log = self.log_path.open("w")
