@@ -1,4 +1,4 @@
-"""``python -m nodes.cli direction {contrastive,text} ...``: the SD-model direction trainers from a command line,
+"""``python -m nodes.cli direction {contrastive,ica,text} ...``: the SD-model direction trainers from a command line,
 with ComfyUI used as a library (the engine's own CLI, ``python -m hspace_core``, never imports ComfyUI and serves
 the pixel DDPMs).
 
@@ -6,11 +6,12 @@ ComfyUI is found as ``hspace_sdworld.comfy_import`` says (``COMFYUI_PATH``, the 
 or ``../shared/comfyui``). ``--ckpt`` is an SD1.x / SD2.x / SDXL checkpoint file, loaded as ComfyUI's
 CheckpointLoaderSimple loads it (weights only, nothing executed), or ``demo`` for the miniature SD world.
 The images are fitted to ``--size`` (the engine's resize_crop) and VAE-encoded; the work is the nodes' (H-Space
-Directions by Contrast (SD), H-Space Direction from Text (CLIP) with an SD MODEL), each direction calibrated on
-the model; files are never overwritten unless ``--overwrite`` is given, and every name is checked before any
+Directions by Contrast (SD), H-Space Directions by Independence (SD): from the prompt's own trajectories, no
+images, H-Space Direction from Text (CLIP) with an SD MODEL), each direction calibrated on the model; files are never overwritten unless ``--overwrite`` is given, and every name is checked before any
 work. Progress goes to stderr (tqdm).
 
     python -m nodes.cli direction contrastive --ckpt demo --images FOLDER --prompt "a face" --k 8 --out DIR
+    python -m nodes.cli direction ica --ckpt demo --prompt "a face" --seeds 256 --k 8 --out DIR
     python -m nodes.cli direction text --ckpt demo --images FOLDER --prompt "a face" --source "face" \\
         --target "smiling face" --out smile.safetensors
 """
@@ -36,15 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("direction", help="train directions on an SD checkpoint")
     dsub = d.add_subparsers(dest="method", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def common(p: argparse.ArgumentParser, images: bool = True) -> None:
         p.add_argument("--ckpt", required=True, help=f"an SD1.x / SD2.x / SDXL checkpoint file, or '{DEMO}' (the "
                                                      "miniature SD world)")
-        p.add_argument("--images", nargs="+", required=True, help="image files or folders (every image in them)")
+        if images:
+            p.add_argument("--images", nargs="+", required=True, help="image files or folders (every image in them)")
         p.add_argument("--prompt", default="", help="a prompt describing the images (the conditioning, cfg 1)")
-        p.add_argument("--size", type=int, default=0, help="images are fitted to this many pixels square "
-                                                           "(default: 64 for the demo, else 512)")
-        p.add_argument("--steps", type=int, default=40, help="the training timesteps: this grid's steps in "
-                                                             "[t_edit, t_end]")
+        p.add_argument("--size", type=int, default=0, help="images are fitted to (ica: trajectories are) "
+                                                           "this many pixels square (default: 64 for the demo, "
+                                                           "else 512)")
+        p.add_argument("--steps", type=int, default=40, help="the grid whose steps in [t_edit, t_end] "
+                                                             "the directions are made at")
         p.add_argument("--t-edit", type=int, default=500)
         p.add_argument("--t-end", type=int, default=999)
         p.add_argument("--seed", type=int, default=0)
@@ -63,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--radius", type=float, default=1.0, help="each direction's norm, in units of h's RMS")
     c.add_argument("--preview", type=int, default=2, help="images in the preview strip (0: none)")
     c.add_argument("--out", required=True, help="a folder for the K files and the preview strip")
+    i = dsub.add_parser("ica", help="K directions at once: independent components of h over the prompt's own "
+                                    "trajectories (cfg 1)")
+    common(i, images=False)
+    i.add_argument("--seeds", type=int, default=256, help="trajectories to analyse (more than --dims + 1)")
+    i.add_argument("--k", type=int, default=8)
+    i.add_argument("--dims", type=int, default=0, help="principal components the K are sought among (0: 2 x K)")
+    i.add_argument("--spatial", choices=["average", "keep"], default="keep",
+                   help="average: channel vectors (any resolution); keep: the h grid")
+    i.add_argument("--out", required=True, help="a folder for the K files")
     t = dsub.add_parser("text", help="Asyrp's CLIP training of one shift of h (directional CLIP loss on the "
                                      "VAE-decoded predicted x0)")
     common(t)
@@ -88,7 +100,7 @@ def check(args: argparse.Namespace) -> None:
     at_least(args.size, 0, "--size")
     if not 0 <= args.t_edit <= args.t_end <= 999:
         raise HSpaceError(f"need 0 <= --t-edit <= --t-end <= 999, got {args.t_edit} and {args.t_end}")
-    for p in args.images:
+    for p in getattr(args, "images", []):
         if not Path(p).exists():
             raise HSpaceError(f"{p}: no such image file or folder")
     if args.method == "contrastive":
@@ -96,6 +108,17 @@ def check(args: argparse.Namespace) -> None:
         at_least(args.iterations, 1, "--iterations")
         at_least(args.batch, 2, "--batch")
         at_least(args.preview, 0, "--preview")
+        if not Path(args.out).is_dir():
+            raise HSpaceError(f"{args.out}: no such folder for the K direction files (--out is a folder here)")
+        clash = [str(f) for f in k_files(args) if f.exists()]
+    elif args.method == "ica":
+        at_least(args.k, 1, "--k")
+        at_least(args.dims, 0, "--dims")
+        dims = args.dims or 2 * args.k
+        if dims < args.k:
+            raise HSpaceError(f"--dims {args.dims} is fewer than --k {args.k}")
+        if args.seeds <= dims + 1:
+            raise HSpaceError(f"--seeds must be more than {dims + 1} for {dims} principal components, got {args.seeds}")
         if not Path(args.out).is_dir():
             raise HSpaceError(f"{args.out}: no such folder for the K direction files (--out is a folder here)")
         clash = [str(f) for f in k_files(args) if f.exists()]
@@ -175,12 +198,23 @@ def run(args: argparse.Namespace) -> int:
     import_comfy(cpu=not args.gpu)
     model, clip, vae = load_checkpoint(args.ckpt)
     size = args.size or (64 if args.ckpt == DEMO else 512)
-    latents = latents_of(vae, args.images, size)
+    latents = latents_of(vae, args.images, size) if hasattr(args, "images") else None
     from hspace_sdworld.sampling import encode
 
     from .sd.calibration import calibrated_sd
 
     positive = encode(clip, args.prompt)
+    if args.method == "ica":
+        from hspace_sdworld.sampling import sigmas
+
+        from .sd import DirectionsByIndependenceSD
+
+        (ds,) = DirectionsByIndependenceSD().make(model, positive, sigmas(model, args.steps), args.seeds, args.k,
+                                                  args.dims, args.seed, args.t_edit, args.t_end, size, size,
+                                                  args.spatial, args.name or "ica")
+        for d, path in zip(ds, k_files(args)):
+            _save(d, path, args.overwrite)
+        return 0
     if args.method == "contrastive":
         from hspace_core.discovery.contrastive import ContrastiveSettings
 

@@ -130,7 +130,7 @@ def k_files(args: argparse.Namespace) -> list[Path]:
     """The files ``direction contrastive`` / ``ica`` write into --out: K direction files and the preview strip."""
     out, stem = Path(args.out), (args.name or args.method).replace(" ", "_").replace("/", "_")
     files = [out / f"{stem}_{i}.safetensors" for i in range(args.k)]
-    return files + ([out / f"{stem}_preview.png"] if args.preview else [])
+    return files + ([out / f"{stem}_preview.png"] if getattr(args, "preview", 0) else [])
 
 
 def check(args: argparse.Namespace) -> None:

@@ -210,8 +210,9 @@ def sd_cli_here(args: list[str], capsys) -> tuple[int, str]:
 
 
 def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_overwrites(tmp_path, capsys):
-    """``python -m nodes.cli direction contrastive | text`` on the miniature SD world: K calibrated files and a
-    preview strip (as a process), one CLIP-trained file, each an SD direction; a second run refuses before any
+    """``python -m nodes.cli direction contrastive | text | ica`` on the miniature SD world: K calibrated files and
+    a preview strip (as a process), one CLIP-trained file, one independent component (no images), each an SD
+    direction; a second run refuses before any
     work and names the files; a file that is not a checkpoint is refused in one line (these in this process)."""
     from PIL import Image
 
@@ -249,3 +250,10 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
     assert code == 2 and err.strip().splitlines()[-1].startswith(
         f"error: {tmp_path / 'junk.ckpt'}: ComfyUI cannot load it"), err[-2000:]
     assert not (out / "x.safetensors").exists()
+    ica = ["ica", "--ckpt", "demo", "--prompt", "a face", "--steps", "4", "--k", "1", "--out", str(out)]
+    code, err = sd_cli_here([*ica, "--seeds", "3"], capsys)          # 2 x k components need more than 3
+    assert code == 2 and "--seeds must be more than 3" in err
+    code, err = sd_cli_here([*ica, "--seeds", "6"], capsys)
+    assert code == 0, err[-3000:]
+    d = load_direction(out / "ica_0.safetensors")
+    assert d.info.family == "sd1" and d.info.strength_unit == "std" and d.info.calibration is not None
