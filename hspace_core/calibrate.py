@@ -10,15 +10,15 @@ import torch
 from .directions.calibration import (Calibration, gain_of, gain_points, off_target_weights, psnr_off_target,
                                      solve_scale, usable_range, with_calibration)
 from .editing import edit
-from .sampling import asyrp_prediction, plain_predictor
+from .sampling import Callback, asyrp_prediction, plain_predictor
 
 
 def calibrate(model, direction, *, t: int | None = None, samples: int = 4, seed: int = 0, usable: bool = True,
-              steps: int = 10) -> Calibration:
+              steps: int = 10, callback: Callback | None = None) -> Calibration:
     """Measure ``direction``'s calibration on ``model`` for the editing interval [t, t_max]. t: the direction's
     t_edit (else 500), within the model's schedule. The gain from ``samples`` seeded x_T taken one DDIM step
     down to each of ``gain_points(t, t_max)``; the usable range from whole edits of the same x_T on a
-    ``steps``-step grid."""
+    ``steps``-step grid, whose steps ``callback`` reports (the longer part)."""
     t_max = model.schedule.num_timesteps - 1
     chosen = t if t is not None else (direction.info.t_edit if direction.info.t_edit is not None else 500)
     t = int(min(t_max - 1, max(0, chosen)))
@@ -50,7 +50,7 @@ def calibrate(model, direction, *, t: int | None = None, samples: int = 4, seed:
 
     def psnr_at(strengths: list[float]) -> torch.Tensor:
         images = edit(model, starts, direction, [0.0] + [s * cal.scale for s in strengths], t_edit=t, steps=steps,
-                      t_0=t_max).images.float()
+                      t_0=t_max, callback=callback).images.float()
         return torch.stack([psnr_off_target(images[:, j + 1], images[:, 0], weights, 2.0).mean()
                             for j in range(len(strengths))])
 

@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         if args.calibrate:
             from ..calibrate import calibrated
 
-            d = calibrated(model, d)
+            d = calibrated(model, d, callback=StepProgress(f"calibrate {d.info.name}"))
         return _save(d, Path(args.out), args.overwrite)
     finally:
         ctx.close()
@@ -240,7 +240,7 @@ def _k_at_once(args: argparse.Namespace, model) -> int:
     if args.calibrate:
         from ..calibrate import calibrated
 
-        ds = [calibrated(model, d) for d in ds]
+        ds = [calibrated(model, d, callback=StepProgress(f"calibrate {d.info.name}")) for d in ds]
     files = k_files(args)
     for d, path in zip(ds, files):
         _save(d, path, args.overwrite)

@@ -90,3 +90,4 @@ def test_cli_direction_jacobian(tmp_path):
     # the command line calibrates what it makes on the model it was made for, and says so
     assert d.info.calibration is not None and d.info.calibration["t"] == 400
     assert "calibrated at t=400: strength 1 = " in r.stderr
+    assert "calibrate jacobian1: 10/10 steps" in r.stderr  # the calibration's whole edits report their steps
