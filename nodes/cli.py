@@ -6,9 +6,9 @@ ComfyUI is found as ``hspace_sdworld.comfy_import`` says (``COMFYUI_PATH``, the 
 or ``../shared/comfyui``). ``--ckpt`` is an SD1.x / SD2.x / SDXL checkpoint file, loaded as ComfyUI's
 CheckpointLoaderSimple loads it (weights only, nothing executed), or ``demo`` for the miniature SD world.
 The images are fitted to ``--size`` (the engine's resize_crop) and VAE-encoded; the work is the nodes' (H-Space
-Directions by Contrast (SD), H-Space Directions by Independence (SD): from the prompt's own trajectories, no
-images, H-Space Direction from Text (CLIP) with an SD MODEL), each direction calibrated on the model; files are never overwritten unless ``--overwrite`` is given, and every name is checked before any
-work. Progress goes to stderr (tqdm).
+Directions by Contrast (SD); H-Space Directions by Independence (SD), from the prompt's own trajectories, no
+images; H-Space Direction from Text (CLIP) with an SD MODEL), each direction calibrated on the model; files are
+never overwritten unless ``--overwrite`` is given, and every name is checked before any work. Progress goes to stderr (tqdm).
 
     python -m nodes.cli direction contrastive --ckpt demo --images FOLDER --prompt "a face" --k 8 --out DIR
     python -m nodes.cli direction ica --ckpt demo --prompt "a face" --seeds 256 --k 8 --out DIR
@@ -114,9 +114,9 @@ def check(args: argparse.Namespace) -> None:
     elif args.method == "ica":
         at_least(args.k, 1, "--k")
         at_least(args.dims, 0, "--dims")
-        dims = args.dims or 2 * args.k
-        if dims < args.k:
-            raise HSpaceError(f"--dims {args.dims} is fewer than --k {args.k}")
+        from hspace_core.discovery.ica import whitened_dims
+
+        dims = whitened_dims(args.k, args.dims)
         if args.seeds <= dims + 1:
             raise HSpaceError(f"--seeds must be more than {dims + 1} for {dims} principal components, got {args.seeds}")
         if not Path(args.out).is_dir():

@@ -1,7 +1,7 @@
 """``direction METHOD``: find a direction (CLIP training, supervised mean difference or classifier normal,
 PCA, Jacobian; K at once by contrastive discovery or independent components) or project one off others,
-and write it as a direction file (contrastive, ica: K files and a preview strip in a folder). CLIP training and the mean
-difference spread over processes under torchrun; the first process writes the file."""
+and write it as a direction file (contrastive, ica: K files and a preview strip in a folder). CLIP training
+and the mean difference spread over processes under torchrun; the first process writes the file."""
 
 from __future__ import annotations
 

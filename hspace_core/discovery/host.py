@@ -21,7 +21,7 @@ import torch
 from ..directions.base import WHICH_H, DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..host import HOST_FAMILIES
-from .ica import independent_components
+from .ica import independent_components, whitened_dims
 from .pca import consistent_signs, principal_components
 
 SPATIAL = ("average", "keep")
@@ -86,13 +86,13 @@ def pca_host_direction(recorded: dict[int, torch.Tensor], component: int, *, fam
 
 
 def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int | None = None, family: str,
-                        spatial: str = "average",
-                        name: str = "IC", provenance: dict | None = None, t_edit: int | None = None,
+                        spatial: str = "average", name: str = "IC", provenance: dict | None = None, t_edit: int | None = None,
                         t_end: int | None = None, which_h: str = WHICH_H, seed: int = 0) -> list[TensorDirection]:
     """k independent components of h over the recorded trajectories (``ica.independent_components``): each
     trajectory's h at every recorded timestep of the editing interval [t_edit, t_end] (either end open when
-    None) is one row, whitened in its top ``dims`` (default k) principal components; each component is one standard deviation of its source per timestep (zero outside),
-    ordered by |excess kurtosis|, its positive side its source's longer tail."""
+    None) is one row, whitened in its top ``dims`` principal components (``ica.whitened_dims``: 2 x k by
+    default); each component is one standard deviation of its source per timestep (zero outside), ordered
+    by |excess kurtosis|, its positive side its source's longer tail."""
     ts = sorted(recorded, reverse=True)
     if not ts:
         raise HSpaceError("nothing was recorded")
@@ -101,7 +101,8 @@ def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int 
         raise HSpaceError(f"no recorded timestep lies in the editing interval [{t_edit}, {t_end}]")
     hs = [_reduce(recorded[t], spatial) for t in used]
     n, shape = hs[0].shape[0], hs[0].shape[1:]
-    shifts, sources = independent_components(torch.cat([h.flatten(1) for h in hs], dim=1), k, dims=dims, seed=seed)
+    rows = torch.cat([h.flatten(1) for h in hs], dim=1)
+    shifts, sources = independent_components(rows, k, dims=whitened_dims(k, dims), seed=seed)
     asc = sorted(ts)
     out = []
     for j in range(k):

@@ -34,6 +34,17 @@ DIMS_PER_K = 2  # the default whitened subspace: twice the components asked for
 TOLERANCE = 1e-4  # as scikit-learn's FastICA: max |1 - |<w_new, w_old>|| over the rows
 
 
+def whitened_dims(k: int, dims: int | None) -> int:
+    """The whitened subspace the k components are sought in: ``dims``, or ``DIMS_PER_K`` x k when it is None
+    or 0; refused when it cannot hold them."""
+    if k < 1:
+        raise HSpaceError(f"ask for at least one component, got {k}")
+    dims = dims or DIMS_PER_K * k
+    if dims < k:
+        raise HSpaceError(f"the whitened subspace ({dims}) must hold the {k} components")
+    return dims
+
+
 def _symmetric_decorrelation(w: torch.Tensor) -> torch.Tensor:
     """(W W^T)^(-1/2) W: the nearest matrix with orthonormal rows [k, k]."""
     evals, evecs = torch.linalg.eigh(w @ w.T)
@@ -119,11 +130,7 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
     one standard deviation of its source at every edited step (zero elsewhere), divided by the number of
     edited steps as the PCA directions are (``strength_unit`` "std"); named ``{name}0`` ... in order of
     |excess kurtosis|. Progress is one job: the inversions (if any), then the recording walks."""
-    if components < 1:
-        raise HSpaceError(f"ask for at least one component, got {components}")
-    dims = DIMS_PER_K * components if dims is None else dims
-    if dims < components:
-        raise HSpaceError(f"the whitened subspace ({dims}) must hold the {components} components")
+    dims = whitened_dims(components, dims)
     grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
     k_edit = edit_steps(grid, t_edit)
     if images is not None:

@@ -391,7 +391,9 @@ class DirectionsByIndependenceSD:
              block=-1, h="residual stream"):
         if t_edit > t_end:
             raise HSpaceError(f"t_edit ({t_edit}) is above t_end ({t_end})")
-        dims = dims or 2 * k
+        from hspace_core.discovery.ica import whitened_dims
+
+        dims = whitened_dims(k, dims)
         if seeds <= dims + 1:
             raise HSpaceError(f"{k} independent components among {dims} principal components need more than "
                               f"{dims + 1} seeds, got {seeds}")
