@@ -216,7 +216,7 @@ def sd_world(args) -> dict:
             else:
                 family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, args.ica_samples,
                                                               sdc.DIRECTION_SEED, 64, 64)
-            made["ica"] = ica_host_directions(by_timestep(rec.records[0]), args.k, dims=args.ica_dims or 2 * args.k,
+            made["ica"] = ica_host_directions(by_timestep(rec.records[0]), args.k, dims=args.ica_dims,
                                               family=family, spatial="keep",
                                               t_edit=R["t_edit"], t_end=R["t_end"], which_h=which_h, seed=args.seed)
             print(f"  ica: {time.time() - tic:.0f} s", flush=True)
@@ -254,6 +254,7 @@ def table(title: str, result: dict) -> str:
 
 def main() -> None:
     from hspace_core.discovery.contrastive import ContrastiveSettings
+    from hspace_core.discovery.ica import whitened_dims
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--worlds", default="pixel,sd")
@@ -276,13 +277,14 @@ def main() -> None:
     ap.add_argument("--ica-dims", type=int, default=None, help="ica: principal components whitened (default 2 x K)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--docs", action="store_true", help="write docs/unsupervised/pixel_contrastive.png")
+    ap.add_argument("--docs", action="store_true",
+                    help="write docs/unsupervised/pixel_contrastive.png and pixel_ica.png (the methods run)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     report = {"k": args.k, "iterations": args.iterations, "faces": args.faces, "strength": STRENGTH,
               "min_change": MIN_CHANGE, "max_drift": MAX_DRIFT,
               "contrastive": {"pool": args.pool, "radius": args.radius, "orthogonal": args.orthogonal},
-              "ica": {"samples": args.ica_samples, "dims": args.ica_dims or 2 * args.k, "data": args.ica_data}}
+              "ica": {"samples": args.ica_samples, "dims": whitened_dims(args.k, args.ica_dims), "data": args.ica_data}}
     tic = time.time()
     worlds = args.worlds.split(",")
     if "pixel" in worlds:
