@@ -204,15 +204,17 @@ def run(args: argparse.Namespace) -> int:
     from .sd.calibration import calibrated_sd
 
     positive = encode(clip, args.prompt)
+
+    def calibrated(d):
+        return calibrated_sd(model, d, positive, callback=StepProgress(f"calibrate {d.info.name}"))
     if args.method == "ica":
         from hspace_sdworld.sampling import sigmas
 
-        from .sd import DirectionsByIndependenceSD
+        from .sd.node_classes import independent_directions
 
-        (ds,) = DirectionsByIndependenceSD().make(model, positive, sigmas(model, args.steps), args.seeds, args.k,
-                                                  args.dims, args.seed, args.t_edit, args.t_end, size, size,
-                                                  args.spatial, args.name or "ica")
-        for d, path in zip(ds, k_files(args)):
+        ds = independent_directions(model, positive, sigmas(model, args.steps), args.seeds, args.k, args.dims,
+                                    args.seed, args.t_edit, args.t_end, size, size, args.spatial, args.name or "ica")
+        for d, path in zip([calibrated(d) for d in ds], k_files(args)):
             _save(d, path, args.overwrite)
         return 0
     if args.method == "contrastive":
@@ -224,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
                                        temperature=args.temperature, radius=args.radius, seed=args.seed)
         ds = contrastive_sd(model, positive, latents, steps=args.steps, t_edit=args.t_edit, t_end=args.t_end,
                             name=args.name or "contrastive", settings=settings, callback=StepProgress("discover"))
-        ds = [calibrated_sd(model, d, positive) for d in ds]
+        ds = [calibrated(d) for d in ds]
         files = k_files(args)
         for d, path in zip(ds, files):
             _save(d, path, args.overwrite)

@@ -83,11 +83,13 @@ def _gain_sampler(out: list, sigmas_t: list[float], flow: bool):
 
 
 def calibrate_sd(model, direction, positive, *, t: float | None = None, t_end: float = 999.0, samples: int = 2,
-                 seed: int = 0, steps: int = 10, usable: bool = True) -> Calibration:
+                 seed: int = 0, steps: int = 10, usable: bool = True, callback=None) -> Calibration:
     """The direction's calibration on a ComfyUI SD MODEL with the prompt's conditioning ``positive`` (cfg 1)
     over the interval [t, t_end]: t the direction's t_edit, else ``DEFAULT_T``; the gain averaged over
     ``gain_points(t, t_end)``, the usable range from Asyrp edits over [t, t_end] on the MODEL's sigmas of
-    ``steps`` steps, ``samples`` seeded starts."""
+    ``steps`` steps, ``samples`` seeded starts. ``callback``: the engine's per-step callback
+    (``hspace_core.StepInfo``, no x0_pred: latents are no preview) over the usable range's edits as one job
+    of samples x steps steps (the longer part)."""
     import comfy.samplers
 
     from .inversion import _guide
@@ -119,6 +121,7 @@ def calibrate_sd(model, direction, positive, *, t: float | None = None, t_end: f
     sigmas = comfy.samplers.calculate_sigmas(ms, "normal", steps).cpu()
     m = _patched(model, direction, t, t_end)
     weights = off_target_weights(direction, (lh, lw))
+    arrived = [int(round(float(ms.timestep(s)))) if s > 0 else -1 for s in sigmas[1:]]
 
     def psnr_at(strengths: list[float]) -> torch.Tensor:
         scales = [0.0] + [s * cal.scale for s in strengths]
@@ -126,7 +129,8 @@ def calibrate_sd(model, direction, positive, *, t: float | None = None, t_end: f
         for i in range(samples):
             sampler = comfy.samplers.KSAMPLER(sample_asyrp, extra_options={"strengths": tuple(scales)})
             lat = _guide(m, positive, positive, 1.0, sampler, sigmas, torch.zeros_like(noise[i:i + 1]),
-                         noise[i:i + 1], seed=seed, callback=lambda *a: None, disable_pbar=True).float()
+                         noise[i:i + 1], seed=seed, callback=_steps_of(callback, i, samples, arrived),
+                         disable_pbar=True).float()
             peak = latent_peak(lat[:1])
             values.append(psnr_off_target(lat[1:], lat[:1].expand_as(lat[1:]), weights, peak))
         return torch.stack(values).mean(0)
@@ -134,11 +138,28 @@ def calibrate_sd(model, direction, positive, *, t: float | None = None, t_end: f
     return replace(cal, usable=usable_range(psnr_at))
 
 
+def _steps_of(callback, sample: int, samples: int, arrived: list[int]):
+    """ComfyUI's (step, x0, x, total) callback of one start's edit as the engine's StepInfo of the whole job
+    (``samples`` edits of ``total`` steps each); ``arrived``: the timestep each step arrives at (-1: clean)."""
+    from hspace_core.sampling import StepInfo
+
+    if callback is None:
+        return lambda *a: None
+
+    def report(step, x0, x, total):
+        callback(StepInfo(sample * total + step, samples * total, arrived[min(step, len(arrived) - 1)], x, None))
+    return report
+
+
 def calibrated_sd(model, direction, positive, **kwargs):
     """``direction`` with its calibration on the MODEL recorded (``calibrate_sd``); the direction as it was
-    when it does not change the prediction (e.g. zero), which a user sees as raw units."""
+    when it does not change the prediction (e.g. zero), which a user sees as raw units. The usable range's
+    steps go to ``callback`` (default: ComfyUI's progress of the node running, nothing outside ComfyUI)."""
     from hspace_core import HSpaceError
 
+    from .. import comfy_bridge as bridge
+
+    kwargs.setdefault("callback", bridge.Progress())  # in ComfyUI: the executing node's bar, and interruption
     try:
         return with_calibration(direction, calibrate_sd(model, direction, positive, **kwargs))
     except HSpaceError as e:

@@ -389,21 +389,28 @@ class DirectionsByIndependenceSD:
 
     def make(self, model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height, spatial, name,
              block=-1, h="residual stream"):
-        if t_edit > t_end:
-            raise HSpaceError(f"t_edit ({t_edit}) is above t_end ({t_end})")
-        from hspace_core.discovery.ica import whitened_dims
-
-        dims = whitened_dims(k, dims)
-        if seeds <= dims + 1:
-            raise HSpaceError(f"{k} independent components among {dims} principal components need more than "
-                              f"{dims + 1} seeds, got {seeds}")
-        family, rec, which_h = record_trajectories(model, positive, sigmas, seeds, seed, width, height,
-                                                   location=flow_location(model, block, h))
-        ds = ica_host_directions(by_timestep(rec.records[0]), k, dims=dims, family=family, spatial=spatial,
-                                 name=name, t_edit=t_edit, t_end=t_end, which_h=which_h, seed=seed,
-                                 provenance={"method": "ICA of h along prompt trajectories", "seeds": seeds,
-                                             "seed": seed, "dims": dims, "size": [width, height]})
+        ds = independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height,
+                                    spatial, name, location=flow_location(model, block, h))
         return ([calibrated_sd(model, d, positive) for d in ds],)
+
+
+def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height, spatial,
+                           name, location=None):
+    """The k uncalibrated directions of Directions by Independence (SD) (its inputs; ``location``: a flow
+    transformer's block, ``flow_location``)."""
+    if t_edit > t_end:
+        raise HSpaceError(f"t_edit ({t_edit}) is above t_end ({t_end})")
+    from hspace_core.discovery.ica import whitened_dims
+
+    dims = whitened_dims(k, dims)
+    if seeds <= dims + 1:
+        raise HSpaceError(f"{k} independent components among {dims} principal components need more than "
+                          f"{dims + 1} seeds, got {seeds}")
+    family, rec, which_h = record_trajectories(model, positive, sigmas, seeds, seed, width, height, location=location)
+    return ica_host_directions(by_timestep(rec.records[0]), k, dims=dims, family=family, spatial=spatial,
+                               name=name, t_edit=t_edit, t_end=t_end, which_h=which_h, seed=seed,
+                               provenance={"method": "ICA of h along prompt trajectories", "seeds": seeds,
+                                           "seed": seed, "dims": dims, "size": [width, height]})
 
 
 class DirectionsByContrastSD:

@@ -230,6 +230,7 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
                     "--out", str(out)])
     assert found.returncode == 0, found.stderr[-3000:]
     assert "discover: 2/2" in found.stderr
+    assert "calibrate contrastive 1: 20/20 steps" in found.stderr  # each calibration's edits report their steps
     files = sorted(out.glob("contrastive_*.safetensors"))
     assert [f.name for f in files] == ["contrastive_0.safetensors", "contrastive_1.safetensors"]
     for f in files:
@@ -255,5 +256,6 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
     assert code == 2 and "--seeds must be more than 3" in err
     code, err = sd_cli_here([*ica, "--seeds", "6"], capsys)
     assert code == 0, err[-3000:]
+    assert "calibrate ica 0: 20/20 steps" in err
     d = load_direction(out / "ica_0.safetensors")
     assert d.info.family == "sd1" and d.info.strength_unit == "std" and d.info.calibration is not None
