@@ -42,6 +42,12 @@ PIXEL_DIRECTIONS = {"demo_smile": "smile", "demo_width": "face_width", "demo_eye
                     "text_wide": "face_width"}
 
 
+def image_change(images: torch.Tensor, j: int) -> float:
+    """Mean over seeds of the RMS change of image j from image 0 of each row of ``images`` [N, K, 3, H, W]
+    (pixels in [-1, 1]): what the model did, read without a probe."""
+    return float((images[:, j].float() - images[:, 0].float()).flatten(1).pow(2).mean(1).sqrt().mean())
+
+
 def spread(changes: list[float]) -> float:
     a = [abs(c) for c in changes]
     return max(a) / max(min(a), 1e-9)
@@ -82,6 +88,7 @@ def sd_world(n_seeds: int) -> dict:
         rows[name] = {"attribute": attr, "rows": [top, bottom - 1], "scale": cal.scale, "gain": cal.gain,
                       "usable": list(cal.usable), "change_raw_1": raw1, "change_calibrated_1": cal1,
                       "psnr_calibrated_1": float(sc.psnr(images[:, 2], images[:, 0]).mean()),
+                      "image_change_calibrated_1": image_change(images, 2),
                       "seconds": round(time.time() - tic)}
         print(f"  {name}: scale {cal.scale:.3g}, usable {cal.usable}, {attr} change raw 1 {raw1:+.3f}, calibrated 1 "
               f"{cal1:+.3f} ({rows[name]['seconds']} s)", flush=True)
@@ -106,6 +113,7 @@ def sd_world(n_seeds: int) -> dict:
     return {"directions": rows, "seeds": n_seeds, "t_edit": t_edit, "t_end": t_end,
             "spread_raw": spread([r["change_raw_1"] for r in rows.values()]),
             "spread_calibrated": spread([r["change_calibrated_1"] for r in rows.values()]),
+            "spread_image_calibrated": spread([r["image_change_calibrated_1"] for r in rows.values()]),
             "workflows": [ranged(*w) for w in workflows]}
 
 
@@ -134,7 +142,8 @@ def pixel_world(n_seeds: int) -> dict:
         v = r[attr].reshape(n_seeds, 3)
         rows[name] = {"attribute": attr, "t": cal.t, "scale": cal.scale, "gain": cal.gain, "usable": list(cal.usable),
                       "change_raw_1": float((v[:, 1] - v[:, 0]).mean()),
-                      "change_calibrated_1": float((v[:, 2] - v[:, 0]).mean())}
+                      "change_calibrated_1": float((v[:, 2] - v[:, 0]).mean()),
+                      "image_change_calibrated_1": image_change(images, 2)}
         if name in ("demo_width", "demo_eyes"):
             rows[name]["_cal"] = cal
         print(f"  {name}: scale {cal.scale:.3g}, usable {cal.usable}, {attr} change raw 1 "
@@ -150,17 +159,20 @@ def pixel_world(n_seeds: int) -> dict:
     return {"directions": rows, "seeds": n_seeds,
             "spread_raw": spread([r["change_raw_1"] for r in rows.values()]),
             "spread_calibrated": spread([r["change_calibrated_1"] for r in rows.values()]),
+            "spread_image_calibrated": spread([r["image_change_calibrated_1"] for r in rows.values()]),
             "workflows": workflows}
 
 
 def table(title: str, part: dict) -> str:
     lines = [f"\n### {title}\n", "| direction | attribute | calibration: raw per unit | usable range (calibrated) | "
-             "change at raw 1 | change at calibrated 1 |", "|---|---|---|---|---|---|"]
+             "change at raw 1 | change at calibrated 1 | image RMS change at calibrated 1 |",
+             "|---|---|---|---|---|---|---|"]
     for name, r in part["directions"].items():
         lines.append(f"| {name} | {r['attribute']} | {r['scale']:.3g} | {r['usable'][0]:g} .. {r['usable'][1]:g} | "
-                     f"{r['change_raw_1']:+.3f} | {r['change_calibrated_1']:+.3f} |")
+                     f"{r['change_raw_1']:+.3f} | {r['change_calibrated_1']:+.3f} | "
+                     f"{r['image_change_calibrated_1']:.3f} |")
     lines.append(f"| spread (largest / smallest change) | | | | {part['spread_raw']:.1f}x | "
-                 f"{part['spread_calibrated']:.1f}x |")
+                 f"{part['spread_calibrated']:.1f}x | {part['spread_image_calibrated']:.2f}x |")
     lines += ["", "| shipped workflow | direction | strengths (raw, as shipped) | in calibrated units | usable range | "
               "inside |", "|---|---|---|---|---|---|"]
     for w in part["workflows"]:

@@ -5,6 +5,7 @@ singular vectors (Park et al.), on the pixel demo world and the miniature SD wor
     python bench/unsupervised.py [--worlds pixel,sd] [--k 8] [--iterations 150] [--faces 16] [--json out.json]
                                  [--docs] [--methods contrastive,ica,pca,jacobian] [--pool 1] [--radius 0.5]
                                  [--orthogonal] [--ica-samples 512] [--ica-dims 2K] [--ica-data samples]
+                                 [--strength 2|usable]
 
 Each method makes K directions without labels or words: contrastive discovery from 64 unlabelled
 procedural faces (other seeds than the evaluation's), ICA from 512 of the model's own trajectories (or
@@ -13,7 +14,8 @@ PCA from the model's own trajectories (128 pixel samples; 32 SD trajectories of 
 dh/dx_t of the first of those faces at t_edit
 (the pixel world: the pack's subspace iteration; the SD world: the full Jacobian by central differences,
 its 256 latent dimensions make that exact and cheap, an SD Jacobian node does not exist). Every direction
-is calibrated on its model and applied at calibrated strength +2 and -2 to held-out faces (pixel: 16
+is calibrated on its model and applied at calibrated strength +2 and -2 (--strength usable: at the ends
+of its usable range, where the pack's default sweeps end) to held-out faces (pixel: 16
 inverted faces at the demo t_edit; SD: 16 seeds of "a face" with the recommended settings). For each
 direction the probe names the attribute it moves most (the larger of both signs): its mean change,
 the share of faces moved that way, and the largest drift of another attribute per unit of it. A
@@ -59,6 +61,15 @@ def strongest(before: dict, edited: list[dict]) -> dict:
     return best
 
 
+def strengths_of(cal, strength: str) -> tuple[float, float]:
+    """The raw strengths (+, -) a direction is evaluated at: calibrated +-``strength``, or with "usable" the
+    ends of its usable range (what the pack's ``strengths: auto`` sweeps to); 0 on a side with no usable
+    probe."""
+    if strength == "usable":
+        return cal.usable[1] * cal.scale, cal.usable[0] * cal.scale
+    return float(strength) * cal.scale, -float(strength) * cal.scale
+
+
 def summary(rows: list[dict]) -> dict:
     covered = sorted({r["attribute"] for r in rows if r["covers"]})
     return {"directions": rows, "covered": covered, "distinct": len(covered)}
@@ -102,11 +113,13 @@ def pixel_world(args) -> dict:
     out, calibrated_ds = {}, {}
     for method, ds in made.items():
         rows = []
-        calibrated_ds[method] = [calibrated(model, d, usable=False) for d in ds]
+        calibrated_ds[method] = [calibrated(model, d, usable=args.strength == "usable") for d in ds]
         for d in calibrated_ds[method]:
-            s = STRENGTH * calibration_of(d).scale
-            images = claims.edits(world, d, [s, -s])
-            rows.append({"name": d.info.name, "raw_per_unit": calibration_of(d).scale,
+            cal = calibration_of(d)
+            plus, minus = strengths_of(cal, args.strength)
+            images = claims.edits(world, d, [plus, minus])
+            rows.append({"name": d.info.name, "raw_per_unit": cal.scale, "usable": cal.usable,
+                         "calibrated_strengths": [plus / cal.scale, minus / cal.scale],
                          **strongest(base, [claims.read(world, images[:, 0]), claims.read(world, images[:, 1])])})
         out[method] = summary(rows)
         print(f"  {method}: covers {out[method]['covered']} ({time.time() - tic:.0f} s)", flush=True)
@@ -227,11 +240,13 @@ def sd_world(args) -> dict:
         for method, ds in made.items():
             rows = []
             for d in ds:
-                d = calibrated_sd(world.model, d, source, t=R["t_edit"], t_end=R["t_end"], usable=False)
+                d = calibrated_sd(world.model, d, source, t=R["t_edit"], t_end=R["t_end"],
+                                  usable=args.strength == "usable")
                 cal = calibration_of(d)
-                s = STRENGTH * cal.scale
-                images = sdc.asyrp_batch(world, d, (s, -s), seeds, R["t_edit"])
-                rows.append({"name": d.info.name, "raw_per_unit": cal.scale,
+                plus, minus = strengths_of(cal, args.strength)
+                images = sdc.asyrp_batch(world, d, (plus, minus), seeds, R["t_edit"])
+                rows.append({"name": d.info.name, "raw_per_unit": cal.scale, "usable": cal.usable,
+                             "calibrated_strengths": [plus / cal.scale, minus / cal.scale],
                              **strongest(base, [world.read(images[:, 0]), world.read(images[:, 1])])})
             out[method] = summary(rows)
             print(f"  {method}: covers {out[method]['covered']} ({time.time() - tic:.0f} s)", flush=True)
@@ -239,7 +254,7 @@ def sd_world(args) -> dict:
 
 
 def table(title: str, result: dict) -> str:
-    lines = [f"\n### {title}\n", "| method | direction | attribute moved most | change at calibrated +-2 | same sign | "
+    lines = [f"\n### {title}\n", "| method | direction | attribute moved most | change | same sign | "
              "largest drift per unit | covers |", "|---|---|---|---|---|---|---|"]
     for method, r in result.items():
         for row in r["directions"]:
@@ -275,29 +290,35 @@ def main() -> None:
                     help="ica: the model's samples (SD: trajectories of the prompt), or that many unlabelled faces "
                          "inverted")
     ap.add_argument("--ica-dims", type=int, default=None, help="ica: principal components whitened (default 2 x K)")
+    ap.add_argument("--strength", default=str(STRENGTH),
+                    help="calibrated strength the directions are applied at (+ and -), or 'usable': each direction at "
+                         "the ends of its usable range")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     ap.add_argument("--docs", action="store_true",
                     help="write docs/unsupervised/pixel_contrastive.png and pixel_ica.png (the methods run)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    report = {"k": args.k, "iterations": args.iterations, "faces": args.faces, "strength": STRENGTH,
+    report = {"k": args.k, "iterations": args.iterations, "faces": args.faces, "strength": args.strength,
               "min_change": MIN_CHANGE, "max_drift": MAX_DRIFT,
               "contrastive": {"pool": args.pool, "radius": args.radius, "orthogonal": args.orthogonal},
               "ica": {"samples": args.ica_samples, "dims": whitened_dims(args.k, args.ica_dims), "data": args.ica_data}}
+    at = "at the ends of each direction's usable range" if args.strength == "usable" else \
+        f"at calibrated +-{args.strength}"
     tic = time.time()
     worlds = args.worlds.split(",")
     if "pixel" in worlds:
         print("pixel demo world:", flush=True)
         report["pixel_world"] = pixel_world(args)
-        print(table(f"Pixel demo world ({args.faces} inverted faces)", report["pixel_world"]), flush=True)
+        print(table(f"Pixel demo world ({args.faces} inverted faces, {at})", report["pixel_world"]), flush=True)
     if "sd" in worlds:
         from hspace_sdworld.comfy_import import import_comfy
 
         import_comfy(cpu=True)
         print("miniature SD world:", flush=True)
         report["sd_world"] = sd_world(args)
-        print(table(f"Miniature SD world ({args.faces} seeds, recommended settings)", report["sd_world"]), flush=True)
+        print(table(f"Miniature SD world ({args.faces} seeds, recommended settings, {at})", report["sd_world"]),
+              flush=True)
     report["seconds"] = round(time.time() - tic)
     print(f"\ntime: {report['seconds']} s")
     if args.json:
