@@ -106,7 +106,8 @@ def pixel_world(args) -> dict:
 
         unlabelled = render(sample_faces(args.ica_samples, TRAIN_SEED)) if args.ica_data == "images" else None
         made["ica"] = ica_directions(model, unlabelled, n_samples=args.ica_samples, components=args.k,
-                                     dims=args.ica_dims, steps=40, t_edit=DEMO_T_EDIT, seed=args.seed)
+                                     dims=args.ica_dims, steps=40, t_edit=DEMO_T_EDIT, seed=args.seed,
+                                     order=args.ica_order)
         print(f"  ica: {time.time() - tic:.0f} s", flush=True)
     if "jacobian" in methods:
         made["jacobian"] = jacobian_directions(model, faces[:1], args.k, t_edit=DEMO_T_EDIT, steps=40, seed=args.seed)
@@ -231,7 +232,8 @@ def sd_world(args) -> dict:
                                                               sdc.DIRECTION_SEED, 64, 64)
             made["ica"] = ica_host_directions(by_timestep(rec.records[0]), args.k, dims=args.ica_dims,
                                               family=family, spatial="keep",
-                                              t_edit=R["t_edit"], t_end=R["t_end"], which_h=which_h, seed=args.seed)
+                                              t_edit=R["t_edit"], t_end=R["t_end"], which_h=which_h, seed=args.seed,
+                                              order=args.ica_order)
             print(f"  ica: {time.time() - tic:.0f} s", flush=True)
         if "jacobian" in methods:
             made["jacobian"] = sd_jacobian_directions(world, latents[:1], R["t_edit"], args.k, source)
@@ -269,7 +271,7 @@ def table(title: str, result: dict) -> str:
 
 def main() -> None:
     from hspace_core.discovery.contrastive import ContrastiveSettings
-    from hspace_core.discovery.ica import whitened_dims
+    from hspace_core.discovery.ica import ORDERS, whitened_dims
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--worlds", default="pixel,sd")
@@ -290,6 +292,8 @@ def main() -> None:
                     help="ica: the model's samples (SD: trajectories of the prompt), or that many unlabelled faces "
                          "inverted")
     ap.add_argument("--ica-dims", type=int, default=None, help="ica: principal components whitened (default 2 x K)")
+    ap.add_argument("--ica-order", choices=ORDERS, default="kurtosis",
+                    help="ica: keep the least Gaussian components, or the most reproducible over bootstrap resamples")
     ap.add_argument("--strength", default=str(STRENGTH),
                     help="calibrated strength the directions are applied at (+ and -), or 'usable': each direction at "
                          "the ends of its usable range")
@@ -302,7 +306,8 @@ def main() -> None:
     report = {"k": args.k, "iterations": args.iterations, "faces": args.faces, "strength": args.strength,
               "min_change": MIN_CHANGE, "max_drift": MAX_DRIFT,
               "contrastive": {"pool": args.pool, "radius": args.radius, "orthogonal": args.orthogonal},
-              "ica": {"samples": args.ica_samples, "dims": whitened_dims(args.k, args.ica_dims), "data": args.ica_data}}
+              "ica": {"samples": args.ica_samples, "dims": whitened_dims(args.k, args.ica_dims), "data": args.ica_data,
+                      "order": args.ica_order}}
     at = "at the ends of each direction's usable range" if args.strength == "usable" else \
         f"at calibrated +-{args.strength}"
     tic = time.time()

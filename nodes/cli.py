@@ -26,7 +26,7 @@ import torch
 
 from hspace_core import HSpaceError
 from hspace_core.cli.common import StepProgress, at_least
-from hspace_core.cli.direction import _image_set, _save, k_files
+from hspace_core.cli.direction import _image_set, _save, ica_order, k_files
 
 DEMO = "demo"
 
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seeds", type=int, default=256, help="trajectories to analyse (more than --dims + 1)")
     i.add_argument("--k", type=int, default=8)
     i.add_argument("--dims", type=int, default=0, help="principal components the K are sought among (0: 2 x K)")
+    ica_order(i)
     i.add_argument("--spatial", choices=["average", "keep"], default="keep",
                    help="average: channel vectors (any resolution); keep: the h grid")
     i.add_argument("--out", required=True, help="a folder for the K files")
@@ -213,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
         from .sd.node_classes import independent_directions
 
         ds = independent_directions(model, positive, sigmas(model, args.steps), args.seeds, args.k, args.dims,
-                                    args.seed, args.t_edit, args.t_end, size, size, args.spatial, args.name or "ica")
+                                    args.seed, args.t_edit, args.t_end, size, size, args.spatial, args.name or "ica",
+                                    order=args.order)
         for d, path in zip([calibrated(d) for d in ds], k_files(args)):
             _save(d, path, args.overwrite)
         return 0

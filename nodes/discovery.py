@@ -280,6 +280,13 @@ ICA_INPUTS = {
     "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the samples and of FastICA's "
                                                                             "start"}),
 }
+ICA_ORDER = {  # optional: workflows saved before it keep working
+    "order": (["kurtosis", "stability"], {"default": "kurtosis",
+                                          "tooltip": "which k of the components are kept: kurtosis, the least "
+                                                     "Gaussian; stability, the most reproducible over 8 bootstrap "
+                                                     "resamples (ICASSO; leaves out components made by a few odd "
+                                                     "images, 8 more FastICA runs)"}),
+}
 
 
 def contrast_settings(k, iterations, batch, lr, temperature, radius, seed):
@@ -362,7 +369,8 @@ class DirectionsByIndependence(_KDirections):
                    "(or model sample) is one row of h at the edited steps of its trajectory; the rows are whitened "
                    "in their top principal components and rotated by FastICA to the least Gaussian coordinates, where "
                    "attributes that vary independently (a yes/no feature, a dial) come apart, which PCA's axes of "
-                   "largest variance mix. Each calibrated; least Gaussian first; with a preview strip (a row per "
+                   "largest variance mix. Each calibrated; least Gaussian (or, order: stability, most reproducible) "
+                   "first; with a preview strip (a row per "
                    "direction, the first images at strengths -2, 0, +2). Pick one with Pick H-Space Direction.")
     @classmethod
     def INPUT_TYPES(cls):
@@ -377,13 +385,15 @@ class DirectionsByIndependence(_KDirections):
             "preview_images": ("INT", {"default": 4, "min": 1, "max": 16, "tooltip": "images in the preview strip"}),
         }, "optional": {
             "images": ("IMAGE", {"tooltip": "unlabelled images (fitted to the model's size by resize and crop)"}),
+            **ICA_ORDER,
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
-    def find(self, model, k, dims, seed, t_edit, steps, samples, preview_images, images=None, unique_id=None):
+    def find(self, model, k, dims, seed, t_edit, steps, samples, preview_images, images=None, order="kurtosis",
+             unique_id=None):
         from hspace_core.discovery.ica import ica_directions
 
         m = model.ready()
         x = image_to_engine(images) if images is not None else None
         ds = ica_directions(m, x, n_samples=samples, components=k, dims=dims or None, steps=steps, t_edit=t_edit,
-                            seed=seed, callback=bridge.Progress(unique_id))
+                            seed=seed, order=order, callback=bridge.Progress(unique_id))
         return self.calibrated_with_preview(m, ds, x, preview_images, seed, steps, t_edit)

@@ -94,7 +94,8 @@ def register(sub) -> None:
                                      "model samples; --out is a folder for the K files and a preview strip")
     k_at_once(ic, 256)
     ic.add_argument("--dims", type=int, default=None,
-                    help="principal components the K are sought among (default 2 x K); the K least Gaussian are kept")
+                    help="principal components the K are sought among (default 2 x K)")
+    ica_order(ic)
 
     pj = dsub.add_parser("project", help="remove from a direction its components along others")
     common(pj, model=False)
@@ -124,6 +125,16 @@ def _image_set(paths: list[str], what: str):
 
 
 K_AT_ONCE = ("contrastive", "ica")
+
+
+def ica_order(parser) -> None:
+    """``--order``: which of the whitened subspace's independent components are kept (``ica.ORDERS``)."""
+    from ..discovery.ica import ORDERS, RESAMPLES
+
+    parser.add_argument("--order", choices=ORDERS, default=ORDERS[0],
+                        help=f"which K are kept: kurtosis, the least Gaussian (default); stability, the most "
+                             f"reproducible over {RESAMPLES} bootstrap resamples (leaves out components made by a few "
+                             f"odd images; {RESAMPLES} more FastICA runs)")
 
 
 def k_files(args: argparse.Namespace) -> list[Path]:
@@ -236,7 +247,8 @@ def _k_at_once(args: argparse.Namespace, model) -> int:
 
         ds = ica_directions(model, images, n_samples=args.samples, components=args.k,
                             dims=args.dims, steps=args.steps, t_edit=args.t_edit,
-                            seed=args.seed, name=f"{args.name or 'ica'} ", callback=StepProgress("record h"))
+                            seed=args.seed, order=args.order, name=f"{args.name or 'ica'} ",
+                            callback=StepProgress("record h"))
     if args.calibrate:
         from ..calibrate import calibrated
 

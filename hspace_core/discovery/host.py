@@ -21,7 +21,7 @@ import torch
 from ..directions.base import WHICH_H, DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..host import HOST_FAMILIES
-from .ica import independent_components, whitened_dims
+from .ica import component_statistics, independent_components, whitened_dims
 from .pca import consistent_signs, principal_components
 
 SPATIAL = ("average", "keep")
@@ -87,12 +87,14 @@ def pca_host_direction(recorded: dict[int, torch.Tensor], component: int, *, fam
 
 def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int | None = None, family: str,
                         spatial: str = "average", name: str = "IC", provenance: dict | None = None, t_edit: int | None = None,
-                        t_end: int | None = None, which_h: str = WHICH_H, seed: int = 0) -> list[TensorDirection]:
+                        t_end: int | None = None, which_h: str = WHICH_H, seed: int = 0,
+                        order: str = "kurtosis") -> list[TensorDirection]:
     """k independent components of h over the recorded trajectories (``ica.independent_components``): each
     trajectory's h at every recorded timestep of the editing interval [t_edit, t_end] (either end open when
     None) is one row, whitened in its top ``dims`` principal components (``ica.whitened_dims``: 2 x k by
-    default); each component is one standard deviation of its source per timestep (zero outside), ordered
-    by |excess kurtosis|, its positive side its source's longer tail."""
+    default); each component is one standard deviation of its source per timestep (zero outside), the k kept
+    and ordered by ``order`` (``ica.independent_components``: least Gaussian or most reproducible), its
+    positive side its source's longer tail."""
     ts = sorted(recorded, reverse=True)
     if not ts:
         raise HSpaceError("nothing was recorded")
@@ -102,15 +104,14 @@ def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int 
     hs = [_reduce(recorded[t], spatial) for t in used]
     n, shape = hs[0].shape[0], hs[0].shape[1:]
     rows = torch.cat([h.flatten(1) for h in hs], dim=1)
-    shifts, sources = independent_components(rows, k, dims=whitened_dims(k, dims), seed=seed)
+    shifts, sources, stable = independent_components(rows, k, dims=whitened_dims(k, dims), seed=seed, order=order)
     asc = sorted(ts)
     out = []
     for j in range(k):
         per_t = dict(zip(used, shifts[j].view(len(used), *shape)))
         stacked = torch.stack([per_t.get(t, torch.zeros(shape)) for t in asc])
-        kurt = float((sources[:, j] ** 4).mean() - 3)
         out.append(TensorDirection(stacked, torch.tensor(asc, dtype=torch.int64),
                                    _info(family, stacked, f"{name} {j}", "std",
-                                         {**(provenance or {}), "component": j, "trajectories": n,
-                                          "excess_kurtosis": round(kurt, 4)}, t_edit, which_h)))
+                                         {**(provenance or {}), "component": j, "trajectories": n, "order": order,
+                                          **component_statistics(sources[:, j], stable[j])}, t_edit, which_h)))
     return out

@@ -12,11 +12,17 @@ component has one h-shift per step and its orientation along the trajectory is c
 construction. With xc = x - mean = s · W · diag(std) · axes (s: N x dims sources of unit variance, W
 orthogonal) the shift of component j is ``(W[j] * std) @ axes``: one standard deviation of that source
 moved in h.
+
+Which k of the ``dims`` components are kept (``ORDERS``): the least Gaussian (largest |excess kurtosis|),
+or the most reproducible over bootstrap resamples of the rows (``stability``; ICASSO, Himberg, Hyvärinen
+and Esposito 2004), which leaves out components that a few outlying rows make (their kurtosis is the
+largest of all).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..directions.base import TensorDirection
 from ..errors import HSpaceError
@@ -32,6 +38,8 @@ MAX_ITERATIONS = 2000
 PATIENCE, MIN_STEP = 50, 1 / 64
 DIMS_PER_K = 2  # the default whitened subspace: twice the components asked for
 TOLERANCE = 1e-4  # as scikit-learn's FastICA: max |1 - |<w_new, w_old>|| over the rows
+RESAMPLES = 8  # bootstrap resamples that rank the components by how reproducible they are
+ORDERS = ("kurtosis", "stability")  # which of the whitened subspace's components are kept
 
 
 def whitened_dims(k: int, dims: int | None) -> int:
@@ -86,22 +94,11 @@ def fast_ica(z: torch.Tensor, *, seed: int = 0, max_iterations: int = MAX_ITERAT
                       "use more samples or fewer components")
 
 
-def independent_components(x: torch.Tensor, k: int, *, dims: int | None = None,
-                           seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """k independent components of rows x [N, D]: FastICA within their top ``dims`` (default k) principal
-    subspace, the k least Gaussian kept.
-
-    Returns (shifts [k, D]: each component's one-standard-deviation move in x, oriented so that the
-    source's longer tail (positive skewness) is its positive side, ordered by how far from Gaussian the
-    source is (largest |excess kurtosis| first); sources [N, k], unit variance)."""
+def _unmixed(x: torch.Tensor, dims: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All ``dims`` independent components of rows x [N, D] in their top ``dims`` principal subspace: (shifts
+    [dims, D], each component's one-standard-deviation move in x; sources [N, dims], unit variance), each
+    oriented so that its source's longer tail (positive skewness) is its positive side."""
     n = x.shape[0]
-    if k < 1:
-        raise HSpaceError(f"ask for at least one component, got {k}")
-    dims = k if dims is None else dims
-    if dims < k:
-        raise HSpaceError(f"the whitened subspace ({dims}) must hold the {k} components")
-    if n <= dims + 1:
-        raise HSpaceError(f"independent components need more samples than dimensions + 1: {n} samples for {dims}")
     axes, std = principal_components(x, dims)                        # [dims, D], [dims]
     if float(std.min()) <= 0:
         raise HSpaceError(f"the samples span fewer than {dims} dimensions: ask for fewer components")
@@ -112,24 +109,77 @@ def independent_components(x: torch.Tensor, k: int, *, dims: int | None = None,
     s = z @ w.T                                                      # [N, dims]
     sign = torch.where((s ** 3).mean(0) < 0, -1.0, 1.0).double()
     s, w = s * sign, w * sign[:, None]
-    kurtosis = (s ** 4).mean(0) - 3
-    order = torch.argsort(kurtosis.abs(), descending=True)
-    s, w = s[:, order[:k]], w[order[:k]]
-    shifts = (w * std.double()) @ axes.double()                    # the two (n - 1) / n factors cancel
-    return shifts.float(), s.float()
+    return (w * std.double()) @ axes.double(), s                     # the two (n - 1) / n factors cancel
+
+
+def stability(x: torch.Tensor, shifts: torch.Tensor, dims: int, *, resamples: int = RESAMPLES,
+              seed: int = 0) -> torch.Tensor:
+    """How reproducible each component is (ICASSO, Himberg, Hyvärinen and Esposito 2004): the components
+    found again on ``resamples`` bootstrap resamples of the rows x [N, D] (each its own FastICA start), and
+    for each of ``shifts`` [m, D] the mean over the resamples of its largest |cosine| with any of them, in
+    [0, 1]. A factor of the data comes back in every resample (near 1); a component made by a few outlying
+    rows, or a rotation within a Gaussian subspace, does not. A resample where FastICA does not converge is
+    left out."""
+    g = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    unit = F.normalize(shifts.double(), dim=1)
+    total, counted = torch.zeros(shifts.shape[0], dtype=torch.float64), 0
+    for b in range(resamples):
+        rows = torch.randint(0, n, (n,), generator=g)
+        try:
+            again, _ = _unmixed(x[rows], dims, seed + 1 + b)
+        except HSpaceError:
+            continue
+        total += (unit @ F.normalize(again, dim=1).T).abs().max(1).values
+        counted += 1
+    if counted == 0:
+        raise HSpaceError(f"FastICA converged on none of {resamples} resamples: use more samples or fewer components")
+    return (total / counted).float()
+
+
+def independent_components(x: torch.Tensor, k: int, *, dims: int | None = None, seed: int = 0,
+                           order: str = "kurtosis", resamples: int = RESAMPLES
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """k independent components of rows x [N, D]: FastICA within their top ``dims`` (default k) principal
+    subspace, the k kept by ``order``: "kurtosis", the least Gaussian (largest |excess kurtosis|), or
+    "stability", the most reproducible over ``resamples`` bootstrap resamples (``stability``).
+
+    Returns (shifts [k, D]: each component's one-standard-deviation move in x, oriented so that the
+    source's longer tail (positive skewness) is its positive side; sources [N, k], unit variance;
+    stability [k] in [0, 1], NaN when not measured), in that order, first first."""
+    if order not in ORDERS:
+        raise HSpaceError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    n = x.shape[0]
+    if k < 1:
+        raise HSpaceError(f"ask for at least one component, got {k}")
+    dims = k if dims is None else dims
+    if dims < k:
+        raise HSpaceError(f"the whitened subspace ({dims}) must hold the {k} components")
+    if n <= dims + 1:
+        raise HSpaceError(f"independent components need more samples than dimensions + 1: {n} samples for {dims}")
+    shifts, s = _unmixed(x, dims, seed)
+    if order == "stability":
+        stable = stability(x, shifts, dims, resamples=resamples, seed=seed)
+        order = torch.argsort(stable, descending=True)
+    else:
+        stable = torch.full((dims,), float("nan"))
+        order = torch.argsort(((s ** 4).mean(0) - 3).abs(), descending=True)
+    keep = order[:k]
+    return shifts[keep].float(), s[:, keep].float(), stable[keep]
 
 
 def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, components: int = 8,
                    dims: int | None = None, steps: int = 40, t_edit: int = 500, seed: int = 0,
-                   size_policy: str = "resize_crop", name: str = "ic",
+                   size_policy: str = "resize_crop", name: str = "ic", order: str = "kurtosis",
                    batch: int = BATCH, callback: Callback | None = None) -> list[TensorDirection]:
     """``components`` independent directions of h over unlabelled images ([N, 3, H, W] in [-1, 1] or a list;
     DDIM-inverted, then regenerated) or over ``n_samples`` seeded samples of ``model``: h at the edited steps
     of each trajectory (t >= t_edit; one row per image), whitened in its top ``dims`` principal components
-    (default ``DIMS_PER_K`` x components), FastICA-rotated, the ``components`` least Gaussian kept. Each is
-    one standard deviation of its source at every edited step (zero elsewhere), divided by the number of
-    edited steps as the PCA directions are (``strength_unit`` "std"); named ``{name}0`` ... in order of
-    |excess kurtosis|. Progress is one job: the inversions (if any), then the recording walks."""
+    (default ``DIMS_PER_K`` x components), FastICA-rotated, ``components`` of them kept by ``order``
+    (``independent_components``: the least Gaussian, or the most reproducible). Each is one standard deviation
+    of its source at every edited step (zero elsewhere), divided by the number of edited steps as the PCA
+    directions are (``strength_unit`` "std"); named ``{name}0`` ... in that order. Progress is one job: the
+    inversions (if any), then the recording walks."""
     dims = whitened_dims(components, dims)
     grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
     k_edit = edit_steps(grid, t_edit)
@@ -153,15 +203,21 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
     shape = hs.shape[2:]
     edited = hs[:k_edit]                                             # descending t: the first k_edit steps
     rows = edited.transpose(0, 1).flatten(1)                         # [N, k_edit * dim h]
-    shifts, sources = independent_components(rows, components, dims=dims, seed=seed)
+    shifts, sources, stable = independent_components(rows, components, dims=dims, seed=seed, order=order)
     out = []
     for j in range(components):
         per_step = torch.zeros(len(grid), *shape)
         per_step[:k_edit] = shifts[j].view(k_edit, *shape)
-        kurt = float((sources[:, j] ** 4).mean() - 3)
         out.append(direction_from_steps(
             model, per_step, grid, t_edit, strength_unit="std", name=f"{name}{j}",
             provenance={"method": "ica (PCA-whitened FastICA of h over the edited steps)", "component": j,
                         "components": components, "dims": dims, "data": source, "n": n, "seed": seed,
-                        "excess_kurtosis": round(kurt, 4)}))
+                        "order": order, **component_statistics(sources[:, j], stable[j])}))
     return out
+
+
+def component_statistics(source: torch.Tensor, stable: torch.Tensor) -> dict:
+    """What a direction file records of its component: the source's excess kurtosis and the component's
+    stability (None when not measured)."""
+    return {"excess_kurtosis": round(float((source ** 4).mean() - 3), 4),
+            "stability": None if bool(stable.isnan()) else round(float(stable), 4)}

@@ -370,7 +370,7 @@ class DirectionsByIndependenceSD:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from ..discovery import ICA_INPUTS
+        from ..discovery import ICA_INPUTS, ICA_ORDER
 
         return {"required": {
             "model": MODEL_INPUT,
@@ -385,17 +385,17 @@ class DirectionsByIndependenceSD:
             "height": HEIGHT_INPUT,
             "spatial": (list(SPATIAL), {"tooltip": "average: channel vectors (any resolution); keep: the h grid"}),
             "name": ("STRING", {"default": "IC", "tooltip": "a label stored in the files (with the rank)"}),
-        }, "optional": dict(FLOW_INPUTS)}
+        }, "optional": {**FLOW_INPUTS, **ICA_ORDER}}
 
     def make(self, model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height, spatial, name,
-             block=-1, h="residual stream"):
+             block=-1, h="residual stream", order="kurtosis"):
         ds = independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height,
-                                    spatial, name, location=flow_location(model, block, h))
+                                    spatial, name, location=flow_location(model, block, h), order=order)
         return ([calibrated_sd(model, d, positive) for d in ds],)
 
 
 def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height, spatial,
-                           name, location=None):
+                           name, location=None, order="kurtosis"):
     """The k uncalibrated directions of Directions by Independence (SD) (its inputs; ``location``: a flow
     transformer's block, ``flow_location``)."""
     if t_edit > t_end:
@@ -408,7 +408,7 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
                           f"{dims + 1} seeds, got {seeds}")
     family, rec, which_h = record_trajectories(model, positive, sigmas, seeds, seed, width, height, location=location)
     return ica_host_directions(by_timestep(rec.records[0]), k, dims=dims, family=family, spatial=spatial,
-                               name=name, t_edit=t_edit, t_end=t_end, which_h=which_h, seed=seed,
+                               name=name, t_edit=t_edit, t_end=t_end, which_h=which_h, seed=seed, order=order,
                                provenance={"method": "ICA of h along prompt trajectories", "seeds": seeds,
                                            "seed": seed, "dims": dims, "size": [width, height]})
 

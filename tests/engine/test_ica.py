@@ -28,7 +28,7 @@ def test_independent_components_recover_the_mixing_that_pca_cannot():
     mixing = torch.randn(3, 40, generator=g)
     mixing[1] = 0.6 * mixing[0] + 0.8 * mixing[1]                  # 40-odd degrees apart: no orthogonal axes fit
     x = s @ mixing + 0.01 * torch.randn(4000, 40, generator=g)
-    shifts, sources = independent_components(x, 3, seed=1)
+    shifts, sources, _ = independent_components(x, 3, seed=1)
     assert (_best_cos(shifts, mixing) > 0.995).all()
     for j in range(3):  # each shift is one standard deviation of its factor along its column
         i = int((F.normalize(shifts, dim=1) @ F.normalize(mixing[j], dim=0)).abs().argmax())
@@ -39,18 +39,38 @@ def test_independent_components_recover_the_mixing_that_pca_cannot():
     assert float(_best_cos(axes, mixing).min()) < 0.97
 
 
-def test_a_wider_whitened_subspace_keeps_the_least_gaussian_components():
+def test_a_wider_whitened_subspace_keeps_the_non_gaussian_components():
     g = torch.Generator().manual_seed(2)
     s = torch.cat([_factors(3000, g)[:, :2], 1.5 * torch.randn(3000, 2, generator=g)], dim=1)  # two Gaussian distractors
     mixing = torch.randn(4, 30, generator=g)
     x = s @ mixing
-    shifts, sources = independent_components(x, 2, dims=4, seed=0)
-    assert (_best_cos(shifts, mixing[:2]) > 0.97).all()
-    assert ((sources ** 4).mean(0) - 3 < -0.8).all()                            # both clearly non-Gaussian
+    for order in ("stability", "kurtosis"):  # kept as the most reproducible, and as the least Gaussian
+        shifts, sources, stable = independent_components(x, 2, dims=4, seed=0, order=order)
+        assert (_best_cos(shifts, mixing[:2]) > 0.97).all()
+        assert ((sources ** 4).mean(0) - 3 < -0.8).all()                        # both clearly non-Gaussian
+    assert bool(stable.isnan().all())
     with pytest.raises(HSpaceError, match="must hold"):
         independent_components(x, 3, dims=2)
     with pytest.raises(HSpaceError, match="more samples"):
         independent_components(x[:5], 4)
+    with pytest.raises(HSpaceError, match="order must be one of"):
+        independent_components(x, 2, order="variance")
+
+
+def test_components_of_a_few_outlying_rows_give_way_to_the_reproducible_factors():
+    """Three rows far out, each along its own direction, make components of enormous kurtosis: ordered by
+    |kurtosis| they are all that is kept; ordered by stability over bootstrap resamples (a resample lacks
+    each such row a third of the time) the three factors are."""
+    g = torch.Generator().manual_seed(7)
+    s = _factors(1000, g)
+    mixing = torch.randn(3, 30, generator=g)
+    x = s @ mixing + 0.01 * torch.randn(1000, 30, generator=g)
+    x[:3] += 25 * F.normalize(torch.randn(3, 30, generator=g), dim=1)
+    by_kurtosis, _, _ = independent_components(x, 3, dims=6, seed=0)
+    assert float(_best_cos(mixing, by_kurtosis).max()) < 0.5
+    stable, _, stability = independent_components(x, 3, dims=6, seed=0, order="stability")
+    assert (_best_cos(stable, mixing) > 0.97).all()
+    assert float(stability.min()) > 0.9
 
 
 def test_fast_ica_reports_when_it_does_not_converge():
@@ -102,7 +122,7 @@ def test_the_command_line_writes_k_files_and_a_preview_and_never_overwrites(tmp_
     from tests.engine.test_cli_checks import DEMO
 
     argv = ["direction", "ica", "--model", str(DEMO), "--samples", "12", "--k", "2", "--dims", "3", "--steps", "6",
-            "--preview", "2", "--no-calibration", "--out", str(tmp_path)]
+            "--preview", "2", "--no-calibration", "--order", "stability", "--out", str(tmp_path)]
     assert cli.main([*argv[:-2], "--dims", "1", "--out", str(tmp_path)]) == 2
     assert "--dims 1 is fewer than --k 2" in capsys.readouterr().err
     assert cli.main(argv) == 0
@@ -111,6 +131,8 @@ def test_the_command_line_writes_k_files_and_a_preview_and_never_overwrites(tmp_
     ds = [load_direction(tmp_path / f"ica_{i}.safetensors") for i in range(2)]
     assert [d.info.name for d in ds] == ["ica 0", "ica 1"] and all(calibration_of(d) is None for d in ds)
     assert ds[0].info.provenance["dims"] == 3 and ds[0].info.provenance["n"] == 12
+    assert ds[0].info.provenance["order"] == "stability"
+    assert 0 <= ds[1].info.provenance["stability"] <= ds[0].info.provenance["stability"] <= 1
     before = (tmp_path / "ica_0.safetensors").read_bytes()
     assert cli.main(argv) == 2 and "already exists" in capsys.readouterr().err
     assert (tmp_path / "ica_0.safetensors").read_bytes() == before
