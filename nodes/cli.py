@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     ica_order(i)
     i.add_argument("--spatial", choices=["average", "keep"], default="keep",
                    help="average: channel vectors (any resolution); keep: the h grid")
-    i.add_argument("--out", required=True, help="a folder for the K files")
+    i.add_argument("--preview", type=int, default=2, help="new samples of the prompt in the preview strip (0: none)")
+    i.add_argument("--out", required=True, help="a folder for the K files and the preview strip")
     t = dsub.add_parser("text", help="Asyrp's CLIP training of one shift of h (directional CLIP loss on the "
                                      "VAE-decoded predicted x0)")
     common(t)
@@ -114,6 +115,7 @@ def check(args: argparse.Namespace) -> None:
         clash = [str(f) for f in k_files(args) if f.exists()]
     elif args.method == "ica":
         at_least(args.k, 1, "--k")
+        at_least(args.preview, 0, "--preview")
         at_least(args.dims, 0, "--dims")
         from hspace_core.discovery.ica import whitened_dims
 
@@ -166,9 +168,10 @@ def latents_of(vae, paths: list[str], size: int) -> torch.Tensor:
     return encode_images(vae, x)
 
 
-def preview(model, clip, vae, prompt: str, directions, latents: torch.Tensor, steps: int, t_edit: int,
-            t_end: int, seed: int):
+def preview(model, clip, vae, prompt: str, directions, latents: torch.Tensor | None, steps: int, t_edit: int,
+            t_end: int, seed: int, n: int = 0, size: int = 512):
     """Rows of the preview strip: per direction, each of the first latents re-generated from its DDIM inversion
+    (without ``latents``: ``n`` samples of the prompt from seeded noise of ``size`` px, seeds ``seed`` ...)
     at calibrated strengths -2, 0, +2 (Apply H-Space Direction, the Asyrp Sampler (SD), cfg 1)."""
     import comfy.samplers
 
@@ -177,18 +180,37 @@ def preview(model, clip, vae, prompt: str, directions, latents: torch.Tensor, st
 
     positive = encode(clip, prompt)
     sig = sigmas(model, min(steps, 20))  # the model's own schedule, at most 20 steps for the preview
-    starts = sd.invert_latent(model, positive, latents, sig)
+    if latents is not None:
+        starts, n = sd.invert_latent(model, positive, latents, sig), len(latents)
+    else:
+        channels = model.get_model_object("latent_format").latent_channels
+        starts = torch.cat([torch.randn(1, channels, size // 8, size // 8, generator=torch.Generator().manual_seed(
+            seed + i)) for i in range(n)])
     rows = []
     for d in directions:
         m = sd.ApplyHSpaceDirection().apply(model, d, 1.0, t_edit, t_end, "both", "asymmetric")[0]
         sampler = comfy.samplers.KSAMPLER(sd.sample_asyrp, extra_options={"strengths": (-2.0, 0.0, 2.0)})
         row = []
-        for i in range(len(latents)):
-            out = sample(m, positive, positive, torch.zeros_like(starts[i:i + 1]), sig, 1.0, sampler,
-                         latent=starts[i:i + 1], seed=seed)
+        for i in range(n):
+            if latents is not None:  # from the inversion, no noise added
+                out = sample(m, positive, positive, torch.zeros_like(starts[i:i + 1]), sig, 1.0, sampler,
+                             latent=starts[i:i + 1], seed=seed)
+            else:
+                out = sample(m, positive, positive, starts[i:i + 1], sig, 1.0, sampler, seed=seed + i)
             row += list(decode(vae, out))
         rows.append(row)
     return rows
+
+
+def _save_k(ds, files: list[Path], args: argparse.Namespace, rows, what: str) -> None:
+    """The K direction files, then (``--preview`` > 0) the strip of ``rows()`` as the last of ``files``."""
+    for d, path in zip(ds, files):
+        _save(d, path, args.overwrite)
+    if args.preview:
+        from hspace_core.images import strip
+
+        strip(rows()).save(files[-1])
+        print(f"wrote {files[-1]} (a row per direction: {what} at calibrated strength -2, 0, +2)", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -216,8 +238,10 @@ def run(args: argparse.Namespace) -> int:
         ds = independent_directions(model, positive, sigmas(model, args.steps), args.seeds, args.k, args.dims,
                                     args.seed, args.t_edit, args.t_end, size, size, args.spatial, args.name or "ica",
                                     order=args.order)
-        for d, path in zip([calibrated(d) for d in ds], k_files(args)):
-            _save(d, path, args.overwrite)
+        ds = [calibrated(d) for d in ds]
+        _save_k(ds, k_files(args), args, lambda: preview(model, clip, vae, args.prompt, ds, None, args.steps,
+                                                           args.t_edit, args.t_end, args.seed, args.preview, size),
+                "a new sample of the prompt")
         return 0
     if args.method == "contrastive":
         from hspace_core.discovery.contrastive import ContrastiveSettings
@@ -229,17 +253,9 @@ def run(args: argparse.Namespace) -> int:
         ds = contrastive_sd(model, positive, latents, steps=args.steps, t_edit=args.t_edit, t_end=args.t_end,
                             name=args.name or "contrastive", settings=settings, callback=StepProgress("discover"))
         ds = [calibrated(d) for d in ds]
-        files = k_files(args)
-        for d, path in zip(ds, files):
-            _save(d, path, args.overwrite)
-        if args.preview:
-            from hspace_core.images import strip
-
-            rows = preview(model, clip, vae, args.prompt, ds, latents[:args.preview], args.steps, args.t_edit,
-                           args.t_end, args.seed)
-            strip(rows).save(files[-1])
-            print(f"wrote {files[-1]} (a row per direction: each image at calibrated strength -2, 0, +2)",
-                  file=sys.stderr)
+        _save_k(ds, k_files(args), args, lambda: preview(model, clip, vae, args.prompt, ds, latents[:args.preview],
+                                                           args.steps, args.t_edit, args.t_end, args.seed),
+                "each image")
         return 0
     from hspace_core.demo.clip_world import EMBEDDED as TINY_CLIP_DIR
     from hspace_core.discovery.clip_model import DEFAULT_ARCH

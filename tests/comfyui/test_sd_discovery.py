@@ -211,7 +211,8 @@ def sd_cli_here(args: list[str], capsys) -> tuple[int, str]:
 
 def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_overwrites(tmp_path, capsys):
     """``python -m nodes.cli direction contrastive | text | ica`` on the miniature SD world: K calibrated files and
-    a preview strip (as a process), one CLIP-trained file, one independent component (no images), each an SD
+    a preview strip (as a process), one CLIP-trained file, one independent component (no images: its strip
+    from new samples), each an SD
     direction; a second run refuses before any
     work and names the files; a file that is not a checkpoint is refused in one line (these in this process)."""
     from PIL import Image
@@ -259,3 +260,5 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
     assert "calibrate ica 0: 20/20 steps" in err
     d = load_direction(out / "ica_0.safetensors")
     assert d.info.family == "sd1" and d.info.strength_unit == "std" and d.info.calibration is not None
+    with Image.open(out / "ica_preview.png") as im:  # no images given: two new samples of the prompt
+        assert im.width >= 6 * 64 and 64 <= im.height < 2 * 64  # 1 row x (2 samples x 3 strengths)
