@@ -292,7 +292,7 @@ def main() -> None:
                     help="ica: the model's samples (SD: trajectories of the prompt), or that many unlabelled faces "
                          "inverted")
     ap.add_argument("--ica-dims", type=int, default=None, help="ica: principal components whitened (default 2 x K)")
-    ap.add_argument("--ica-order", choices=ORDERS, default="kurtosis",
+    ap.add_argument("--ica-order", choices=ORDERS, default=ORDERS[0],
                     help="ica: keep the least Gaussian components, or the most reproducible over bootstrap resamples")
     ap.add_argument("--strength", default=str(STRENGTH),
                     help="calibrated strength the directions are applied at (+ and -), or 'usable': each direction at "

@@ -275,17 +275,17 @@ CONTRAST_INPUTS = {
 ICA_INPUTS = {
     "k": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip": "how many directions to keep"}),
     "dims": ("INT", {"default": 0, "min": 0, "max": 256,
-                     "tooltip": "principal components the k are sought among (0: 2 x k); the k least Gaussian "
+                     "tooltip": "principal components the k are sought among (0: 2 x k); order says which k "
                                 "are kept"}),
     "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "seed of the samples and of FastICA's "
                                                                             "start"}),
 }
 ICA_ORDER = {  # optional: workflows saved before it keep working
-    "order": (["kurtosis", "stability"], {"default": "kurtosis",
-                                          "tooltip": "which k of the components are kept: kurtosis, the least "
-                                                     "Gaussian; stability, the most reproducible over 8 bootstrap "
-                                                     "resamples (ICASSO; leaves out components made by a few odd "
-                                                     "images, 8 more FastICA runs)"}),
+    "order": (["stability", "kurtosis"], {"default": "stability",
+                                          "tooltip": "which k of the components are kept: stability, the most "
+                                                     "reproducible over 8 bootstrap resamples (ICASSO; leaves out "
+                                                     "components made by a few odd images; 8 more FastICA runs); "
+                                                     "kurtosis, the least Gaussian"}),
 }
 
 
@@ -369,8 +369,8 @@ class DirectionsByIndependence(_KDirections):
                    "(or model sample) is one row of h at the edited steps of its trajectory; the rows are whitened "
                    "in their top principal components and rotated by FastICA to the least Gaussian coordinates, where "
                    "attributes that vary independently (a yes/no feature, a dial) come apart, which PCA's axes of "
-                   "largest variance mix. Each calibrated; least Gaussian (or, order: stability, most reproducible) "
-                   "first; with a preview strip (a row per "
+                   "largest variance mix. Each calibrated; the most reproducible over bootstrap resamples (or, order: "
+                   "kurtosis, the least Gaussian) first; with a preview strip (a row per "
                    "direction, the first images at strengths -2, 0, +2). Pick one with Pick H-Space Direction.")
     @classmethod
     def INPUT_TYPES(cls):
@@ -388,7 +388,7 @@ class DirectionsByIndependence(_KDirections):
             **ICA_ORDER,
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
-    def find(self, model, k, dims, seed, t_edit, steps, samples, preview_images, images=None, order="kurtosis",
+    def find(self, model, k, dims, seed, t_edit, steps, samples, preview_images, images=None, order="stability",
              unique_id=None):
         from hspace_core.discovery.ica import ica_directions
 

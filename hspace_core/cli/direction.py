@@ -132,9 +132,9 @@ def ica_order(parser) -> None:
     from ..discovery.ica import ORDERS, RESAMPLES
 
     parser.add_argument("--order", choices=ORDERS, default=ORDERS[0],
-                        help=f"which K are kept: kurtosis, the least Gaussian (default); stability, the most "
-                             f"reproducible over {RESAMPLES} bootstrap resamples (leaves out components made by a few "
-                             f"odd images; {RESAMPLES} more FastICA runs)")
+                        help=f"which K are kept: stability (default), the most reproducible over {RESAMPLES} bootstrap "
+                             f"resamples (leaves out components made by a few odd images; {RESAMPLES} more FastICA "
+                             "runs); kurtosis, the least Gaussian")
 
 
 def k_files(args: argparse.Namespace) -> list[Path]:

@@ -21,7 +21,7 @@ import torch
 from ..directions.base import WHICH_H, DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..host import HOST_FAMILIES
-from .ica import component_statistics, independent_components, whitened_dims
+from .ica import ORDERS, component_statistics, independent_components, whitened_dims
 from .pca import consistent_signs, principal_components
 
 SPATIAL = ("average", "keep")
@@ -88,12 +88,12 @@ def pca_host_direction(recorded: dict[int, torch.Tensor], component: int, *, fam
 def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int | None = None, family: str,
                         spatial: str = "average", name: str = "IC", provenance: dict | None = None, t_edit: int | None = None,
                         t_end: int | None = None, which_h: str = WHICH_H, seed: int = 0,
-                        order: str = "kurtosis") -> list[TensorDirection]:
+                        order: str = ORDERS[0]) -> list[TensorDirection]:
     """k independent components of h over the recorded trajectories (``ica.independent_components``): each
     trajectory's h at every recorded timestep of the editing interval [t_edit, t_end] (either end open when
     None) is one row, whitened in its top ``dims`` principal components (``ica.whitened_dims``: 2 x k by
     default); each component is one standard deviation of its source per timestep (zero outside), the k kept
-    and ordered by ``order`` (``ica.independent_components``: least Gaussian or most reproducible), its
+    and ordered by ``order`` (``ica.independent_components``: most reproducible or least Gaussian), its
     positive side its source's longer tail."""
     ts = sorted(recorded, reverse=True)
     if not ts:

@@ -39,7 +39,7 @@ PATIENCE, MIN_STEP = 50, 1 / 64
 DIMS_PER_K = 2  # the default whitened subspace: twice the components asked for
 TOLERANCE = 1e-4  # as scikit-learn's FastICA: max |1 - |<w_new, w_old>|| over the rows
 RESAMPLES = 8  # bootstrap resamples that rank the components by how reproducible they are
-ORDERS = ("kurtosis", "stability")  # which of the whitened subspace's components are kept
+ORDERS = ("stability", "kurtosis")  # which of the whitened subspace's components are kept (the first: default)
 
 
 def whitened_dims(k: int, dims: int | None) -> int:
@@ -138,11 +138,11 @@ def stability(x: torch.Tensor, shifts: torch.Tensor, dims: int, *, resamples: in
 
 
 def independent_components(x: torch.Tensor, k: int, *, dims: int | None = None, seed: int = 0,
-                           order: str = "kurtosis", resamples: int = RESAMPLES
+                           order: str = ORDERS[0], resamples: int = RESAMPLES
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """k independent components of rows x [N, D]: FastICA within their top ``dims`` (default k) principal
-    subspace, the k kept by ``order``: "kurtosis", the least Gaussian (largest |excess kurtosis|), or
-    "stability", the most reproducible over ``resamples`` bootstrap resamples (``stability``).
+    subspace, the k kept by ``order``: "stability", the most reproducible over ``resamples`` bootstrap
+    resamples (``stability``), or "kurtosis", the least Gaussian (largest |excess kurtosis|).
 
     Returns (shifts [k, D]: each component's one-standard-deviation move in x, oriented so that the
     source's longer tail (positive skewness) is its positive side; sources [N, k], unit variance;
@@ -170,7 +170,7 @@ def independent_components(x: torch.Tensor, k: int, *, dims: int | None = None, 
 
 def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, components: int = 8,
                    dims: int | None = None, steps: int = 40, t_edit: int = 500, seed: int = 0,
-                   size_policy: str = "resize_crop", name: str = "ic", order: str = "kurtosis",
+                   size_policy: str = "resize_crop", name: str = "ic", order: str = ORDERS[0],
                    batch: int = BATCH, callback: Callback | None = None) -> list[TensorDirection]:
     """``components`` independent directions of h over unlabelled images ([N, 3, H, W] in [-1, 1] or a list;
     DDIM-inverted, then regenerated) or over ``n_samples`` seeded samples of ``model``: h at the edited steps

@@ -358,8 +358,8 @@ class DirectionsByIndependenceSD:
                    "components of h over N trajectories of a prompt. Each trajectory's h at the timesteps of the editing "
                    "interval is one row; the rows are whitened in their top principal components and FastICA-rotated to "
                    "the least Gaussian coordinates, where attributes that vary independently come apart (PCA's axes mix "
-                   "them). Each direction is one standard deviation of its component, calibrated on the MODEL; least "
-                   "Gaussian first. The list runs the nodes after it once per direction; Pick H-Space Direction takes one "
+                   "them). Each direction is one standard deviation of its component, calibrated on the MODEL; the most "
+                   "reproducible over bootstrap resamples first (order: kurtosis, the least Gaussian). The list runs the nodes after it once per direction; Pick H-Space Direction takes one "
                    "for the mixer.")
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"
@@ -388,14 +388,14 @@ class DirectionsByIndependenceSD:
         }, "optional": {**FLOW_INPUTS, **ICA_ORDER}}
 
     def make(self, model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height, spatial, name,
-             block=-1, h="residual stream", order="kurtosis"):
+             block=-1, h="residual stream", order="stability"):
         ds = independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height,
                                     spatial, name, location=flow_location(model, block, h), order=order)
         return ([calibrated_sd(model, d, positive) for d in ds],)
 
 
 def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height, spatial,
-                           name, location=None, order="kurtosis"):
+                           name, location=None, order="stability"):
     """The k uncalibrated directions of Directions by Independence (SD) (its inputs; ``location``: a flow
     transformer's block, ``flow_location``)."""
     if t_edit > t_end:

@@ -353,9 +353,9 @@ def test_independent_directions_are_a_calibrated_list_over_the_interval(comfy):
 
     model, node = tiny_model("sd15"), sd().DirectionsByIndependenceSD()
     ds, = node.make(model, conditioning(1, "sd15"), sigmas(comfy, model, 3), 6, 1, 0, 0, 0, 999, 64, 64, "average",
-                    "ic", order="stability")
+                    "ic")
     assert [d.info.name for d in ds] == ["ic 0"] and calibration_of(ds[0]) is not None
-    assert ds[0].info.provenance["order"] == "stability" and 0 <= ds[0].info.provenance["stability"] <= 1
+    assert ds[0].info.provenance["order"] == "stability" and 0 <= ds[0].info.provenance["stability"] <= 1  # default
     assert ds[0].info.strength_unit == "std" and ds[0].values.shape[1:] == (128, 1, 1)
     assert bool((ds[0].values.flatten(1).norm(dim=1) > 0).all())
     with pytest.raises(HSpaceError, match="more than 5 seeds"):

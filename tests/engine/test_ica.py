@@ -66,9 +66,9 @@ def test_components_of_a_few_outlying_rows_give_way_to_the_reproducible_factors(
     mixing = torch.randn(3, 30, generator=g)
     x = s @ mixing + 0.01 * torch.randn(1000, 30, generator=g)
     x[:3] += 25 * F.normalize(torch.randn(3, 30, generator=g), dim=1)
-    by_kurtosis, _, _ = independent_components(x, 3, dims=6, seed=0)
+    by_kurtosis, _, _ = independent_components(x, 3, dims=6, seed=0, order="kurtosis")
     assert float(_best_cos(mixing, by_kurtosis).max()) < 0.5
-    stable, _, stability = independent_components(x, 3, dims=6, seed=0, order="stability")
+    stable, _, stability = independent_components(x, 3, dims=6, seed=0)  # the default
     assert (_best_cos(stable, mixing) > 0.97).all()
     assert float(stability.min()) > 0.9
 
@@ -122,7 +122,7 @@ def test_the_command_line_writes_k_files_and_a_preview_and_never_overwrites(tmp_
     from tests.engine.test_cli_checks import DEMO
 
     argv = ["direction", "ica", "--model", str(DEMO), "--samples", "12", "--k", "2", "--dims", "3", "--steps", "6",
-            "--preview", "2", "--no-calibration", "--order", "stability", "--out", str(tmp_path)]
+            "--preview", "2", "--no-calibration", "--order", "kurtosis", "--out", str(tmp_path)]
     assert cli.main([*argv[:-2], "--dims", "1", "--out", str(tmp_path)]) == 2
     assert "--dims 1 is fewer than --k 2" in capsys.readouterr().err
     assert cli.main(argv) == 0
@@ -131,8 +131,9 @@ def test_the_command_line_writes_k_files_and_a_preview_and_never_overwrites(tmp_
     ds = [load_direction(tmp_path / f"ica_{i}.safetensors") for i in range(2)]
     assert [d.info.name for d in ds] == ["ica 0", "ica 1"] and all(calibration_of(d) is None for d in ds)
     assert ds[0].info.provenance["dims"] == 3 and ds[0].info.provenance["n"] == 12
-    assert ds[0].info.provenance["order"] == "stability"
-    assert 0 <= ds[1].info.provenance["stability"] <= ds[0].info.provenance["stability"] <= 1
+    assert ds[0].info.provenance["order"] == "kurtosis" and ds[0].info.provenance["stability"] is None
+    kurtosis = [abs(d.info.provenance["excess_kurtosis"]) for d in ds]
+    assert kurtosis[0] >= kurtosis[1]
     before = (tmp_path / "ica_0.safetensors").read_bytes()
     assert cli.main(argv) == 2 and "already exists" in capsys.readouterr().err
     assert (tmp_path / "ica_0.safetensors").read_bytes() == before
