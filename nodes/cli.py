@@ -262,11 +262,12 @@ def run(args: argparse.Namespace) -> int:
 
     from .discovery import DirectionFromText
 
+    name = args.name or f"{args.source} -> {args.target}"
     d = DirectionFromText._train_sd(model, vae, positive, {"samples": latents}, Path(args.clip) if args.clip else
                                     TINY_CLIP_DIR, args.clip_arch or DEFAULT_ARCH, args.source, args.target,
                                     args.steps, args.t_edit, args.t_end, args.lr, args.iterations, args.clip_weight,
-                                    args.l1_weight, args.seed, None, callback=StepProgress("train"),
-                                    name=args.name or f"{args.source} -> {args.target}")
+                                    args.l1_weight, args.seed, None, callback=StepProgress("train"), name=name,
+                                    calibration_callback=StepProgress(f"calibrate {name}"))
     return _save(d, Path(args.out), args.overwrite)
 
 

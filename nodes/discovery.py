@@ -130,8 +130,9 @@ class DirectionFromText:
 
     @staticmethod
     def _train_sd(sd_model, vae, positive, latents, weights, arch, src, trg, steps, t_edit, t_end, lr, iterations,
-                  clip_w, l1_w, seed, unique_id, callback=None, name=""):
-        """(also the SD command line's, ``nodes/cli.py``, with its own progress ``callback``)"""
+                  clip_w, l1_w, seed, unique_id, callback=None, name="", calibration_callback=None):
+        """(also the SD command line's, ``nodes/cli.py``, with its own progress: ``callback`` for the training,
+        ``calibration_callback`` for the calibration's steps)"""
         from hspace_core.discovery.shift_training import ShiftSettings
         from hspace_core.schedule import asyrp_timesteps
 
@@ -149,7 +150,7 @@ class DirectionFromText:
         d = clip_sd(sd_model, vae, positive, lat, clip, src, trg, steps=steps, t_edit=t_edit, t_end=t_end,
                     settings=ShiftSettings(iterations=updates, batch=8, lr=lr, seed=seed), clip_w=clip_w, l1_w=l1_w,
                     name=name, callback=callback or bridge.Progress(unique_id))
-        return calibrated_sd(sd_model, d, positive)
+        return calibrated_sd(sd_model, d, positive, callback=calibration_callback or bridge.Progress(unique_id))
 
 
 class DirectionFromImages:

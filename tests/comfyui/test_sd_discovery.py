@@ -244,6 +244,7 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
     code, err = sd_cli_here(["text", *common, "--source", "face", "--target", "smiling face", "--out",
                              str(out / "smile.safetensors")], capsys)
     assert code == 0, err[-3000:]
+    assert "calibrate face -> smiling face: 20/20 steps" in err
     d = load_direction(out / "smile.safetensors")
     assert d.info.family == "sd1" and d.info.name == "face -> smiling face" and d.info.calibration is not None
     (tmp_path / "junk.ckpt").write_bytes(bytes(range(256)) * 8)
