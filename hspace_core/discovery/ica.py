@@ -119,7 +119,7 @@ def stability(x: torch.Tensor, shifts: torch.Tensor, dims: int, *, resamples: in
     for each of ``shifts`` [m, D] the mean over the resamples of its largest |cosine| with any of them, in
     [0, 1]. A factor of the data comes back in every resample (near 1); a component made by a few outlying
     rows, or a rotation within a Gaussian subspace, does not. A resample where FastICA does not converge is
-    left out."""
+    left out. Each resample is a copy of the rows (the peak memory of x doubles)."""
     g = torch.Generator().manual_seed(seed)
     n = x.shape[0]
     unit = F.normalize(shifts.double(), dim=1)
@@ -146,7 +146,7 @@ def independent_components(x: torch.Tensor, k: int, *, dims: int | None = None, 
 
     Returns (shifts [k, D]: each component's one-standard-deviation move in x, oriented so that the
     source's longer tail (positive skewness) is its positive side; sources [N, k], unit variance;
-    stability [k] in [0, 1], NaN when not measured), in that order, first first."""
+    stability [k] in [0, 1], NaN when not measured), best first by ``order``."""
     if order not in ORDERS:
         raise HSpaceError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     n = x.shape[0]
@@ -160,11 +160,11 @@ def independent_components(x: torch.Tensor, k: int, *, dims: int | None = None, 
     shifts, s = _unmixed(x, dims, seed)
     if order == "stability":
         stable = stability(x, shifts, dims, resamples=resamples, seed=seed)
-        order = torch.argsort(stable, descending=True)
+        ranked = torch.argsort(stable, descending=True)
     else:
         stable = torch.full((dims,), float("nan"))
-        order = torch.argsort(((s ** 4).mean(0) - 3).abs(), descending=True)
-    keep = order[:k]
+        ranked = torch.argsort(((s ** 4).mean(0) - 3).abs(), descending=True)
+    keep = ranked[:k]
     return shifts[keep].float(), s[:, keep].float(), stable[keep]
 
 
