@@ -21,7 +21,6 @@ Pixel demo world (the embedded model and its shipped directions, calibrated here
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.report import merge_json  # noqa: E402
 
 SD_DIRECTIONS = {  # name -> (attribute, target prompt or "latent sets", region rows)
     "smile (prompt pair)": ("smile", "a smiling face", (48, 64)),
@@ -53,6 +54,29 @@ def spread(changes: list[float]) -> float:
     return max(a) / max(min(a), 1e-9)
 
 
+def sd_region_direction(world, name: str, usable: bool = True):
+    """``SD_DIRECTIONS[name]``'s direction on the bench world (``bench.sd_claims.World`` with the recommended
+    settings): made (prompt pair or latent sets), restricted by Direction Region to its rows, calibrated on
+    the model over the recommended interval (``usable``: with its usable range)."""
+    import bench.sd_claims as sc
+    from hspace_sdworld.configs import RECOMMENDED
+    from nodes.region import DirectionRegion
+    from nodes.sd.calibration import calibrated_sd
+
+    _, target, (top, bottom) = SD_DIRECTIONS[name]
+    if target == "latent sets":
+        d = sc.latent_set_direction(world, RECOMMENDED["direction_seeds"], "keep")
+    else:
+        d = sc.sd_nodes().DirectionFromPrompts().make(world.model, world.cond(sc.SOURCE), world.cond(target),
+                                                      world.sigmas, RECOMMENDED["direction_seeds"],
+                                                      sc.DIRECTION_SEED, 64, 64, "keep", name)[0]
+    mask = torch.zeros(1, 64, 64)
+    mask[:, top:bottom] = 1.0
+    d = DirectionRegion().restrict(d, mask, False)[0]
+    return calibrated_sd(world.model, d, world.cond(sc.SOURCE), t=RECOMMENDED["t_edit"], t_end=RECOMMENDED["t_end"],
+                         usable=usable)
+
+
 def sd_world(n_seeds: int) -> dict:
     from hspace_sdworld.comfy_import import import_comfy
 
@@ -66,20 +90,9 @@ def sd_world(n_seeds: int) -> dict:
     seeds = [sc.SEED0 + i for i in range(n_seeds)]
     t_edit, t_end = RECOMMENDED["t_edit"], RECOMMENDED["t_end"]
     rows = {}
-    for name, (attr, target, (top, bottom)) in SD_DIRECTIONS.items():
+    for name, (attr, _, (top, bottom)) in SD_DIRECTIONS.items():
         tic = time.time()
-        if target == "latent sets":
-            d = sc.latent_set_direction(world, RECOMMENDED["direction_seeds"], "keep")
-        else:
-            d = sc.sd_nodes().DirectionFromPrompts().make(world.model, world.cond(sc.SOURCE), world.cond(target),
-                                                          world.sigmas, RECOMMENDED["direction_seeds"],
-                                                          sc.DIRECTION_SEED, 64, 64, "keep", name)[0]
-        mask = torch.zeros(1, 64, 64)
-        mask[:, top:bottom] = 1.0
-        from nodes.region import DirectionRegion
-
-        d = DirectionRegion().restrict(d, mask, False)[0]
-        d = calibrated_sd(world.model, d, world.cond(sc.SOURCE), t=t_edit, t_end=t_end)
+        d = sd_region_direction(world, name)
         cal = calibration_of(d)
         images = sc.asyrp_sweep(world, d, (0.0, 1.0, cal.scale), seeds, t_edit)
         r = world.read(images)
@@ -204,11 +217,8 @@ def main() -> None:
                     report["pixel_world"]))
     report["seconds"] = round(time.time() - tic)
     print(f"\ntime: {report['seconds']} s")
-    if args.json:  # a rerun of one part keeps the other parts' rows
-        path = Path(args.json)
-        merged = json.loads(path.read_text()) if path.exists() else {}
-        merged.update(report)
-        path.write_text(json.dumps(merged, indent=2) + "\n")
+    if args.json:
+        merge_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ targets is what a calibration unit of "a modest edit" would see.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.calibration import PIXEL_DIRECTIONS, SD_DIRECTIONS, spread  # noqa: E402
+from bench.calibration import PIXEL_DIRECTIONS, SD_DIRECTIONS, sd_region_direction, spread  # noqa: E402
+from bench.report import merge_json  # noqa: E402
 
 MULTIPLES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 SUPERVISED = ("demo_smile", "demo_width", "demo_eyes", "demo_glasses")  # the pixel directions that are dials
@@ -77,25 +77,14 @@ def sd_world(n_seeds: int) -> dict:
     import bench.sd_claims as sc
     from hspace_core.directions.calibration import calibration_of
     from hspace_sdworld.configs import RECOMMENDED
-    from nodes.region import DirectionRegion
-    from nodes.sd.calibration import calibrated_sd
 
     world = sc.World(RECOMMENDED["steps"], RECOMMENDED["cfg"], RECOMMENDED["branch"], RECOMMENDED["t_end"])
     seeds = [sc.SEED0 + i for i in range(n_seeds)]
     t_edit, t_end = RECOMMENDED["t_edit"], RECOMMENDED["t_end"]
     rows = {}
-    for name, (attr, target, (top, bottom)) in SD_DIRECTIONS.items():
+    for name, (attr, _, (top, bottom)) in SD_DIRECTIONS.items():
         tic = time.time()
-        if target == "latent sets":
-            d = sc.latent_set_direction(world, RECOMMENDED["direction_seeds"], "keep")
-        else:
-            d = sc.sd_nodes().DirectionFromPrompts().make(world.model, world.cond(sc.SOURCE), world.cond(target),
-                                                          world.sigmas, RECOMMENDED["direction_seeds"],
-                                                          sc.DIRECTION_SEED, 64, 64, "keep", name)[0]
-        mask = torch.zeros(1, 64, 64)
-        mask[:, top:bottom] = 1.0
-        d = DirectionRegion().restrict(d, mask, False)[0]
-        d = calibrated_sd(world.model, d, world.cond(sc.SOURCE), t=t_edit, t_end=t_end, usable=False)
+        d = sd_region_direction(world, name, usable=False)
         scale = calibration_of(d).scale
         m = sc.applied(world, d, 1.0, t_edit, "asymmetric", t_end)
         latents, images = [], []
@@ -188,10 +177,7 @@ def main() -> None:
     report["seconds"] = round(time.time() - tic)
     print(f"\ntime: {report['seconds']} s")
     if args.json:
-        path = Path(args.json)
-        merged = json.loads(path.read_text()) if path.exists() else {}
-        merged.update(report)
-        path.write_text(json.dumps(merged, indent=2) + "\n")
+        merge_json(args.json, report)
 
 
 if __name__ == "__main__":

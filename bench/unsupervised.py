@@ -26,7 +26,6 @@ counts the distinct attributes each method's K directions cover.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import merge_json  # noqa: E402
 from hspace_core.demo import claims  # noqa: E402
 
 MIN_CHANGE, MAX_DRIFT, STRENGTH = 0.3, 0.5, 2.0
@@ -327,10 +327,7 @@ def main() -> None:
     report["seconds"] = round(time.time() - tic)
     print(f"\ntime: {report['seconds']} s")
     if args.json:
-        path = Path(args.json)
-        merged = json.loads(path.read_text()) if path.exists() else {}
-        merged.update(report)
-        path.write_text(json.dumps(merged, indent=2) + "\n")
+        merge_json(args.json, report)
 
 
 if __name__ == "__main__":
