@@ -17,9 +17,15 @@ Which k of the ``dims`` components are kept (``ORDERS``): the least Gaussian (la
 or the most reproducible over bootstrap resamples of the rows (``stability``; ICASSO, Himberg, Hyvärinen
 and Esposito 2004), which leaves out components that a few outlying rows make (their kurtosis is the
 largest of all).
+
+The rows are wide (an SD1.5 trajectory of 20 edited steps of 1280 x 8 x 8 is 1.6 M numbers) and few (hundreds):
+all of it runs on their coordinates in an orthonormal basis of their own span (``span``, N x r, r < N), found
+from the N x N Gram matrix, and only the k kept components are lifted back to h.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +45,8 @@ PATIENCE, MIN_STEP = 50, 1 / 64
 DIMS_PER_K = 2  # the default whitened subspace: twice the components asked for
 TOLERANCE = 1e-4  # as scikit-learn's FastICA: max |1 - |<w_new, w_old>|| over the rows
 RESAMPLES = 8  # bootstrap resamples that rank the components by how reproducible they are
+CHUNK_ELEMENTS = 1 << 22  # the centred rows are formed this many float64 elements (32 MB) at a time
+RANK_TOLERANCE = 1e-12  # span directions with a variance below this share of the largest are left out
 ORDERS = ("stability", "kurtosis")  # which of the whitened subspace's components are kept (the first: default)
 
 
@@ -94,6 +102,50 @@ def fast_ica(z: torch.Tensor, *, seed: int = 0, max_iterations: int = MAX_ITERAT
                       "use more samples or fewer components")
 
 
+def _column_chunks(n: int, dim: int):
+    width = max(1, CHUNK_ELEMENTS // max(n, 1))
+    return [(c, min(dim, c + width)) for c in range(0, dim, width)]
+
+
+def span(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """The centred rows of x [N, D] in an orthonormal basis of their span: (coords [N, r] float64, columns in
+    decreasing variance, coords @ coords.T == xc @ xc.T; lift, which maps [m, r] coordinates back to [m, D]
+    float32). With D >= N it goes through the N x N Gram matrix, the centred rows formed in column chunks of
+    ``CHUNK_ELEMENTS``: besides x itself, one 32 MB block, its product and N x N doubles. Everything ICA does (whitening,
+    FastICA, bootstrap resamples, cosines between components) is unchanged by an orthonormal change of basis
+    of the span, and a resample's rows lie in the same span, so it all runs on coords: a resample costs N x r,
+    not N x D."""
+    n, dim = x.shape
+    mean = torch.cat([x[:, a:b].double().mean(0) for a, b in _column_chunks(n, dim)])  # no double copy of x
+    if dim < n:  # the D x D covariance is the smaller problem; coords are the rows in its eigenbasis
+        xc = x.double() - mean
+        evals, evecs = torch.linalg.eigh(xc.T @ xc)
+        order = torch.argsort(evals, descending=True)
+        basis = evecs[:, order].T                                                  # [D, D], rows orthonormal
+        return xc @ basis.T, lambda c: (c @ basis).float()
+    gram = torch.zeros(n, n, dtype=torch.float64)
+    for a, b in _column_chunks(n, dim):
+        block = x[:, a:b].double()
+        block -= mean[a:b]
+        gram += block @ block.T
+    evals, evecs = torch.linalg.eigh(gram)
+    order = torch.argsort(evals, descending=True)
+    evals, evecs = evals[order], evecs[:, order]
+    r = int((evals > RANK_TOLERANCE * float(evals[0].clamp_min(1e-300))).sum())
+    root, u = evals[:r].sqrt(), evecs[:, :r]                                       # basis = diag(1 / root) u^T xc
+
+    def lift(c: torch.Tensor) -> torch.Tensor:
+        weights = (c.double() / root) @ u.T                                        # [m, N]
+        out = torch.empty(c.shape[0], dim)
+        for a, b in _column_chunks(n, dim):
+            block = x[:, a:b].double()
+            block -= mean[a:b]
+            out[:, a:b] = (weights @ block).float()
+        return out
+
+    return u * root, lift
+
+
 def _unmixed(x: torch.Tensor, dims: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All ``dims`` independent components of rows x [N, D] in their top ``dims`` principal subspace: (shifts
     [dims, D], each component's one-standard-deviation move in x; sources [N, dims], unit variance), each
@@ -105,11 +157,15 @@ def _unmixed(x: torch.Tensor, dims: int, seed: int) -> tuple[torch.Tensor, torch
     xc = (x - x.mean(0)).double()
     z = (xc @ axes.double().T) / std.double()                       # whitened [N, dims]
     z = z * (n / (n - 1)) ** 0.5                                    # unit variance with the 1/N moments ICA uses
+    # an eigenvector's sign is the solver's choice: fixed by the data (skewness) so that FastICA's seeded start
+    # meets the same z in any basis of the rows (``span``) and from any LAPACK
+    turn = torch.where((z ** 3).mean(0) < 0, -1.0, 1.0).double()
+    z, axes = z * turn, axes.double() * turn[:, None]
     w, _ = fast_ica(z, seed=seed)
     s = z @ w.T                                                      # [N, dims]
     sign = torch.where((s ** 3).mean(0) < 0, -1.0, 1.0).double()
     s, w = s * sign, w * sign[:, None]
-    return (w * std.double()) @ axes.double(), s                     # the two (n - 1) / n factors cancel
+    return (w * std.double()) @ axes, s                              # the two (n - 1) / n factors cancel
 
 
 def stability(x: torch.Tensor, shifts: torch.Tensor, dims: int, *, resamples: int = RESAMPLES,
@@ -119,8 +175,9 @@ def stability(x: torch.Tensor, shifts: torch.Tensor, dims: int, *, resamples: in
     for each of ``shifts`` [m, D] the mean over the resamples of its largest |cosine| with any of them, in
     [0, 1]. A factor of the data comes back in every resample (near 1); a component made by a few outlying
     rows, or a rotation within a Gaussian subspace, does not. A resample where FastICA does not converge is
-    left out. Each resample is a float32 copy of the rows, beside the double-precision centred copy that the
-    whitening makes of them: the peak goes from about 3 to 4 times the rows' size."""
+    left out. Each resample is a copy of the rows, and its whitening a double-precision centred one:
+    ``independent_components`` passes the rows' ``span`` coordinates (N x r, r < N), where both are small
+    whatever the rows' width."""
     g = torch.Generator().manual_seed(seed)
     n = x.shape[0]
     unit = F.normalize(shifts.double(), dim=1)
@@ -158,15 +215,18 @@ def independent_components(x: torch.Tensor, k: int, *, dims: int | None = None, 
         raise HSpaceError(f"the whitened subspace ({dims}) must hold the {k} components")
     if n <= dims + 1:
         raise HSpaceError(f"independent components need more samples than dimensions + 1: {n} samples for {dims}")
-    shifts, s = _unmixed(x, dims, seed)
+    coords, lift = span(x)
+    if coords.shape[1] < dims:
+        raise HSpaceError(f"the samples span {coords.shape[1]} dimensions, fewer than {dims}: ask for fewer components")
+    shifts, s = _unmixed(coords, dims, seed)
     if order == "stability":
-        stable = stability(x, shifts, dims, resamples=resamples, seed=seed)
+        stable = stability(coords, shifts, dims, resamples=resamples, seed=seed)
         ranked = torch.argsort(stable, descending=True)
     else:
         stable = torch.full((dims,), float("nan"))
         ranked = torch.argsort(((s ** 4).mean(0) - 3).abs(), descending=True)
     keep = ranked[:k]
-    return shifts[keep].float(), s[:, keep].float(), stable[keep]
+    return lift(shifts[keep]), s[:, keep].float(), stable[keep]
 
 
 def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, components: int = 8,

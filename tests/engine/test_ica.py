@@ -1,6 +1,8 @@
 """Independent components of h unmix independent factors that PCA leaves mixed (issue 34)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 
@@ -171,3 +173,43 @@ def test_the_damped_step_converges_where_the_plain_fixed_point_cycles(monkeypatc
         except HSpaceError:
             cycled += 1
     assert cycled >= 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(3, 12), dim=st.integers(1, 40), chunk=st.integers(1, 64), seed=st.integers(0, 2 ** 16))
+def test_the_span_coordinates_hold_the_centred_rows_exactly(n, dim, chunk, seed):
+    """Whichever side is smaller and however the columns are chunked: coords reproduce the centred rows'
+    Gram matrix, and lifting coords gives back the centred rows (so cosines and whitening are unchanged)."""
+    import hspace_core.discovery.ica as ica
+
+    x = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * 3 + 1
+    old = ica.CHUNK_ELEMENTS
+    ica.CHUNK_ELEMENTS = chunk
+    try:
+        coords, lift = ica.span(x)
+        back = lift(coords)
+    finally:
+        ica.CHUNK_ELEMENTS = old
+    xc = x.double() - x.double().mean(0)
+    assert coords.shape[1] <= min(n - 1, dim) or dim < n
+    assert torch.allclose(coords @ coords.T, xc @ xc.T, atol=1e-8 * (1 + float(xc.abs().max()) ** 2))
+    assert torch.allclose(back.double(), xc, atol=1e-4)
+    variances = coords.pow(2).sum(0)
+    assert bool((variances[1:] <= variances[:-1] * (1 + 1e-9) + 1e-9).all())
+
+
+def test_on_wide_rows_the_span_gives_the_components_and_stability_of_the_rows_themselves():
+    """Rows far wider than they are many (as h trajectories are): the components, their sources and their
+    stability computed on the span's coordinates are those computed on the rows in full."""
+    from hspace_core.discovery.ica import _unmixed, stability
+
+    g = torch.Generator().manual_seed(3)
+    s = _factors(150, g)
+    x = s @ torch.randn(3, 5000, generator=g) + 0.3 * torch.randn(150, 5000, generator=g)
+    shifts, sources, stable = independent_components(x, 3, dims=6, seed=0)
+    full, full_sources = _unmixed(x, 6, 0)
+    full_stable = stability(x, full, 6, seed=0)
+    keep = torch.argsort(full_stable, descending=True)[:3]
+    assert torch.allclose(shifts, full[keep].float(), atol=1e-4 * float(full.abs().max()))
+    assert torch.allclose(sources, full_sources[:, keep].float(), atol=1e-4)
+    assert torch.allclose(stable, full_stable[keep], atol=1e-4)
