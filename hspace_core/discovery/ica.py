@@ -255,15 +255,18 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
         raise HSpaceError(f"independent components among {dims} principal components need more than {dims + 1} "
                           f"images or samples, got {n}")
     job = JobProgress(callback, (invert_steps(n, steps, batch) if images is not None else 0)
-                      + record_steps(n, steps, batch))
+                      + record_steps(n, k_edit, batch))
     if images is not None:
         x_T = invert_prepared(model, x0, steps, batch=batch, callback=job.part(invert_steps(n, steps, batch)))
     else:
         x_T = seeded_noise(model, n, seed)
-    hs = record_h(model, x_T, grid, batch=batch, callback=job.part(record_steps(n, steps, batch)))
-    shape = hs.shape[2:]
-    edited = hs[:k_edit]                                             # descending t: the first k_edit steps
+    # the walk down the grid's top k_edit points only: the same x_t and h at each of those steps as the whole
+    # walk (deterministic DDIM), none of the steps below t_edit, which no row uses
+    edited = record_h(model, x_T, grid[len(grid) - k_edit:], batch=batch,
+                      callback=job.part(record_steps(n, k_edit, batch)))  # [k_edit, N, ...], descending t
+    shape = edited.shape[2:]
     rows = edited.transpose(0, 1).flatten(1)                         # [N, k_edit * dim h]
+    del edited
     shifts, sources, stable = independent_components(rows, components, dims=dims, seed=seed, order=order)
     out = []
     for j in range(components):

@@ -213,3 +213,20 @@ def test_on_wide_rows_the_span_gives_the_components_and_stability_of_the_rows_th
     assert torch.allclose(shifts, full[keep].float(), atol=1e-4 * float(full.abs().max()))
     assert torch.allclose(sources, full_sources[:, keep].float(), atol=1e-4)
     assert torch.allclose(stable, full_stable[keep], atol=1e-4)
+
+
+def test_the_recording_walks_down_to_t_edit_only_and_sees_the_whole_walks_h():
+    """ICA records h on the grid's top k_edit points: the same h as the whole walk's first k_edit steps
+    (deterministic DDIM), with k_edit of the grid's steps reported, not all."""
+    from hspace_core.discovery.record import record_h, seeded_noise
+
+    model = pooling_model()
+    x_T = seeded_noise(model, 3, 0)
+    grid = asyrp_timesteps(10)
+    k = int((grid >= 500).sum())
+    whole = record_h(model, x_T, grid)
+    top = record_h(model, x_T, grid[len(grid) - k:])
+    assert top.shape[0] == k and torch.equal(top, whole[:k])
+    seen = []
+    ica_directions(model, None, n_samples=8, components=1, dims=2, steps=10, t_edit=500, callback=seen.append)
+    assert seen[-1].total == k and len(seen) == k
