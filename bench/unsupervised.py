@@ -228,8 +228,9 @@ def sd_world(args) -> dict:
                 family, _, rec, which_h = recorder(world.model)
                 invert_latent(world.model, source, faces, world.sigmas, recorder=rec)
             else:
-                family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, args.ica_samples,
-                                                              sdc.DIRECTION_SEED, 64, 64)
+                family, rec, which_h = sd.record_trajectories(world.model, source,
+                                                              sd.sigmas_down_to(world.model, world.sigmas, R["t_edit"]),
+                                                              args.ica_samples, sdc.DIRECTION_SEED, 64, 64)
             made["ica"] = ica_host_directions(by_timestep(rec.records[0]), args.k, dims=args.ica_dims,
                                               family=family, spatial="keep",
                                               t_edit=R["t_edit"], t_end=R["t_end"], which_h=which_h, seed=args.seed,

@@ -22,7 +22,7 @@ from hspace_core.host import host_direction  # noqa: F401  (re-exported for the 
 
 from .family import host_family  # noqa: F401
 from .inversion import (_descending, _guide, invert_latent, invert_latent_ddpm, record_trajectories,  # noqa: F401
-                        regenerate)
+                        regenerate, sigmas_down_to)
 from .node_classes import (LATENT_INVERSION_METHODS, SD_CATEGORY, ApplyHSpaceDirection, AsyrpSamplerSD,  # noqa: F401
                            DirectionFromLatentSets, DirectionFromPrompts, DirectionPCASD, DirectionsByContrastSD,
                            DirectionsByIndependenceSD, InvertLatent)

@@ -106,6 +106,16 @@ def _descending(sigmas: torch.Tensor) -> torch.Tensor:
     return sigmas if len(sigmas) < 2 or float(sigmas[0]) >= float(sigmas[-1]) else torch.flip(sigmas, dims=[0])
 
 
+def sigmas_down_to(model, sigmas: torch.Tensor, t_edit: float) -> torch.Tensor:
+    """The start of the descending walk ``sigmas`` that takes every step at t >= t_edit (t the MODEL's timestep
+    of the step's sigma): those sigmas and the one the last of them arrives at. A deterministic sampler takes
+    those steps exactly as on the whole walk; a recording that uses no step below t_edit needs no more."""
+    s = _descending(sigmas)
+    ms = model.get_model_object("model_sampling")
+    steps = sum(1 for x in s[:-1] if float(x) > 0 and round(float(ms.timestep(x.reshape(1)))) >= t_edit)
+    return s[:max(steps, 1) + 1]
+
+
 def _empty_latent(model, n: int, width: int, height: int) -> torch.Tensor:
     fmt = model.get_model_object("latent_format")
     return torch.zeros(n, fmt.latent_channels, height // 8, width // 8)

@@ -17,7 +17,7 @@ from .calibration import calibrated_sd
 from ..flow.family import KIND_NAMES, flow_host, is_flow
 from .family import host_family
 from .inversion import (NodeProgress, _ascending, _descending, invert_latent, invert_latent_ddpm, inversion_steps,
-                        record_trajectories, recorder, regenerate)
+                        record_trajectories, recorder, regenerate, sigmas_down_to)
 from .patch import HSpacePatch
 from .sampler import sample_asyrp
 
@@ -406,7 +406,8 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
     if seeds <= dims + 1:
         raise HSpaceError(f"{k} independent components among {dims} principal components need more than "
                           f"{dims + 1} seeds, got {seeds}")
-    family, rec, which_h = record_trajectories(model, positive, sigmas, seeds, seed, width, height, location=location)
+    family, rec, which_h = record_trajectories(model, positive, sigmas_down_to(model, sigmas, t_edit), seeds, seed,
+                                               width, height, location=location)  # no step below t_edit is used
     return ica_host_directions(by_timestep(rec.records[0]), k, dims=dims, family=family, spatial=spatial,
                                name=name, t_edit=t_edit, t_end=t_end, which_h=which_h, seed=seed, order=order,
                                provenance={"method": "ICA of h along prompt trajectories", "seeds": seeds,

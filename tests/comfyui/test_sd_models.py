@@ -363,6 +363,21 @@ def test_independent_directions_are_a_calibrated_list_over_the_interval(comfy):
                   "ic")
 
 
+def test_the_ica_recording_walks_down_to_t_edit_and_sees_the_whole_walks_h(comfy):
+    from hspace_core.discovery.host import by_timestep
+
+    model = tiny_model("sd15")
+    whole = sigmas(comfy, model, 8)
+    part = sd().sigmas_down_to(model, whole, 500)
+    assert 2 < len(part) < len(whole) and torch.equal(part, whole[:len(part)])
+    recorded = [by_timestep(sd().record_trajectories(model, conditioning(1, "sd15"), s, 3, 0, 64, 64)[1].records[0])
+                for s in (whole, part)]
+    kept = [t for t in recorded[0] if t >= 500]
+    assert sorted(recorded[1]) == sorted(kept) and len(kept) == len(part) - 1
+    for t in kept:
+        assert torch.equal(recorded[1][t], recorded[0][t]), t
+
+
 def test_sd_directions_save_load_mix_and_apply(comfy, model, kind, tmp_path):
     from hspace_core import load_direction, save_direction
     from nodes.mixer import DirectionMixer
