@@ -193,7 +193,9 @@ def _save(direction, out: Path, overwrite: bool) -> int:
     said = "not calibrated: strengths in raw units" if cal is None else (
         f"calibrated at t={cal.t}: strength 1 = {cal.scale:.4g} raw, usable {cal.usable[0]:g} .. {cal.usable[1]:g}"
         if cal.usable else f"calibrated at t={cal.t}: strength 1 = {cal.scale:.4g} raw")
-    print(f"wrote {path} ({direction.info.name}; {direction.info.provenance.get('method')}, "
+    stable = direction.info.provenance.get("stability")  # an independent component's: near 1 = found every time
+    found = "" if stable is None else f", found again on resamples at {stable:.2f} (1 = always)"
+    print(f"wrote {path} ({direction.info.name}; {direction.info.provenance.get('method')}{found}, "
           f"strength unit {direction.info.strength_unit}; {said})", file=sys.stderr)
     return 0
 

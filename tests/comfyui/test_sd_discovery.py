@@ -260,6 +260,7 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
     assert code == 0, err[-3000:]
     assert "calibrate ica 0: 20/20 steps" in err
     d = load_direction(out / "ica_0.safetensors")
+    assert f"found again on resamples at {d.info.provenance['stability']:.2f}" in err  # the default order's score
     assert d.info.family == "sd1" and d.info.strength_unit == "std" and d.info.calibration is not None
     with Image.open(out / "ica_preview.png") as im:  # no images given: two new samples of the prompt
         assert im.width >= 6 * 64 and 64 <= im.height < 2 * 64  # 1 row x (2 samples x 3 strengths)
