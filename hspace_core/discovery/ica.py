@@ -107,6 +107,11 @@ def _column_chunks(n: int, dim: int):
     return [(c, min(dim, c + width)) for c in range(0, dim, width)]
 
 
+def _rank(evals: torch.Tensor) -> int:
+    """How many of the descending eigenvalues ``evals`` are above ``RANK_TOLERANCE`` of the largest."""
+    return int((evals > RANK_TOLERANCE * float(evals[0].clamp_min(1e-300))).sum())
+
+
 def span(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """The centred rows of x [N, D] in an orthonormal basis of their span: (coords [N, r] float64, columns in
     decreasing variance, coords @ coords.T == xc @ xc.T; lift, which maps [m, r] coordinates back to [m, D]
@@ -121,7 +126,8 @@ def span(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.
         xc = x.double() - mean
         evals, evecs = torch.linalg.eigh(xc.T @ xc)
         order = torch.argsort(evals, descending=True)
-        basis = evecs[:, order].T                                                  # [D, D], rows orthonormal
+        r = _rank(evals[order])
+        basis = evecs[:, order[:r]].T                                              # [r, D], rows orthonormal
         return xc @ basis.T, lambda c: (c @ basis).float()
     gram = torch.zeros(n, n, dtype=torch.float64)
     for a, b in _column_chunks(n, dim):
@@ -131,7 +137,7 @@ def span(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.
     evals, evecs = torch.linalg.eigh(gram)
     order = torch.argsort(evals, descending=True)
     evals, evecs = evals[order], evecs[:, order]
-    r = int((evals > RANK_TOLERANCE * float(evals[0].clamp_min(1e-300))).sum())
+    r = _rank(evals)
     root, u = evals[:r].sqrt(), evecs[:, :r]                                       # basis = diag(1 / root) u^T xc
 
     def lift(c: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,10 @@ def test_a_wider_whitened_subspace_keeps_the_non_gaussian_components():
         independent_components(x[:5], 4)
     with pytest.raises(HSpaceError, match="order must be one of"):
         independent_components(x, 2, order="variance")
+    for width in (30, 5000):  # rows that span 2 dimensions, narrower and wider than they are many
+        flat = _factors(3000, g)[:, :2] @ torch.randn(2, width, generator=g)
+        with pytest.raises(HSpaceError, match="span 2 dimensions, fewer than 4"):
+            independent_components(flat[:300], 2, dims=4)
 
 
 def test_components_of_a_few_outlying_rows_give_way_to_the_reproducible_factors():
