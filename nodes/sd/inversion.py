@@ -108,11 +108,15 @@ def _descending(sigmas: torch.Tensor) -> torch.Tensor:
 
 def sigmas_down_to(model, sigmas: torch.Tensor, t_edit: float) -> torch.Tensor:
     """The start of the descending walk ``sigmas`` that takes every step at t >= t_edit (t the MODEL's timestep
-    of the step's sigma): those sigmas and the one the last of them arrives at. A deterministic sampler takes
-    those steps exactly as on the whole walk; a recording that uses no step below t_edit needs no more."""
+    of the step's sigma; 1000 sigma on a flow transformer, as everywhere in the pack): those sigmas and the one
+    the last of them arrives at. A deterministic sampler takes those steps exactly as on the whole walk; a
+    recording that uses no step below t_edit needs no more."""
+    from ..flow.family import flow_timesteps, is_flow
+
     s = _descending(sigmas)
     ms = model.get_model_object("model_sampling")
-    steps = sum(1 for x in s[:-1] if float(x) > 0 and round(float(ms.timestep(x.reshape(1)))) >= t_edit)
+    t_of = (lambda x: float(flow_timesteps(x))) if is_flow(model) else (lambda x: float(ms.timestep(x.reshape(1))))
+    steps = sum(1 for x in s[:-1] if float(x) > 0 and round(t_of(x)) >= t_edit)
     return s[:max(steps, 1) + 1]
 
 

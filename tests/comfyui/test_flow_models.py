@@ -188,9 +188,11 @@ def test_directions_are_made_at_their_block_and_refused_elsewhere(comfy, model, 
     ls = sd().DirectionFromLatentSets().make(model, cond(1, kind), lat, {"samples": noise_for(kind, 6)}, sig, "keep",
                                              "sets", block=0)[0]
     assert ls.info.which_h == "double_block_0.stream"
-    (ic,), = sd().DirectionsByIndependenceSD().make(model, cond(1, kind), sig, 4, 1, 0, 0, 0, 999, 64, 64, "average",
-                                                    "ic", block=1)
+    (ic,), = sd().DirectionsByIndependenceSD().make(model, cond(1, kind), sig, 4, 1, 0, 0, 600, 999, 64, 64,
+                                                    "average", "ic", block=1)
     assert ic.info.which_h == "double_block_1.stream" and ic.info.h_shape == (host.width, 1, 1)
+    moved = [int(t) for t, v in zip(ic.timesteps, ic.values) if float(v.abs().max()) > 0]  # walked down to t_edit
+    assert moved and min(moved) >= 600 and len(sd().sigmas_down_to(model, sig, 600)) < len(sig)
     stock = run(comfy, model, comfy.samplers.sampler_object("euler"), sig, kind, noise_for(kind))
     for d in (pp, pc, ls, ic):
         out = run(comfy, applied(model, d), asyrp(comfy, (2.0,)), sig, kind, noise_for(kind))
