@@ -102,7 +102,8 @@ def fast_ica(z: torch.Tensor, *, seed: int = 0, max_iterations: int = MAX_ITERAT
                       "use more samples or fewer components")
 
 
-def _column_chunks(n: int, dim: int):
+def _column_chunks(n: int, dim: int) -> list[tuple[int, int]]:
+    """[start, stop) column ranges of an [n, dim] matrix of about ``CHUNK_ELEMENTS`` elements each."""
     width = max(1, CHUNK_ELEMENTS // max(n, 1))
     return [(c, min(dim, c + width)) for c in range(0, dim, width)]
 
@@ -114,12 +115,12 @@ def _rank(evals: torch.Tensor) -> int:
 
 def span(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """The centred rows of x [N, D] in an orthonormal basis of their span: (coords [N, r] float64, columns in
-    decreasing variance, coords @ coords.T == xc @ xc.T; lift, which maps [m, r] coordinates back to [m, D]
-    float32). With D >= N it goes through the N x N Gram matrix, the centred rows formed in column chunks of
-    ``CHUNK_ELEMENTS``: besides x itself, one 32 MB block, its product and N x N doubles. Everything ICA does (whitening,
-    FastICA, bootstrap resamples, cosines between components) is unchanged by an orthonormal change of basis
-    of the span, and a resample's rows lie in the same span, so it all runs on coords: a resample costs N x r,
-    not N x D."""
+    decreasing variance, coords @ coords.T == xc @ xc.T, r the rank (``RANK_TOLERANCE``); lift, which maps
+    [m, r] coordinates back to [m, D] float32). With D >= N it goes through the N x N Gram matrix, the centred
+    rows formed in column chunks of ``CHUNK_ELEMENTS``: besides x itself, one 32 MB block, its product and
+    N x N doubles. Everything ICA does (whitening, FastICA, bootstrap resamples, cosines between components)
+    is unchanged by an orthonormal change of basis of the span, and a resample's rows lie in the same span,
+    so it all runs on coords: a resample costs N x r, not N x D."""
     n, dim = x.shape
     mean = torch.cat([x[:, a:b].double().mean(0) for a, b in _column_chunks(n, dim)])  # no double copy of x
     if dim < n:  # the D x D covariance is the smaller problem; coords are the rows in its eigenbasis
