@@ -14,6 +14,7 @@ The host records (t, h) pairs along its own walks ([N, C, H, W] per call, t the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -27,12 +28,34 @@ from .pca import consistent_signs, principal_components
 SPATIAL = ("average", "keep")
 
 
+@dataclass(frozen=True)
+class Recording:
+    """What a host's h recorder keeps: h reduced as the direction will use it (``spatial``: "average" keeps
+    [N, C, 1, 1] of each [N, C, H, W], the same numbers ``_reduce`` gives later; "keep" all of it) at the
+    timesteps t_min <= t <= t_max (either end open when None). An SD1.5 trajectory's h at 512 px is
+    1280 x 8 x 8 per step: averaged at once, 64 times less is held while the walks run."""
+    spatial: str = "keep"
+    t_min: float | None = None
+    t_max: float | None = None
+
+    def __post_init__(self):
+        if self.spatial not in SPATIAL:
+            raise HSpaceError(f"spatial must be one of {SPATIAL}, got {self.spatial!r}")
+
+    def take(self, t: float, h: torch.Tensor) -> torch.Tensor | None:
+        """h [N, C, H, W] at timestep t as it is kept (float32, CPU), or None when t lies outside."""
+        step = int(round(float(t)))  # as ``by_timestep`` groups them
+        if (self.t_min is not None and step < self.t_min) or (self.t_max is not None and step > self.t_max):
+            return None
+        return _reduce(h.detach().float(), self.spatial).cpu()
+
+
 def by_timestep(records: Iterable[tuple[float, torch.Tensor]]) -> dict[int, torch.Tensor]:
     """(t, h [N, C, H, W]) records -> {round(t): all rows at that t, [sum N, C, H, W]} (float32, CPU)."""
     out: dict[int, list[torch.Tensor]] = {}
     for t, h in records:
         out.setdefault(int(round(float(t))), []).append(h.detach().float().cpu())
-    return {t: torch.cat(hs) for t, hs in sorted(out.items())}
+    return {t: hs[0] if len(hs) == 1 else torch.cat(hs) for t, hs in sorted(out.items())}  # one batch: no copy
 
 
 def _reduce(h: torch.Tensor, spatial: str) -> torch.Tensor:
@@ -103,7 +126,7 @@ def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int 
         raise HSpaceError(f"no recorded timestep lies in the editing interval [{t_edit}, {t_end}]")
     hs = [_reduce(recorded[t], spatial) for t in used]
     n, shape = hs[0].shape[0], hs[0].shape[1:]
-    rows = torch.cat([h.flatten(1) for h in hs], dim=1)
+    rows = [h.flatten(1) for h in hs]  # column blocks side by side: the rows are never concatenated
     shifts, sources, stable = independent_components(rows, k, dims=whitened_dims(k, dims), seed=seed, order=order)
     asc = sorted(ts)
     out = []

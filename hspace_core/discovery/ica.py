@@ -25,7 +25,7 @@ from the N x N Gram matrix, and only the k kept components are lifted back to h.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,8 @@ RESAMPLES = 8  # bootstrap resamples that rank the components by how reproducibl
 CHUNK_ELEMENTS = 1 << 22  # the centred rows are formed this many float64 elements (32 MB) at a time
 RANK_TOLERANCE = 1e-12  # span directions with a variance below this share of the largest are left out
 ORDERS = ("stability", "kurtosis")  # which of the whitened subspace's components are kept (the first: default)
+
+Rows = Union[torch.Tensor, Sequence[torch.Tensor]]  # [N, D], or [N, D_i] column blocks side by side
 
 
 def whitened_dims(k: int, dims: int | None) -> int:
@@ -108,33 +110,55 @@ def _column_chunks(n: int, dim: int) -> list[tuple[int, int]]:
     return [(c, min(dim, c + width)) for c in range(0, dim, width)]
 
 
+def column_blocks(x: Rows) -> list[torch.Tensor]:
+    """Rows [N, D] given whole or as column blocks side by side ([N, D_1], [N, D_2], ...: a trajectory's h
+    step by step, never concatenated) as a list of blocks; refused unless every block is [N, D_i]."""
+    blocks = [x] if isinstance(x, torch.Tensor) else list(x)
+    if not blocks or any(b.dim() != 2 or b.shape[0] != blocks[0].shape[0] for b in blocks):
+        raise HSpaceError("rows must be one [N, D] matrix or [N, D_i] column blocks with the same N, got "
+                          + ", ".join(str(tuple(b.shape)) for b in blocks))
+    return blocks
+
+
+def _column_slices(blocks: list[torch.Tensor]) -> list[tuple[torch.Tensor, int]]:
+    """(a column slice of a block, the slice's first column in the rows), about ``CHUNK_ELEMENTS`` each."""
+    out, offset = [], 0
+    for block in blocks:
+        out += [(block[:, a:b], offset + a) for a, b in _column_chunks(block.shape[0], block.shape[1])]
+        offset += block.shape[1]
+    return out
+
+
 def _rank(evals: torch.Tensor) -> int:
     """How many of the descending eigenvalues ``evals`` are above ``RANK_TOLERANCE`` of the largest."""
     return int((evals > RANK_TOLERANCE * float(evals[0].clamp_min(1e-300))).sum())
 
 
-def span(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-    """The centred rows of x [N, D] in an orthonormal basis of their span: (coords [N, r] float64, columns in
-    decreasing variance, coords @ coords.T == xc @ xc.T, r the rank (``RANK_TOLERANCE``); lift, which maps
-    [m, r] coordinates back to [m, D] float32). With D >= N it goes through the N x N Gram matrix, the centred
-    rows formed in column chunks of ``CHUNK_ELEMENTS``: besides x itself, one 32 MB block, its product and
-    N x N doubles. Everything ICA does (whitening, FastICA, bootstrap resamples, cosines between components)
-    is unchanged by an orthonormal change of basis of the span, and a resample's rows lie in the same span,
-    so it all runs on coords: a resample costs N x r, not N x D."""
-    n, dim = x.shape
-    mean = torch.cat([x[:, a:b].double().mean(0) for a, b in _column_chunks(n, dim)])  # no double copy of x
+def span(x: Rows) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """The centred rows of x [N, D] (whole, or column blocks: ``column_blocks``) in an orthonormal basis of
+    their span: (coords [N, r] float64, columns in decreasing variance, coords @ coords.T == xc @ xc.T, r the
+    rank (``RANK_TOLERANCE``); lift, which maps [m, r] coordinates back to [m, D] float32). With D >= N it
+    goes through the N x N Gram matrix, the centred rows formed in column slices of ``CHUNK_ELEMENTS``:
+    besides x itself, one 32 MB slice, its product and N x N doubles (and no copy of x when it comes as
+    blocks). Everything ICA does (whitening, FastICA, bootstrap resamples, cosines between components) is
+    unchanged by an orthonormal change of basis of the span, and a resample's rows lie in the same span, so
+    it all runs on coords: a resample costs N x r, not N x D."""
+    blocks = column_blocks(x)
+    n, dim = blocks[0].shape[0], sum(b.shape[1] for b in blocks)
+    slices = _column_slices(blocks)
+    mean = torch.cat([part.double().mean(0) for part, _ in slices])  # no double copy of x
     if dim < n:  # the D x D covariance is the smaller problem; coords are the rows in its eigenbasis
-        xc = x.double() - mean
+        xc = torch.cat(blocks, dim=1).double() - mean
         evals, evecs = torch.linalg.eigh(xc.T @ xc)
         order = torch.argsort(evals, descending=True)
         r = _rank(evals[order])
         basis = evecs[:, order[:r]].T                                              # [r, D], rows orthonormal
         return xc @ basis.T, lambda c: (c @ basis).float()
     gram = torch.zeros(n, n, dtype=torch.float64)
-    for a, b in _column_chunks(n, dim):
-        block = x[:, a:b].double()
-        block -= mean[a:b]
-        gram += block @ block.T
+    for part, a in slices:
+        centred = part.to(torch.float64, copy=True)  # a copy even of double rows: x is never changed
+        centred -= mean[a:a + part.shape[1]]
+        gram += centred @ centred.T
     evals, evecs = torch.linalg.eigh(gram)
     order = torch.argsort(evals, descending=True)
     evals, evecs = evals[order], evecs[:, order]
@@ -144,10 +168,11 @@ def span(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.
     def lift(c: torch.Tensor) -> torch.Tensor:
         weights = (c.double() / root) @ u.T                                        # [m, N]
         out = torch.empty(c.shape[0], dim)
-        for a, b in _column_chunks(n, dim):
-            block = x[:, a:b].double()
-            block -= mean[a:b]
-            out[:, a:b] = (weights @ block).float()
+        for part, a in slices:
+            b = a + part.shape[1]
+            centred = part.to(torch.float64, copy=True)
+            centred -= mean[a:b]
+            out[:, a:b] = (weights @ centred).float()
         return out
 
     return u * root, lift
@@ -202,11 +227,11 @@ def stability(x: torch.Tensor, shifts: torch.Tensor, dims: int, *, resamples: in
     return (total / counted).float()
 
 
-def independent_components(x: torch.Tensor, k: int, *, dims: int | None = None, seed: int = 0,
+def independent_components(x: Rows, k: int, *, dims: int | None = None, seed: int = 0,
                            order: str = ORDERS[0], resamples: int = RESAMPLES
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """k independent components of rows x [N, D]: FastICA within their top ``dims`` (default k) principal
-    subspace, the k kept by ``order``: "stability", the most reproducible over ``resamples`` bootstrap
+    """k independent components of rows x [N, D] (whole, or as column blocks: ``column_blocks``): FastICA
+    within their top ``dims`` (default k) principal subspace, the k kept by ``order``: "stability", the most reproducible over ``resamples`` bootstrap
     resamples (``stability``), or "kurtosis", the least Gaussian (largest |excess kurtosis|).
 
     Returns (shifts [k, D]: each component's one-standard-deviation move in x, oriented so that the
@@ -214,7 +239,8 @@ def independent_components(x: torch.Tensor, k: int, *, dims: int | None = None, 
     stability [k] in [0, 1], NaN when not measured), best first by ``order``."""
     if order not in ORDERS:
         raise HSpaceError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
-    n = x.shape[0]
+    x = column_blocks(x)
+    n = x[0].shape[0]
     if k < 1:
         raise HSpaceError(f"ask for at least one component, got {k}")
     dims = k if dims is None else dims
@@ -272,8 +298,7 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
     edited = record_h(model, x_T, grid[len(grid) - k_edit:], batch=batch,
                       callback=job.part(record_steps(n, k_edit, batch)))  # [k_edit, N, ...], descending t
     shape = edited.shape[2:]
-    rows = edited.transpose(0, 1).flatten(1)                         # [N, k_edit * dim h]
-    del edited
+    rows = [h.flatten(1) for h in edited]  # a row is [h at step 1, h at step 2, ...]: per-step views, no copy
     shifts, sources, stable = independent_components(rows, components, dims=dims, seed=seed, order=order)
     out = []
     for j in range(components):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from hspace_core import HSpaceError
+from hspace_core.discovery.host import Recording
 from hspace_core.flow import FlowReplay
 from hspace_core.host import HostShift, host_direction
 
@@ -35,10 +36,10 @@ def apply_direction(model, direction, strength: float, t_edit: float, t_end: flo
     return m
 
 
-def recording_clone(model, location: HLocation):
-    """(clone of the MODEL that records h at ``location``, its recorder)."""
+def recording_clone(model, location: HLocation, recording: Recording = Recording()):
+    """(clone of the MODEL that records h at ``location`` as ``recording`` keeps it, its recorder)."""
     m = model.clone()
-    rec = FlowHRecorder(location, m.get_model_object("model_sampling"))
+    rec = FlowHRecorder(location, m.get_model_object("model_sampling"), recording)
     if existing_patch(m, location) is not None:
         raise HSpaceError(f"another patch already replaces joint block {location.block} of this MODEL; h cannot be "
                           "recorded there")

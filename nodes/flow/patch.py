@@ -17,9 +17,10 @@ import math
 import torch
 
 from hspace_core import HSpaceError
+from hspace_core.discovery.host import Recording
 from hspace_core.host import HostShift, shift_h
 
-from ..sd.patch import EDIT_KEY
+from ..sd.patch import EDIT_KEY, keep_chunks
 from .family import HLocation, flow_timesteps
 
 GRID_KEY = "hspace_token_grid"  # transformer_options: (gh, gw) of the latent's image tokens
@@ -125,16 +126,13 @@ class FlowHPatch(_OnH):
 class FlowHRecorder(_OnH):
     """Keeps (t, h of each chunk) at its location, unchanged (the direction finders' recording)."""
 
-    def __init__(self, location: HLocation, model_sampling):
+    def __init__(self, location: HLocation, model_sampling, recording: Recording = Recording()):
         super().__init__(location, model_sampling)
+        self.recording = recording
         self.records: dict[int, list[tuple[float, torch.Tensor]]] = {0: [], 1: []}
 
     def on_h(self, h, to):
-        chunks = to["cond_or_uncond"]
-        t = flow_timesteps(to["sigmas"])
-        n = h.shape[0] // len(chunks)
-        for j, c in enumerate(chunks):
-            self.records[c].append((float(t[(j * n) % len(t)]), h[j * n:(j + 1) * n].detach().float().cpu()))
+        keep_chunks(self.records, self.recording, h, flow_timesteps(to["sigmas"]), to["cond_or_uncond"])
         return h
 
 

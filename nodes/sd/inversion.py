@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from hspace_core import HSpaceError
+from hspace_core.discovery.host import Recording
 from hspace_core.noise_maps import NoiseMaps
 
 from .family import host_family
@@ -129,33 +130,34 @@ def _seeded(shape, seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
-def recorder(model, location=None):
-    """(family, a clone of the MODEL recording h, the recorder, which h): an SD UNet's middle block output, or
-    a flow transformer's h at ``location`` (``flow.family.HLocation``)."""
+def recorder(model, location=None, recording: Recording = Recording()):
+    """(family, a clone of the MODEL recording h as ``recording`` keeps it, the recorder, which h): an SD UNet's
+    middle block output, or a flow transformer's h at ``location`` (``flow.family.HLocation``)."""
     from ..flow.family import flow_host, is_flow
 
     if is_flow(model):
         from ..flow.host import recording_clone
 
         host = flow_host(model)
-        m, rec = recording_clone(model, location)
+        m, rec = recording_clone(model, location, recording)
         return host.family, m, rec, location.which_h
     family, _ = host_family(model)
     m = model.clone()
-    rec = HRecorder(m.get_model_object("model_sampling"))
+    rec = HRecorder(m.get_model_object("model_sampling"), recording)
     m.set_model_output_block_patch(rec)
     return family, m, rec, "middle_block_output"
 
 
 def record_trajectories(model, positive, sigmas: torch.Tensor, n: int, seed: int, width: int, height: int,
-                        target=None, location=None) -> tuple[str, HRecorder, str]:
-    """h along ``n`` seeded trajectories of the ``positive`` prompt alone (cfg 1), recorded in chunk 0.
-    With a ``target`` prompt, h of the target is read at the same x_t (uncond slot, chunk 1): a CFG
-    function that returns the cond prediction keeps the walk on the source prompt's trajectory.
-    Returns (family, recorder, which h)."""
+                        target=None, location=None, recording: Recording = Recording()
+                        ) -> tuple[str, HRecorder, str]:
+    """h along ``n`` seeded trajectories of the ``positive`` prompt alone (cfg 1), recorded in chunk 0 as
+    ``recording`` keeps it. With a ``target`` prompt, h of the target is read at the same x_t (uncond slot,
+    chunk 1): a CFG function that returns the cond prediction keeps the walk on the source prompt's
+    trajectory. Returns (family, recorder, which h)."""
     import comfy.samplers
 
-    family, m, rec, which_h = recorder(model, location)
+    family, m, rec, which_h = recorder(model, location, recording)
     cfg = 1.0
     if target is not None:
         m.set_model_sampler_cfg_function(lambda args: args["cond"], disable_cfg1_optimization=True)

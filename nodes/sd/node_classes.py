@@ -4,7 +4,7 @@ widgets and glue over the patch, the sampler functions and the guider runs."""
 from __future__ import annotations
 
 from hspace_core import HSpaceError
-from hspace_core.discovery.host import (SPATIAL, by_timestep, difference_direction, ica_host_directions,
+from hspace_core.discovery.host import (SPATIAL, Recording, by_timestep, difference_direction, ica_host_directions,
                                         pca_host_direction)
 from hspace_core.host import BRANCHES, MODES, HostShift, host_direction, regeneration_error
 
@@ -240,7 +240,8 @@ class DirectionFromPrompts:
     def make(self, model, source, target, sigmas, seeds, seed, width, height, spatial, name, block=-1,
              h="residual stream"):
         family, rec, which_h = record_trajectories(model, source, sigmas, seeds, seed, width, height, target=target,
-                                                   location=flow_location(model, block, h))
+                                                   location=flow_location(model, block, h),
+                                                   recording=Recording(spatial))
         d = difference_direction(by_timestep(rec.records[1]), by_timestep(rec.records[0]), family=family,
                                  spatial=spatial, name=name, which_h=which_h,
                                  provenance={"method": "prompt pair (mean h difference along source trajectories)",
@@ -301,7 +302,7 @@ class DirectionFromLatentSets:
         location = flow_location(model, block, h)
         recorded = []
         for latent in (latents_with, latents_without):
-            family, m, rec, which_h = recorder(model, location)
+            family, m, rec, which_h = recorder(model, location, Recording(spatial))
             if location is not None:
                 from ..flow.host import invert as invert_flow
 
@@ -345,7 +346,8 @@ class DirectionPCASD:
     def make(self, model, positive, sigmas, seeds, seed, component, width, height, spatial, name, block=-1,
              h="residual stream"):
         family, rec, which_h = record_trajectories(model, positive, sigmas, seeds, seed, width, height,
-                                                   location=flow_location(model, block, h))
+                                                   location=flow_location(model, block, h),
+                                                   recording=Recording(spatial))
         d = pca_host_direction(by_timestep(rec.records[0]), component, family=family, spatial=spatial,
                                name=f"{name} {component}", which_h=which_h,
                                provenance={"method": "PCA of h along prompt trajectories", "seeds": seeds,
@@ -406,8 +408,10 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
     if seeds <= dims + 1:
         raise HSpaceError(f"{k} independent components among {dims} principal components need more than "
                           f"{dims + 1} seeds, got {seeds}")
+    # no step below t_edit is walked, none above t_end kept, h kept at the size the rows use
     family, rec, which_h = record_trajectories(model, positive, sigmas_down_to(model, sigmas, t_edit), seeds, seed,
-                                               width, height, location=location)  # no step below t_edit is used
+                                               width, height, location=location,
+                                               recording=Recording(spatial, t_edit, t_end))
     return ica_host_directions(by_timestep(rec.records[0]), k, dims=dims, family=family, spatial=spatial,
                                name=name, t_edit=t_edit, t_end=t_end, which_h=which_h, seed=seed, order=order,
                                provenance={"method": "ICA of h along prompt trajectories", "seeds": seeds,

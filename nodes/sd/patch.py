@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from hspace_core import HSpaceError
+from hspace_core.discovery.host import Recording
 from hspace_core.host import HostShift, shift_h
 
 from .family import _timesteps
@@ -37,20 +38,28 @@ class HSpacePatch:
         return self
 
 
+def keep_chunks(records: dict[int, list], recording: Recording, h: torch.Tensor, t: torch.Tensor, chunks) -> None:
+    """Append (t, h) of each cond / uncond chunk of the batch h to ``records[chunk]`` as ``recording`` keeps it."""
+    n = h.shape[0] // len(chunks)
+    for j, c in enumerate(chunks):
+        t_c = float(t[(j * n) % len(t)])
+        kept = recording.take(t_c, h[j * n:(j + 1) * n])
+        if kept is not None:
+            records[c].append((t_c, kept))
+
+
 class HRecorder:
     """An output-block patch that keeps (t, h of each chunk) at ("output", 0), unchanged."""
 
-    def __init__(self, model_sampling):
+    def __init__(self, model_sampling, recording: Recording = Recording()):
         self.model_sampling = model_sampling
+        self.recording = recording
         self.records: dict[int, list[tuple[float, torch.Tensor]]] = {0: [], 1: []}
 
     def __call__(self, h, hsp, transformer_options):
         if transformer_options.get("block") == H_BLOCK:
-            chunks = transformer_options["cond_or_uncond"]
             t = _timesteps(self.model_sampling, transformer_options["sigmas"])
-            n = h.shape[0] // len(chunks)
-            for j, c in enumerate(chunks):
-                self.records[c].append((float(t[(j * n) % len(t)]), h[j * n:(j + 1) * n].detach().float().cpu()))
+            keep_chunks(self.records, self.recording, h, t, transformer_options["cond_or_uncond"])
         return h, hsp
 
     def to(self, device):

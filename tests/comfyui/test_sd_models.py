@@ -378,6 +378,23 @@ def test_the_ica_recording_walks_down_to_t_edit_and_sees_the_whole_walks_h(comfy
         assert torch.equal(recorded[1][t], recorded[0][t]), t
 
 
+def test_a_recording_keeps_h_as_the_rows_use_it_and_only_in_its_interval(comfy):
+    """h averaged as it is recorded, inside [t_min, t_max] only: exactly the numbers the whole recording gives
+    once reduced and cut (what Directions by Independence and the other finders then use)."""
+    from hspace_core.discovery.host import Recording, _reduce, by_timestep
+
+    model = tiny_model("sd15")
+    s = sigmas(comfy, model, 8)
+    full, kept = (by_timestep(sd().record_trajectories(model, conditioning(1, "sd15"), s, 2, 0, 128, 128,
+                                                       recording=r)[1].records[0])
+                  for r in (Recording(), Recording("average", 300, 800)))
+    inside = [t for t in full if 300 <= t <= 800]
+    assert 0 < len(inside) < len(full) and sorted(kept) == inside
+    for t in inside:
+        assert kept[t].shape[-2:] == (1, 1) and full[t].shape[-1] > 1
+        assert torch.equal(kept[t], _reduce(full[t], "average")), t
+
+
 def test_sd_directions_save_load_mix_and_apply(comfy, model, kind, tmp_path):
     from hspace_core import load_direction, save_direction
     from nodes.mixer import DirectionMixer

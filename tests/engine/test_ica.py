@@ -180,26 +180,39 @@ def test_the_damped_step_converges_where_the_plain_fixed_point_cycles(monkeypatc
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(3, 12), dim=st.integers(1, 40), chunk=st.integers(1, 64), seed=st.integers(0, 2 ** 16))
-def test_the_span_coordinates_hold_the_centred_rows_exactly(n, dim, chunk, seed):
-    """Whichever side is smaller and however the columns are chunked: coords reproduce the centred rows'
-    Gram matrix, and lifting coords gives back the centred rows (so cosines and whitening are unchanged)."""
+@given(n=st.integers(3, 12), dim=st.integers(1, 40), chunk=st.integers(1, 64), seed=st.integers(0, 2 ** 16),
+       cuts=st.lists(st.integers(1, 39), max_size=4), double=st.booleans())
+def test_the_span_coordinates_hold_the_centred_rows_exactly(n, dim, chunk, seed, cuts, double):
+    """Whichever side is smaller, however the columns are chunked and whether the rows come whole or as
+    column blocks (a trajectory's steps): coords reproduce the centred rows' Gram matrix, lifting coords
+    gives back the centred rows (so cosines and whitening are unchanged), and the rows are left as they were."""
     import hspace_core.discovery.ica as ica
 
     x = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * 3 + 1
+    x = x.double() if double else x
+    given_x = x.clone()
+    edges = [0, *sorted({c for c in cuts if c < dim}), dim]
+    blocks = [x[:, a:b] for a, b in zip(edges, edges[1:])]
     old = ica.CHUNK_ELEMENTS
     ica.CHUNK_ELEMENTS = chunk
     try:
-        coords, lift = ica.span(x)
+        coords, lift = ica.span(blocks if len(blocks) > 1 else x)
         back = lift(coords)
     finally:
         ica.CHUNK_ELEMENTS = old
+    assert torch.equal(x, given_x)
+    assert back.shape == (n, dim)
     xc = x.double() - x.double().mean(0)
     assert coords.shape[1] <= min(n - 1, dim) or dim < n
     assert torch.allclose(coords @ coords.T, xc @ xc.T, atol=1e-8 * (1 + float(xc.abs().max()) ** 2))
     assert torch.allclose(back.double(), xc, atol=1e-4)
     variances = coords.pow(2).sum(0)
     assert bool((variances[1:] <= variances[:-1] * (1 + 1e-9) + 1e-9).all())
+
+
+def test_rows_in_blocks_of_another_height_are_refused():
+    with pytest.raises(HSpaceError, match=r"same N, got \(5, 3\), \(4, 3\)"):
+        independent_components([torch.randn(5, 3), torch.randn(4, 3)], 1)
 
 
 def test_on_wide_rows_the_span_gives_the_components_and_stability_of_the_rows_themselves():
