@@ -40,8 +40,8 @@ def step_h(seeds: int, step: int, factors: torch.Tensor) -> torch.Tensor:
     """h [seeds, 1280, 8, 8] at one step: the factors along this step's random directions, plus noise."""
     g = torch.Generator().manual_seed(1000 + step)
     width = H_SHAPE[0] * H_SHAPE[1] * H_SHAPE[2]
-    return (factors @ torch.randn(FACTORS, width, generator=g) + 0.1 * torch.randn(seeds, width, generator=g)
-            ).view(seeds, *H_SHAPE)
+    h = torch.randn(seeds, width, generator=g).mul_(0.1)  # made in place: one step's h is the only temporary
+    return h.addmm_(factors, torch.randn(FACTORS, width, generator=g)).view(seeds, *H_SHAPE)
 
 
 def run_way(way: str, spatial: str, seeds: int, steps: int, k: int) -> dict:
@@ -61,8 +61,7 @@ def run_way(way: str, spatial: str, seeds: int, steps: int, k: int) -> dict:
     for i, t in enumerate(timesteps):  # what the recorder is handed at each step
         records.append((t, recording.take(t, step_h(seeds, i, factors))))
     if way == "before":  # by_timestep copied every group; ica_host_directions concatenated the rows
-        recorded = {int(t): torch.cat([h]) for t, h in records}
-        del records
+        recorded = {int(t): torch.cat([h]) for t, h in records}  # the recorder still held its records
         rows = torch.cat([_reduce(recorded[t], spatial).flatten(1) for t in sorted(recorded, reverse=True)], dim=1)
         ds = independent_components(rows, k, dims=whitened_dims(k, None), seed=0)[0]
     else:
