@@ -120,7 +120,7 @@ def pixel_world(args) -> dict:
             plus, minus = strengths_of(cal, args.strength)
             images = claims.edits(world, d, [plus, minus])
             rows.append({"name": d.info.name, "raw_per_unit": cal.scale, "usable": cal.usable,
-                         "calibrated_strengths": [plus / cal.scale, minus / cal.scale],
+                         "calibrated_strengths": [plus / cal.scale, minus / cal.scale], **reproducibility(d),
                          **strongest(base, [claims.read(world, images[:, 0]), claims.read(world, images[:, 1])])})
         out[method] = summary(rows)
         print(f"  {method}: covers {out[method]['covered']} ({time.time() - tic:.0f} s)", flush=True)
@@ -249,21 +249,28 @@ def sd_world(args) -> dict:
                 plus, minus = strengths_of(cal, args.strength)
                 images = sdc.asyrp_batch(world, d, (plus, minus), seeds, R["t_edit"])
                 rows.append({"name": d.info.name, "raw_per_unit": cal.scale, "usable": cal.usable,
-                             "calibrated_strengths": [plus / cal.scale, minus / cal.scale],
+                             "calibrated_strengths": [plus / cal.scale, minus / cal.scale], **reproducibility(d),
                              **strongest(base, [world.read(images[:, 0]), world.read(images[:, 1])])})
             out[method] = summary(rows)
             print(f"  {method}: covers {out[method]['covered']} ({time.time() - tic:.0f} s)", flush=True)
     return out
 
 
+def reproducibility(d) -> dict:
+    """An independent component's stability and the noise level of its size, as its file records them."""
+    return {key: d.info.provenance.get(key) for key in ("stability", "chance_stability")}
+
+
 def table(title: str, result: dict) -> str:
     lines = [f"\n### {title}\n", "| method | direction | attribute moved most | change | same sign | "
-             "largest drift per unit | covers |", "|---|---|---|---|---|---|---|"]
+             "largest drift per unit | covers | stability (noise level) |", "|---|---|---|---|---|---|---|---|"]
     for method, r in result.items():
         for row in r["directions"]:
+            stable, chance = row.get("stability"), row.get("chance_stability")
+            found = "" if stable is None else f"{stable:.2f}" + ("" if chance is None else f" ({chance:.2f})")
             lines.append(f"| {method} | {row['name']} | {row['attribute']} ({'+' if row['strength_sign'] > 0 else '-'}) "
                          f"| {row['change']:+.3f} | {row['same_sign']:.0%} | {row['drift']:.2f} "
-                         f"({row['drift_attribute']}) | {'yes' if row['covers'] else ''} |")
+                         f"({row['drift_attribute']}) | {'yes' if row['covers'] else ''} | {found} |")
     lines += ["", "| method | distinct attributes covered (change >= 0.3, drift <= 0.5) |", "|---|---|"]
     for method, r in result.items():
         lines.append(f"| {method} | {r['distinct']}: {', '.join(r['covered']) or '-'} |")

@@ -22,7 +22,7 @@ import torch
 from ..directions.base import WHICH_H, DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..host import HOST_FAMILIES
-from .ica import ORDERS, component_statistics, independent_components, whitened_dims
+from .ica import ORDERS, chance_stability, component_statistics, independent_components, whitened_dims
 from .pca import consistent_signs, principal_components
 
 SPATIAL = ("average", "keep")
@@ -127,7 +127,9 @@ def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int 
     hs = [_reduce(recorded[t], spatial) for t in used]
     n, shape = hs[0].shape[0], hs[0].shape[1:]
     rows = [h.flatten(1) for h in hs]  # column blocks side by side: the rows are never concatenated
-    shifts, sources, stable = independent_components(rows, k, dims=whitened_dims(k, dims), seed=seed, order=order)
+    dims = whitened_dims(k, dims)
+    shifts, sources, stable = independent_components(rows, k, dims=dims, seed=seed, order=order)
+    chance = chance_stability(n, dims, seed=seed) if order == "stability" else float("nan")
     asc = sorted(ts)
     out = []
     for j in range(k):
@@ -136,5 +138,6 @@ def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int 
         out.append(TensorDirection(stacked, torch.tensor(asc, dtype=torch.int64),
                                    _info(family, stacked, f"{name} {j}", "std",
                                          {**(provenance or {}), "component": j, "trajectories": n, "order": order,
-                                          **component_statistics(sources[:, j], stable[j])}, t_edit, which_h)))
+                                          **component_statistics(sources[:, j], stable[j], chance)}, t_edit,
+                                         which_h)))
     return out

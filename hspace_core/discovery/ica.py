@@ -227,6 +227,20 @@ def stability(x: torch.Tensor, shifts: torch.Tensor, dims: int, *, resamples: in
     return (total / counted).float()
 
 
+def chance_stability(n: int, dims: int, *, resamples: int = RESAMPLES, seed: int = 0) -> float:
+    """The stability (``stability``) that rows without any independent factor reach: that of the most
+    reproducible component of n seeded Gaussian rows whitened in ``dims`` dimensions (about 0.6 for 512 rows in
+    16, 0.75 for 128 in 4: it grows as dims shrink). A component at or below it is not told apart from noise
+    by these rows. NaN when FastICA does not converge on the noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dims, generator=g, dtype=torch.float64)
+    try:
+        shifts, _ = _unmixed(x, dims, seed)
+        return float(stability(x, shifts, dims, resamples=resamples, seed=seed).max())
+    except HSpaceError:
+        return float("nan")
+
+
 def independent_components(x: Rows, k: int, *, dims: int | None = None, seed: int = 0,
                            order: str = ORDERS[0], resamples: int = RESAMPLES
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -300,6 +314,7 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
     shape = edited.shape[2:]
     rows = [h.flatten(1) for h in edited]  # a row is [h at step 1, h at step 2, ...]: per-step views, no copy
     shifts, sources, stable = independent_components(rows, components, dims=dims, seed=seed, order=order)
+    chance = chance_stability(n, dims, seed=seed) if order == "stability" else float("nan")
     out = []
     for j in range(components):
         per_step = torch.zeros(len(grid), *shape)
@@ -308,12 +323,28 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
             model, per_step, grid, t_edit, strength_unit="std", name=f"{name}{j}",
             provenance={"method": "ica (PCA-whitened FastICA of h over the edited steps)", "component": j,
                         "components": components, "dims": dims, "data": source, "n": n, "seed": seed,
-                        "order": order, **component_statistics(sources[:, j], stable[j])}))
+                        "order": order, **component_statistics(sources[:, j], stable[j], chance)}))
     return out
 
 
-def component_statistics(source: torch.Tensor, stable: torch.Tensor) -> dict:
-    """What a direction file records of its component: the source's excess kurtosis and the component's
-    stability (None when not measured)."""
-    return {"excess_kurtosis": round(float((source ** 4).mean() - 3), 4),
-            "stability": None if bool(stable.isnan()) else round(float(stable), 4)}
+def component_statistics(source: torch.Tensor, stable: torch.Tensor, chance: float = float("nan")) -> dict:
+    """What a direction file records of its component: the source's excess kurtosis, the component's
+    stability and the stability of noise of the same size (``chance_stability``; None when not measured)."""
+    def measured(v: float):
+        return None if v != v else round(v, 4)
+
+    return {"excess_kurtosis": round(float((source ** 4).mean() - 3), 4), "stability": measured(float(stable)),
+            "chance_stability": measured(float(chance))}
+
+
+def like_noise(provenance: dict) -> bool:
+    """Whether a component's recorded stability is at or below that of noise of its rows' size."""
+    stable, chance = provenance.get("stability"), provenance.get("chance_stability")
+    return stable is not None and chance is not None and stable <= chance
+
+
+def noise_warning(name: str, provenance: dict) -> str:
+    """The line that tells a user that component ``name`` is not told apart from noise (``like_noise``)."""
+    return (f"{name} is found again on resamples at {provenance['stability']:.2f}, no more often than a component "
+            f"of pure noise of the same size ({provenance['chance_stability']:.2f}): it may belong to these rows "
+            "rather than to the model; more images or samples, or fewer components, make it steadier")

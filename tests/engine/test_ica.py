@@ -79,6 +79,32 @@ def test_components_of_a_few_outlying_rows_give_way_to_the_reproducible_factors(
     assert float(stability.min()) > 0.9
 
 
+def test_components_of_noise_are_flagged_and_those_of_factors_are_not(tmp_path, capsys):
+    """The noise level (``chance_stability``: the most reproducible of FastICA's components on Gaussian rows
+    whitened in as many dimensions) lies between a planted factor's stability and that of a component of
+    noise; the command line's line for a component at or below it warns."""
+    from hspace_core.cli.direction import _save
+    from hspace_core.discovery.ica import chance_stability, component_statistics, like_noise
+    from hspace_core.directions.base import DirectionInfo, TensorDirection
+
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    factors = _factors(n, g) @ torch.randn(3, 20, generator=g) + 0.01 * torch.randn(n, 20, generator=g)
+    noise = torch.randn(n, 20, generator=g)
+    chance = chance_stability(n, 3, seed=0)
+    (_, s_f, factor), (_, s_n, other) = (independent_components(x, 3, dims=3, seed=0) for x in (factors, noise))
+    assert float(factor.min()) > chance + 0.05 and float(other.max()) < chance - 0.1
+    said = [component_statistics(s[:, 0], st[0], chance) for s, st in ((s_f, factor), (s_n, other))]
+    assert [like_noise(p) for p in said] == [False, True]
+    for p, name in zip(said, ("factor", "noise")):
+        d = TensorDirection(torch.ones(4, 1, 1), None, DirectionInfo(h_shape=(4, 1, 1), name=name,
+                                                                     provenance={"method": "ica", **p}))
+        assert _save(d, tmp_path / f"{name}.safetensors", False) == 0
+    err = capsys.readouterr().err
+    assert f"noise of this size: {chance:.2f})" in err
+    assert "warning: noise is found again on resamples at" in err and "warning: factor" not in err
+
+
 def test_fast_ica_reports_when_it_does_not_converge():
     z = torch.randn(200, 3, generator=torch.Generator().manual_seed(0))
     with pytest.raises(HSpaceError, match="did not converge"):
