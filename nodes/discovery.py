@@ -307,15 +307,6 @@ def strip_image(rows):
     return torch.from_numpy(np.asarray(strip(rows), dtype=np.float32) / 255.0)[None]
 
 
-def warn_if_like_noise(ds) -> None:
-    """A console warning for each independent component that is not told apart from noise (``ica.like_noise``)."""
-    from hspace_core.discovery.ica import like_noise, noise_warning
-
-    for d in ds:
-        if like_noise(d.info.provenance):
-            bridge.say_once(noise_warning(d.info.name, d.info.provenance))
-
-
 class _KDirections:
     """What the DDPM nodes that find k directions at once share: a list out, a preview strip beside it."""
     CATEGORY = CATEGORY
@@ -406,5 +397,4 @@ class DirectionsByIndependence(_KDirections):
         x = image_to_engine(images) if images is not None else None
         ds = ica_directions(m, x, n_samples=samples, components=k, dims=dims or None, steps=steps, t_edit=t_edit,
                             seed=seed, order=order, callback=bridge.Progress(unique_id))
-        warn_if_like_noise(ds)
         return self.calibrated_with_preview(m, ds, x, preview_images, seed, steps, t_edit)

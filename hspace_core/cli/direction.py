@@ -187,7 +187,6 @@ def _load_for_direction(args: argparse.Namespace, device: str):
 def _save(direction, out: Path, overwrite: bool) -> int:
     from ..directions.calibration import calibration_of
     from ..directions.io import save_direction
-    from ..discovery.ica import like_noise, noise_warning
 
     path = save_direction(direction, out, overwrite=overwrite)
     cal = calibration_of(direction)
@@ -197,11 +196,9 @@ def _save(direction, out: Path, overwrite: bool) -> int:
     prov = direction.info.provenance
     stable, chance = prov.get("stability"), prov.get("chance_stability")  # an independent component's
     found = "" if stable is None else f", found again on resamples at {stable:.2f} (1 = always" + (
-        ")" if chance is None else f"; noise of this size: {chance:.2f})")
+        ")" if chance is None else f"; Gaussian rows of the same covariance: {chance:.2f})")
     print(f"wrote {path} ({direction.info.name}; {prov.get('method')}{found}, "
           f"strength unit {direction.info.strength_unit}; {said})", file=sys.stderr)
-    if like_noise(prov):
-        print(f"warning: {noise_warning(direction.info.name, prov)}", file=sys.stderr)
     return 0
 
 

@@ -22,7 +22,7 @@ import torch
 from ..directions.base import WHICH_H, DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..host import HOST_FAMILIES
-from .ica import ORDERS, chance_stability, component_statistics, independent_components, whitened_dims
+from .ica import ORDERS, component_statistics, independent_components, whitened_dims
 from .pca import consistent_signs, principal_components
 
 SPATIAL = ("average", "keep")
@@ -128,8 +128,7 @@ def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int 
     n, shape = hs[0].shape[0], hs[0].shape[1:]
     rows = [h.flatten(1) for h in hs]  # column blocks side by side: the rows are never concatenated
     dims = whitened_dims(k, dims)
-    shifts, sources, stable = independent_components(rows, k, dims=dims, seed=seed, order=order)
-    chance = chance_stability(n, dims, seed=seed) if order == "stability" else float("nan")
+    shifts, sources, stable, chance = independent_components(rows, k, dims=dims, seed=seed, order=order)
     asc = sorted(ts)
     out = []
     for j in range(k):

@@ -25,7 +25,7 @@ from the N x N Gram matrix, and only the k kept components are lifted back to h.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from typing import Callable, NamedTuple, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -227,30 +227,42 @@ def stability(x: torch.Tensor, shifts: torch.Tensor, dims: int, *, resamples: in
     return (total / counted).float()
 
 
-def chance_stability(n: int, dims: int, *, resamples: int = RESAMPLES, seed: int = 0) -> float:
+def chance_stability(coords: torch.Tensor, dims: int, *, resamples: int = RESAMPLES, seed: int = 0) -> float:
     """The stability (``stability``) that rows without any independent factor reach: that of the most
-    reproducible component of n seeded Gaussian rows whitened in ``dims`` dimensions (about 0.6 for 512 rows in
-    16, 0.75 for 128 in 4: it grows as dims shrink). A component at or below it is not told apart from noise
-    by these rows. NaN when FastICA does not converge on the noise."""
+    reproducible component FastICA finds in seeded Gaussian rows with the covariance of ``coords`` [N, r]
+    (``span`` coordinates: uncorrelated columns, so the same variance per column), whitened in their top
+    ``dims`` as the rows are. It reads a stability: with few rows in many dimensions FastICA's components of
+    pure noise come back on resamples too (on the demo world's 512 rows in 16 dimensions, at 0.79), and a
+    component is told apart from noise only as far as it is above this. NaN when FastICA does not converge."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, dims, generator=g, dtype=torch.float64)
+    gaussian = torch.randn(coords.shape, generator=g, dtype=torch.float64) * coords.double().std(0)
     try:
-        shifts, _ = _unmixed(x, dims, seed)
-        return float(stability(x, shifts, dims, resamples=resamples, seed=seed).max())
+        shifts, _ = _unmixed(gaussian, dims, seed)
+        return float(stability(gaussian, shifts, dims, resamples=resamples, seed=seed).max())
     except HSpaceError:
         return float("nan")
 
 
+class Components(NamedTuple):
+    """``independent_components``' result: shifts [k, D], sources [N, k], stability [k] in [0, 1] (NaN when not
+    measured) and the stability of Gaussian rows of the same covariance (``chance_stability``; NaN when not
+    measured)."""
+    shifts: torch.Tensor
+    sources: torch.Tensor
+    stability: torch.Tensor
+    noise: float
+
+
 def independent_components(x: Rows, k: int, *, dims: int | None = None, seed: int = 0,
-                           order: str = ORDERS[0], resamples: int = RESAMPLES
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                           order: str = ORDERS[0], resamples: int = RESAMPLES) -> Components:
     """k independent components of rows x [N, D] (whole, or as column blocks: ``column_blocks``): FastICA
     within their top ``dims`` (default k) principal subspace, the k kept by ``order``: "stability", the most reproducible over ``resamples`` bootstrap
     resamples (``stability``), or "kurtosis", the least Gaussian (largest |excess kurtosis|).
 
-    Returns (shifts [k, D]: each component's one-standard-deviation move in x, oriented so that the
-    source's longer tail (positive skewness) is its positive side; sources [N, k], unit variance;
-    stability [k] in [0, 1], NaN when not measured), best first by ``order``."""
+    Returns ``Components``: shifts [k, D], each component's one-standard-deviation move in x, oriented so that
+    the source's longer tail (positive skewness) is its positive side; sources [N, k], unit variance;
+    stability [k] in [0, 1] and the noise level ``chance_stability``, both NaN when not measured (order
+    kurtosis); best first by ``order``."""
     if order not in ORDERS:
         raise HSpaceError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     x = column_blocks(x)
@@ -269,11 +281,13 @@ def independent_components(x: Rows, k: int, *, dims: int | None = None, seed: in
     if order == "stability":
         stable = stability(coords, shifts, dims, resamples=resamples, seed=seed)
         ranked = torch.argsort(stable, descending=True)
+        noise = chance_stability(coords, dims, resamples=resamples, seed=seed)
     else:
         stable = torch.full((dims,), float("nan"))
         ranked = torch.argsort(((s ** 4).mean(0) - 3).abs(), descending=True)
+        noise = float("nan")
     keep = ranked[:k]
-    return lift(shifts[keep]), s[:, keep].float(), stable[keep]
+    return Components(lift(shifts[keep]), s[:, keep].float(), stable[keep], noise)
 
 
 def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, components: int = 8,
@@ -313,8 +327,7 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
                       callback=job.part(record_steps(n, k_edit, batch)))  # [k_edit, N, ...], descending t
     shape = edited.shape[2:]
     rows = [h.flatten(1) for h in edited]  # a row is [h at step 1, h at step 2, ...]: per-step views, no copy
-    shifts, sources, stable = independent_components(rows, components, dims=dims, seed=seed, order=order)
-    chance = chance_stability(n, dims, seed=seed) if order == "stability" else float("nan")
+    shifts, sources, stable, chance = independent_components(rows, components, dims=dims, seed=seed, order=order)
     out = []
     for j in range(components):
         per_step = torch.zeros(len(grid), *shape)
@@ -329,22 +342,9 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
 
 def component_statistics(source: torch.Tensor, stable: torch.Tensor, chance: float = float("nan")) -> dict:
     """What a direction file records of its component: the source's excess kurtosis, the component's
-    stability and the stability of noise of the same size (``chance_stability``; None when not measured)."""
+    stability and that of Gaussian rows of the same covariance (``chance_stability``; None when not measured)."""
     def measured(v: float):
         return None if v != v else round(v, 4)
 
     return {"excess_kurtosis": round(float((source ** 4).mean() - 3), 4), "stability": measured(float(stable)),
             "chance_stability": measured(float(chance))}
-
-
-def like_noise(provenance: dict) -> bool:
-    """Whether a component's recorded stability is at or below that of noise of its rows' size."""
-    stable, chance = provenance.get("stability"), provenance.get("chance_stability")
-    return stable is not None and chance is not None and stable <= chance
-
-
-def noise_warning(name: str, provenance: dict) -> str:
-    """The line that tells a user that component ``name`` is not told apart from noise (``like_noise``)."""
-    return (f"{name} is found again on resamples at {provenance['stability']:.2f}, no more often than a component "
-            f"of pure noise of the same size ({provenance['chance_stability']:.2f}): it may belong to these rows "
-            "rather than to the model; more images or samples, or fewer components, make it steadier")

@@ -393,9 +393,6 @@ class DirectionsByIndependenceSD:
              block=-1, h="residual stream", order="stability"):
         ds = independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height,
                                     spatial, name, location=flow_location(model, block, h), order=order)
-        from ..discovery import warn_if_like_noise
-
-        warn_if_like_noise(ds)
         return ([calibrated_sd(model, d, positive) for d in ds],)
 
 
