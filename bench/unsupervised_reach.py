@@ -1,0 +1,126 @@
+"""What the top principal components of h can reach: how much of each named direction lies in the subspace that
+PCA and ICA choose from, on the pixel demo world and the miniature SD world.
+
+    python bench/unsupervised_reach.py [--worlds pixel,sd] [--samples 512] [--json docs/unsupervised/reach.json]
+
+The rows are those ``bench/unsupervised.py`` gives ICA (seed 0): the pixel world's 512 model samples, h at the
+23 edited steps of the 40-step grid (t >= 435), one row each; the SD world's 512 trajectories of "a face",
+h kept per position at the recorded timesteps of [t_edit, t_end]. Their principal axes come from
+``ica.span``. The named directions are made with labels or words: the pixel world's four shipped supervised
+directions (mean differences of h between two labelled face sets, per step) and, on the SD world, the prompt
+pairs smile, glasses and hat and the smiling / non-smiling latent sets (the pack's own nodes, 16 seeds, spatial
+keep), each written as one row over the same steps. For each: the share of its squared norm inside the top
+8 / 16 / 32 / 64 principal axes, beside that of a random direction inside the rows' span (m / rank). ICA
+whitens 16 for K = 8 (32 for K = 16): an attribute whose direction lies mostly outside can be found by no
+rotation of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.report import merge_json  # noqa: E402
+
+TOPS = (8, 16, 32, 64)
+
+
+def shares(rows: list[torch.Tensor], named: dict[str, torch.Tensor]) -> dict:
+    """For rows given as per-step column blocks ([N, D_i] each) and named directions [D] (the blocks' layout):
+    {name: [share of |d|^2 in the top m principal axes for m in TOPS]}, and "random (in the span)"."""
+    from hspace_core.discovery.ica import span
+
+    coords, lift = span(rows)
+    r = coords.shape[1]
+    axes = lift(torch.eye(r, dtype=torch.float64)[:max(TOPS)]).double()
+    axes = axes / axes.norm(dim=1, keepdim=True)  # the span's orthonormal basis: the principal axes in order
+    out = {}
+    for name, d in named.items():
+        along = (axes @ d.double()).pow(2)
+        out[name] = [round(float(along[:m].sum() / d.double().pow(2).sum()), 3) for m in TOPS]
+    out["random (in the span)"] = [round(m / r, 3) for m in TOPS]
+    variance = coords.pow(2).sum(0)
+    out["variance of the rows"] = [round(float(variance[:m].sum() / variance.sum()), 3) for m in TOPS]
+    return out
+
+
+def pixel_world(samples: int) -> dict:
+    from hspace_core.demo.demo import DEMO_T_EDIT, demo_model_path
+    from hspace_core.directions.io import load_direction
+    from hspace_core.loading import load_model
+    from hspace_core.discovery.record import edit_steps, record_h, seeded_noise
+    from hspace_core.schedule import asyrp_timesteps
+
+    model = load_model(demo_model_path())
+    grid = asyrp_timesteps(40, model.schedule.num_timesteps - 1)
+    k_edit = edit_steps(grid, DEMO_T_EDIT)
+    with torch.inference_mode():
+        edited = record_h(model, seeded_noise(model, samples, 0), grid[len(grid) - k_edit:])  # descending t
+    walked = [int(t) for t in grid[len(grid) - k_edit:].flip(0)]
+    named = {}
+    for name in ("demo_smile", "demo_eyes", "demo_glasses", "demo_width"):
+        d = load_direction(ROOT / "hspace_core" / "data" / "directions" / f"{name}.safetensors")
+        per_t = {int(t): v for t, v in zip(d.timesteps, d.values)}
+        named[name] = torch.cat([per_t[t].flatten() for t in walked])
+    return shares([h.flatten(1) for h in edited], named)
+
+
+def sd_world(samples: int) -> dict:
+    from hspace_sdworld.comfy_import import import_comfy
+
+    import_comfy(cpu=True)
+    import bench.sd_claims as sc
+    from bench.calibration import SD_DIRECTIONS
+    from hspace_core.discovery.host import Recording, by_timestep
+    from hspace_sdworld.configs import RECOMMENDED as R
+
+    world = sc.World(R["steps"], R["cfg"], R["branch"], R["t_end"])
+    sd = sc.sd_nodes()
+    with torch.inference_mode():
+        _, rec, _ = sd.record_trajectories(world.model, world.cond(sc.SOURCE),
+                                           sd.sigmas_down_to(world.model, world.sigmas, R["t_edit"]), samples,
+                                           sc.DIRECTION_SEED, 64, 64, recording=Recording("keep", R["t_edit"], R["t_end"]))
+        recorded = by_timestep(rec.records[0])
+        ts = sorted(recorded, reverse=True)
+        named = {}
+        for name, (_, target, _) in SD_DIRECTIONS.items():
+            if target == "latent sets":
+                d = sc.latent_set_direction(world, 16, "keep")
+            else:
+                d = sd.DirectionFromPrompts().make(world.model, world.cond(sc.SOURCE), world.cond(target), world.sigmas,
+                                                   16, sc.DIRECTION_SEED, 64, 64, "keep", name)[0]
+            per_t = {int(t): v for t, v in zip(d.timesteps, d.values)}
+            named[name] = torch.cat([per_t[t].flatten() for t in ts])
+    return shares([recorded[t].flatten(1) for t in ts], named)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worlds", default="pixel,sd")
+    ap.add_argument("--samples", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {}
+    for world in args.worlds.split(","):
+        tic = time.time()
+        results[world] = (pixel_world if world == "pixel" else sd_world)(args.samples)
+        print(f"\n### {world} world ({args.samples} rows; {time.time() - tic:.0f} s)\n")
+        print("| direction | " + " | ".join(f"in the top {m}" for m in TOPS) + " |")
+        print("|---|" + "---|" * len(TOPS))
+        for name, row in results[world].items():
+            print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    if args.json:
+        merge_json(args.json, {"samples": args.samples, "tops": list(TOPS), "worlds": results})
+
+
+if __name__ == "__main__":
+    main()
