@@ -107,7 +107,7 @@ def pixel_world(args) -> dict:
         unlabelled = render(sample_faces(args.ica_samples, TRAIN_SEED)) if args.ica_data == "images" else None
         made["ica"] = ica_directions(model, unlabelled, n_samples=args.ica_samples, components=args.k,
                                      dims=args.ica_dims, steps=40, t_edit=DEMO_T_EDIT, seed=args.seed,
-                                     order=args.ica_order)
+                                     order=args.ica_order, rotate=args.ica_rotate)
         print(f"  ica: {time.time() - tic:.0f} s", flush=True)
     if "jacobian" in methods:
         made["jacobian"] = jacobian_directions(model, faces[:1], args.k, t_edit=DEMO_T_EDIT, steps=40, seed=args.seed)
@@ -279,7 +279,7 @@ def table(title: str, result: dict) -> str:
 
 def main() -> None:
     from hspace_core.discovery.contrastive import ContrastiveSettings
-    from hspace_core.discovery.ica import ORDERS, whitened_dims
+    from hspace_core.discovery.ica import ORDERS, ROTATIONS, whitened_dims
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--worlds", default="pixel,sd")
@@ -300,6 +300,9 @@ def main() -> None:
                     help="ica: the model's samples (SD: trajectories of the prompt), or that many unlabelled faces "
                          "inverted")
     ap.add_argument("--ica-dims", type=int, default=None, help="ica: principal components whitened (default 2 x K)")
+    ap.add_argument("--ica-rotate", choices=ROTATIONS, default=ROTATIONS[0],
+                    help="ica on the pixel world: turn the principal directions by FastICA of h (default) or of "
+                         "their effects on x0 (independent effects; the SD world always rotates h)")
     ap.add_argument("--ica-order", choices=ORDERS, default=ORDERS[0],
                     help="ica: keep the least Gaussian components, or the most reproducible over bootstrap resamples")
     ap.add_argument("--strength", default=str(STRENGTH),
@@ -315,7 +318,7 @@ def main() -> None:
               "min_change": MIN_CHANGE, "max_drift": MAX_DRIFT,
               "contrastive": {"pool": args.pool, "radius": args.radius, "orthogonal": args.orthogonal},
               "ica": {"samples": args.ica_samples, "dims": whitened_dims(args.k, args.ica_dims), "data": args.ica_data,
-                      "order": args.ica_order}}
+                      "order": args.ica_order, "rotate": args.ica_rotate}}
     at = "at the ends of each direction's usable range" if args.strength == "usable" else \
         f"at calibrated +-{args.strength}"
     tic = time.time()

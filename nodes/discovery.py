@@ -387,14 +387,18 @@ class DirectionsByIndependence(_KDirections):
         }, "optional": {
             "images": ("IMAGE", {"tooltip": "unlabelled images (fitted to the model's size by resize and crop)"}),
             **ICA_ORDER,
+            "rotate": (["h", "effects"], {"default": "h",
+                                          "tooltip": "h: turn the principal components by FastICA of h itself; "
+                                                     "effects: by their changes of the image (each direction an edit "
+                                                     "of one region or feature; the k sparsest kept, order unused)"}),
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     def find(self, model, k, dims, seed, t_edit, steps, samples, preview_images, images=None, order="stability",
-             unique_id=None):
+             rotate="h", unique_id=None):
         from hspace_core.discovery.ica import ica_directions
 
         m = model.ready()
         x = image_to_engine(images) if images is not None else None
         ds = ica_directions(m, x, n_samples=samples, components=k, dims=dims or None, steps=steps, t_edit=t_edit,
-                            seed=seed, order=order, callback=bridge.Progress(unique_id))
+                            seed=seed, order=order, rotate=rotate, callback=bridge.Progress(unique_id))
         return self.calibrated_with_preview(m, ds, x, preview_images, seed, steps, t_edit)

@@ -96,6 +96,10 @@ def register(sub) -> None:
     ic.add_argument("--dims", type=int, default=None,
                     help="principal components the K are sought among (default 2 x K)")
     ica_order(ic)
+    ic.add_argument("--rotate", choices=("h", "effects"), default="h",
+                    help="turn the principal components by FastICA of h itself (default), or of their changes of the "
+                         "predicted x0 over the image (independent effects: edits of one region or feature each; "
+                         "the K sparsest are kept, --order does not apply)")
 
     pj = dsub.add_parser("project", help="remove from a direction its components along others")
     common(pj, model=False)
@@ -251,7 +255,7 @@ def _k_at_once(args: argparse.Namespace, model) -> int:
 
         ds = ica_directions(model, images, n_samples=args.samples, components=args.k,
                             dims=args.dims, steps=args.steps, t_edit=args.t_edit,
-                            seed=args.seed, order=args.order, name=f"{args.name or 'ica'} ",
+                            seed=args.seed, order=args.order, rotate=args.rotate, name=f"{args.name or 'ica'} ",
                             callback=StepProgress("record h"))
     if args.calibrate:
         from ..calibrate import calibrated

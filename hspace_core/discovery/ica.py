@@ -48,6 +48,7 @@ RESAMPLES = 8  # bootstrap resamples that rank the components by how reproducibl
 CHUNK_ELEMENTS = 1 << 22  # the centred rows are formed this many float64 elements (32 MB) at a time
 RANK_TOLERANCE = 1e-12  # span directions with a variance below this share of the largest are left out
 ORDERS = ("stability", "kurtosis")  # which of the whitened subspace's components are kept (the first: default)
+ROTATIONS = ("h", "effects")  # the principal directions turned by FastICA of h, or of their effects on x0
 
 Rows = Union[torch.Tensor, Sequence[torch.Tensor]]  # [N, D], or [N, D_i] column blocks side by side
 
@@ -293,15 +294,20 @@ def independent_components(x: Rows, k: int, *, dims: int | None = None, seed: in
 def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, components: int = 8,
                    dims: int | None = None, steps: int = 40, t_edit: int = 500, seed: int = 0,
                    size_policy: str = "resize_crop", name: str = "ic", order: str = ORDERS[0],
-                   batch: int = BATCH, callback: Callback | None = None) -> list[TensorDirection]:
+                   rotate: str = ROTATIONS[0], batch: int = BATCH,
+                   callback: Callback | None = None) -> list[TensorDirection]:
     """``components`` independent directions of h over unlabelled images ([N, 3, H, W] in [-1, 1] or a list;
     DDIM-inverted, then regenerated) or over ``n_samples`` seeded samples of ``model``: h at the edited steps
     of each trajectory (t >= t_edit; one row per image), whitened in its top ``dims`` principal components
     (default ``DIMS_PER_K`` x components), FastICA-rotated, ``components`` of them kept by ``order``
-    (``independent_components``: the least Gaussian, or the most reproducible). Each is one standard deviation
+    (``independent_components``: the least Gaussian, or the most reproducible). ``rotate`` "effects" rotates the
+    same principal directions by their changes of x0 instead (``effect_ica``; ``order`` does not apply: the k
+    sparsest effects are kept). Each is one standard deviation
     of its source at every edited step (zero elsewhere), divided by the number of edited steps as the PCA
     directions are (``strength_unit`` "std"); named ``{name}0`` ... in that order. Progress is one job: the
     inversions (if any), then the recording walks."""
+    if rotate not in ROTATIONS:
+        raise HSpaceError(f"rotate must be one of {', '.join(ROTATIONS)}, got {rotate!r}")
     dims = whitened_dims(components, dims)
     grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
     k_edit = edit_steps(grid, t_edit)
@@ -327,17 +333,28 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
                       callback=job.part(record_steps(n, k_edit, batch)))  # [k_edit, N, ...], descending t
     shape = edited.shape[2:]
     rows = [h.flatten(1) for h in edited]  # a row is [h at step 1, h at step 2, ...]: per-step views, no copy
-    shifts, sources, stable, chance = independent_components(rows, components, dims=dims, seed=seed, order=order)
-    out = []
-    for j in range(components):
+
+    def as_direction(shift: torch.Tensor, j: int = 0, provenance: dict | None = None) -> TensorDirection:
         per_step = torch.zeros(len(grid), *shape)
-        per_step[:k_edit] = shifts[j].view(k_edit, *shape)
-        out.append(direction_from_steps(
-            model, per_step, grid, t_edit, strength_unit="std", name=f"{name}{j}",
-            provenance={"method": "ica (PCA-whitened FastICA of h over the edited steps)", "component": j,
-                        "components": components, "dims": dims, "data": source, "n": n, "seed": seed,
-                        "order": order, **component_statistics(sources[:, j], stable[j], chance)}))
-    return out
+        per_step[:k_edit] = shift.view(k_edit, *shape)
+        return direction_from_steps(model, per_step, grid, t_edit, strength_unit="std", name=f"{name}{j}",
+                                    provenance=provenance or {})
+
+    common = {"components": components, "dims": dims, "data": source, "n": n, "seed": seed}
+    if rotate == "effects":
+        from .effect_ica import rotated_by_effects
+
+        shifts, sparsity = rotated_by_effects(model, rows, components, dims, as_direction, t_edit, seed=seed,
+                                              steps=steps)
+        return [as_direction(shifts[j], j, {"method": "independent effects (h's principal directions rotated by "
+                                                      "spatial FastICA of their x0 changes)", "component": j,
+                                            **common, "rotate": rotate, "effect_kurtosis": round(float(sparsity[j]), 4)})
+                for j in range(components)]
+    shifts, sources, stable, chance = independent_components(rows, components, dims=dims, seed=seed, order=order)
+    return [as_direction(shifts[j], j, {"method": "ica (PCA-whitened FastICA of h over the edited steps)",
+                                        "component": j, **common, "order": order,
+                                        **component_statistics(sources[:, j], stable[j], chance)})
+            for j in range(components)]
 
 
 def component_statistics(source: torch.Tensor, stable: torch.Tensor, chance: float = float("nan")) -> dict:

@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from hspace_core import HSpaceError
 from hspace_core.discovery.ica import fast_ica, ica_directions, independent_components
 from hspace_core.discovery.pca import principal_components
-from hspace_core.schedule import asyrp_timesteps
+from hspace_core.model import Family, HSpaceModel
+from hspace_core.schedule import asyrp_timesteps, linear_schedule
+from hspace_core.unets import DDPMConfig, Encoded
 from tests.engine.test_discovery import pooling_model
 
 
@@ -169,6 +171,13 @@ def test_the_command_line_writes_k_files_and_a_preview_and_never_overwrites(tmp_
     before = (tmp_path / "ica_0.safetensors").read_bytes()
     assert cli.main(argv) == 2 and "already exists" in capsys.readouterr().err
     assert (tmp_path / "ica_0.safetensors").read_bytes() == before
+    effects = tmp_path / "effects"
+    effects.mkdir()
+    assert cli.main([*argv[:-1], str(effects), "--rotate", "effects"]) == 0
+    ds = [load_direction(effects / f"ica_{i}.safetensors") for i in range(2)]
+    assert [d.info.provenance["rotate"] for d in ds] == ["effects", "effects"]
+    sparsity = [d.info.provenance["effect_kurtosis"] for d in ds]
+    assert sparsity[0] >= sparsity[1]
 
 
 def _sixteen_sources(seed: int, n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,3 +282,67 @@ def test_the_recording_walks_down_to_t_edit_only_and_sees_the_whole_walks_h():
     seen = []
     ica_directions(model, None, n_samples=8, components=1, dims=2, steps=10, t_edit=500, callback=seen.append)
     assert seen[-1].total == k and len(seen) == k
+
+
+class _LocalUNet(torch.nn.Module):
+    """A linear network with the UNet interface whose h acts where it sits: h = 8x8 average pool of x_t,
+    eps = 0.5 x h upsampled, so a shift of one h coordinate changes x0 in its own 8x8 block and channel only."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, x, t):
+        return Encoded(h=F.avg_pool2d(x, 8), skips=(), emb=torch.zeros(x.shape[0], 128))
+
+    def decode(self, enc, h):
+        return 0.5 * F.interpolate(h, scale_factor=8, mode="nearest") + 0 * self.dummy
+
+
+def test_effect_rotation_unmixes_sparse_maps():
+    """Effect maps that mix sparse sources over the positions: the rotation's combinations give the sources back."""
+    from hspace_core.discovery.effect_ica import effect_rotation
+
+    g = torch.Generator().manual_seed(2)
+    sources = torch.randn(4, 6000, generator=g) * (torch.rand(4, 6000, generator=g) < 0.05)  # each one sparse
+    maps = torch.randn(4, 4, generator=g) @ sources
+    c, kurtosis = effect_rotation(maps)
+    found = (maps.double().T - maps.double().T.mean(0)) @ c                  # [P, 4]
+    assert (_best_cos(found.T.float(), sources) > 0.99).all()
+    assert bool((kurtosis.abs()[:-1] >= kurtosis.abs()[1:]).all()) and float(kurtosis.min()) > 5
+
+
+def test_independent_effects_separate_gaussian_factors_that_act_in_different_places():
+    """Images varying by two Gaussian factors of equal spread, each a pattern in its own 8x8 block and channel:
+    h's rows hold them only up to a rotation (Gaussian, equal variance: PCA and ICA of h cannot pick one), but
+    their effects on x0 lie in different places, and rotate "effects" returns one direction per block, each one
+    standard deviation of the rows along it."""
+    from hspace_core.discovery.record import invert_prepared, record_h
+
+    cfg = DDPMConfig(ch=1, ch_mult=(3, 3, 3, 3), num_res_blocks=1, attn_levels_down=(), attn_levels_up=(),
+                     image_size=32)
+    model = HSpaceModel(_LocalUNet(), Family.DDIM, cfg, linear_schedule(1000))
+    g = torch.Generator().manual_seed(4)
+    patterns = torch.zeros(2, 3, 32, 32)
+    patterns[0, 0, 0:8, 0:8] = 0.2
+    patterns[1, 1, 8:16, 16:24] = 0.2
+    s = torch.randn(96, 2, generator=g)
+    images = s @ patterns.flatten(1) + 0.001 * torch.randn(96, 3 * 32 * 32, generator=g)
+    images = images.view(96, 3, 32, 32)
+    ds = ica_directions(model, images, components=2, dims=2, steps=10, t_edit=500, rotate="effects")
+    pooled = F.avg_pool2d(patterns, 8).flatten(1)
+    top = ds[0].values[-1].flatten()
+    assert max(float(F.cosine_similarity(d.values[-1].flatten(), pooled[j], dim=0).abs())
+               for d in ds for j in (0, 1)) > 0.99
+    assert {int((F.normalize(d.values[-1].flatten(), dim=0) @ F.normalize(pooled, dim=1).T).abs().argmax())
+            for d in ds} == {0, 1}
+    assert float(top.norm()) > 0 and ds[0].info.provenance["rotate"] == "effects"
+    grid = asyrp_timesteps(10)
+    k = int((grid >= 500).sum())
+    rows = record_h(model, invert_prepared(model, images, 10), grid[len(grid) - k:]).transpose(0, 1).flatten(1)
+    for d in ds:
+        shift = torch.flip(d.values[len(grid) - k:], dims=[0]).flatten() * k   # the rows' layout, unscaled
+        spread = ((rows - rows.mean(0)) @ F.normalize(shift, dim=0)).std()
+        assert float(shift.norm()) == pytest.approx(float(spread), rel=0.02)
+    with pytest.raises(HSpaceError, match="rotate must be one of h, effects"):
+        ica_directions(model, images, components=2, dims=2, steps=10, rotate="pixels")

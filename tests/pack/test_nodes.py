@@ -144,6 +144,8 @@ def test_directions_by_independence_are_a_calibrated_list_with_a_preview(demo):
     assert preview.shape[0] == 1 and preview.shape[-1] == 3 and preview.shape[2] >= 3 * 32  # -2, 0, +2
     with pytest.raises(HSpaceError, match="more than 3"):
         DirectionsByIndependence().find(demo, 1, 0, 0, 500, 8, 3, 2)
+    with pytest.raises(HSpaceError, match="rotate must be one of h, effects"):  # the widget reaches the engine
+        DirectionsByIndependence().find(demo, 1, 0, 0, 500, 8, 8, 2, rotate="pixels")
 
 
 def test_directions_from_images_pca_mixer_and_save(demo, models_dir):

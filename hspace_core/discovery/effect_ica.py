@@ -1,0 +1,131 @@
+"""Unsupervised directions by independent effects: h's top principal directions, rotated so that the changes they
+make to the predicted x0 are independent over the image (spatial ICA of effect maps).
+
+ICA of h (``ica.py``) rotates the whitened principal directions to the least Gaussian coordinates of h itself.
+Here the same principal directions (one standard deviation of h each) are applied, one at a time, to a few
+seeded samples at the editing interval's points, and each one's change of the predicted x0 is an effect map
+(P numbers: pixels of every sample at every point). The effect of a combination of directions is, to first
+order, the same combination of their maps. The maps are whitened over the pixels (as M mixtures of P samples)
+and turned to the largest summed kurtosis (Jacobi rotations, ``sparsest_rotation``): combinations whose effects
+are sparse and apart, an edit of one region or one feature (a hat, glasses, the face's width) rather than a
+mixture of several. The k with the sparsest effect (largest excess kurtosis over the pixels) are kept.
+
+What both rotations can reach is what lies in h's top principal directions (``bench/unsupervised_reach.py``);
+on the pixel demo world this one covers more of it (``bench/unsupervised.py --ica-rotate effects``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from ..directions.base import TensorDirection
+from ..directions.calibration import gain_points
+from ..errors import HSpaceError
+from ..model import HSpaceModel
+from ..sampling import asyrp_prediction, plain_predictor
+from .ica import RANK_TOLERANCE, span
+
+EFFECT_SAMPLES = 8  # seeded samples whose x0 changes make the effect maps
+MAX_SWEEPS = 100
+
+
+def sparsest_rotation(z: torch.Tensor, *, max_sweeps: int = MAX_SWEEPS, tolerance: float = 1e-6) -> torch.Tensor:
+    """The rotation W [M, M] (orthogonal) that maximises the summed fourth moment of z @ W over the rows of
+    z [P, M] (whitened: for unit-variance columns, the summed excess kurtosis plus 3 M): Jacobi sweeps over the
+    pairs of columns, each turned by the angle that maximises its pair's sum exactly (the sum is
+    c + A cos 4t + B sin 4t, Comon 1994), until no turn exceeds ``tolerance`` radians. Every turn only raises
+    the sum, so unlike a fixed-point iteration it cannot settle on a mixture of two sparse sources (the
+    stationary point half way between them)."""
+    z = z.double().clone()
+    m = z.shape[1]
+    w = torch.eye(m, dtype=torch.float64)
+    for _ in range(max_sweeps):
+        largest = 0.0
+        for i in range(m - 1):
+            for j in range(i + 1, m):
+                x, y = z[:, i], z[:, j]
+                x2, y2 = x * x, y * y
+                a = ((x2 * x2).mean() + (y2 * y2).mean()) / 4 - 1.5 * (x2 * y2).mean()
+                b = (x2 * x * y).mean() - (x * y2 * y).mean()
+                theta = float(torch.atan2(b, a)) / 4
+                if abs(theta) < tolerance:
+                    continue
+                largest = max(largest, abs(theta))
+                c, s = math.cos(theta), math.sin(theta)
+                turn = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+                z[:, [i, j]] = z[:, [i, j]] @ turn
+                w[:, [i, j]] = w[:, [i, j]] @ turn
+        if largest < tolerance:
+            return w
+    raise HSpaceError(f"the sparsest rotation did not settle in {max_sweeps} sweeps (last turn {largest:.2e} rad)")
+
+
+def effect_rotation(effects: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Independent sparse components of M effect maps [M, P] (P >> M): the maps whitened over the positions and
+    turned by ``sparsest_rotation``. Returns (c [M, M], column j the weights of the M maps whose combination is
+    source j, of unit variance over the positions; the sources' excess kurtosis [M]), sparsest first."""
+    x = effects.double().T                                           # [P, M]: the positions are the samples
+    xc = x - x.mean(0)
+    variance, axes = torch.linalg.eigh(xc.T @ xc / xc.shape[0])
+    if float(variance.min()) <= RANK_TOLERANCE * float(variance.max()):
+        raise HSpaceError("the directions' effects are not independent of each other (some direction changes "
+                          "nothing, or two change the same): ask for fewer components")
+    whiten = axes / variance.sqrt()                                  # z = xc @ whiten, identity covariance
+    w = sparsest_rotation(xc @ whiten)
+    c = whiten @ w
+    s = xc @ c
+    kurtosis = (s ** 4).mean(0) - 3
+    order = torch.argsort(kurtosis, descending=True)
+    return c[:, order], kurtosis[order]
+
+
+def effect_maps(model: HSpaceModel, directions: list[TensorDirection], t_edit: int, *, samples: int = EFFECT_SAMPLES,
+                seed: int = 0, steps: int = 40) -> torch.Tensor:
+    """Each direction's change of the predicted x0 at strength 1 ([M, P]): ``samples`` seeded x_T taken one DDIM
+    step down to each of the calibration's points in [t_edit, T] (``calibration.gain_points``), as the
+    calibration measures a direction."""
+    t_max = model.schedule.num_timesteps - 1
+    g = torch.Generator().manual_seed(seed)
+    x_T = torch.randn(samples, model.in_channels, model.image_size, model.image_size, generator=g)
+    with torch.inference_mode():
+        x = x_T.to(model.device, torch.float32)
+        top = plain_predictor(model)(x, t_max)
+        points = []
+        for point in gain_points(t_edit, t_max):
+            p = int(round(point))
+            a = model.schedule.alpha_bar_at(p, like=x)
+            x_t = a.sqrt() * top.x0 + (1 - a).sqrt() * top.eps
+            points.append((p, x_t, plain_predictor(model)(x_t, p).x0))
+        s = torch.ones(samples, 1, 1, 1, device=x.device)
+        return torch.stack([torch.cat([(asyrp_prediction(model, x_t, p, d.to(model.device, model.dtype), s,
+                                                         steps=steps).x0 - x0).float().flatten().cpu()
+                                       for p, x_t, x0 in points]) for d in directions])
+
+
+def rotated_by_effects(model: HSpaceModel, rows, k: int, dims: int, as_direction: Callable[[torch.Tensor], TensorDirection],
+                       t_edit: int, *, seed: int = 0, steps: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """k directions of rows [N, D] (or column blocks, ``ica.column_blocks``; one trajectory's h per row): their
+    top ``dims`` principal directions, one standard deviation each, made directions by ``as_direction`` and
+    measured by ``effect_maps``, rotated by ``effect_rotation``; the k sparsest kept. Returns (shifts [k, D],
+    each one standard deviation of the rows along it; the effects' excess kurtosis [k])."""
+    coords, lift = span(rows)
+    n, r = coords.shape
+    if r < dims:
+        raise HSpaceError(f"the samples span {r} dimensions, fewer than {dims}: ask for fewer components")
+    std = coords[:, :dims].norm(dim=0) / n ** 0.5                    # the principal axes' standard deviations
+
+    def along(c: torch.Tensor) -> torch.Tensor:                      # [m, dims] on the unit axes -> [m, D]
+        padded = torch.zeros(c.shape[0], r, dtype=torch.float64)
+        padded[:, :dims] = c
+        return lift(padded)
+
+    axes = along(torch.diag(std))
+    c, kurtosis = effect_rotation(effect_maps(model, [as_direction(v) for v in axes], t_edit, seed=seed,
+                                              steps=steps))
+    on_axes = c[:, :k].T * std                                       # [k, dims]: each kept one on the unit axes
+    unit = on_axes / on_axes.norm(dim=1, keepdim=True)
+    spread = (unit ** 2 * std ** 2).sum(1).sqrt()                    # the rows' std along each
+    return along(unit * spread[:, None]), kurtosis[:k].float()
