@@ -105,12 +105,13 @@ def effect_maps(model: HSpaceModel, directions: list[TensorDirection], t_edit: i
                                        for p, x_t, x0 in points]) for d in directions])
 
 
-def rotated_by_effects(model: HSpaceModel, rows, k: int, dims: int, as_direction: Callable[[torch.Tensor], TensorDirection],
-                       t_edit: int, *, seed: int = 0, steps: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+def rotated_by_effects(rows, k: int, dims: int, effects_of: Callable[[torch.Tensor], torch.Tensor]
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """k directions of rows [N, D] (or column blocks, ``ica.column_blocks``; one trajectory's h per row): their
-    top ``dims`` principal directions, one standard deviation each, made directions by ``as_direction`` and
-    measured by ``effect_maps``, rotated by ``effect_rotation``; the k sparsest kept. Returns (shifts [k, D],
-    each one standard deviation of the rows along it; the effects' excess kurtosis [k])."""
+    top ``dims`` principal directions, one standard deviation each ([dims, D]), measured by ``effects_of``
+    (-> effect maps [dims, P]: ``effect_maps`` on a pixel model), rotated by ``effect_rotation``; the k
+    sparsest kept. Returns (shifts [k, D], each one standard deviation of the rows along it; the effects'
+    excess kurtosis [k])."""
     coords, lift = span(rows)
     n, r = coords.shape
     if r < dims:
@@ -122,9 +123,7 @@ def rotated_by_effects(model: HSpaceModel, rows, k: int, dims: int, as_direction
         padded[:, :dims] = c
         return lift(padded)
 
-    axes = along(torch.diag(std))
-    c, kurtosis = effect_rotation(effect_maps(model, [as_direction(v) for v in axes], t_edit, seed=seed,
-                                              steps=steps))
+    c, kurtosis = effect_rotation(effects_of(along(torch.diag(std))))
     on_axes = c[:, :k].T * std                                       # [k, dims]: each kept one on the unit axes
     unit = on_axes / on_axes.norm(dim=1, keepdim=True)
     spread = (unit ** 2 * std ** 2).sum(1).sqrt()                    # the rows' std along each

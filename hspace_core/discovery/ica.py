@@ -342,10 +342,11 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
 
     common = {"components": components, "dims": dims, "data": source, "n": n, "seed": seed}
     if rotate == "effects":
-        from .effect_ica import rotated_by_effects
+        from .effect_ica import effect_maps, rotated_by_effects
 
-        shifts, sparsity = rotated_by_effects(model, rows, components, dims, as_direction, t_edit, seed=seed,
-                                              steps=steps)
+        shifts, sparsity = rotated_by_effects(
+            rows, components, dims, lambda axes: effect_maps(model, [as_direction(v) for v in axes], t_edit,
+                                                            seed=seed, steps=steps))
         return [as_direction(shifts[j], j, {"method": "independent effects (h's principal directions rotated by "
                                                       "spatial FastICA of their x0 changes)", "component": j,
                                             **common, "rotate": rotate, "effect_kurtosis": round(float(sparsity[j]), 4)})
