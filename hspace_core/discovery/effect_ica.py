@@ -36,9 +36,9 @@ def sparsest_rotation(z: torch.Tensor, *, max_sweeps: int = MAX_SWEEPS, toleranc
     """The rotation W [M, M] (orthogonal) that maximises the summed fourth moment of z @ W over the rows of
     z [P, M] (whitened: for unit-variance columns, the summed excess kurtosis plus 3 M): Jacobi sweeps over the
     pairs of columns, each turned by the angle that maximises its pair's sum exactly (the sum is
-    c + A cos 4t + B sin 4t, Comon 1994), until no turn exceeds ``tolerance`` radians. Every turn only raises
-    the sum, so unlike a fixed-point iteration it cannot settle on a mixture of two sparse sources (the
-    stationary point half way between them)."""
+    c + A cos 4t + B sin 4t, Comon 1994), until no turn exceeds ``tolerance`` radians. Every turn raises the
+    sum, so it does not stop where FastICA's fixed point did on two planted sparse sources: half way between
+    them, a stationary point of the contrast (``tests/engine/test_ica.py``)."""
     z = z.double().clone()
     m = z.shape[1]
     w = torch.eye(m, dtype=torch.float64)
