@@ -137,8 +137,10 @@ def pixel_world(args) -> dict:
         for method in ("contrastive", "ica"):
             if method in made:
                 picture = strip(preview_rows(model, calibrated_ds[method], three, t_edit=DEMO_T_EDIT, steps=40))
-                picture.save(docs / f"pixel_{method}.png")
-                print(f"  wrote {docs / f'pixel_{method}.png'}", flush=True)
+                name = "pixel_ica_effects.png" if method == "ica" and args.ica_rotate == "effects" else \
+                    f"pixel_{method}.png"
+                picture.save(docs / name)
+                print(f"  wrote {docs / name}", flush=True)
     return out
 
 
@@ -311,7 +313,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     ap.add_argument("--docs", action="store_true",
-                    help="write docs/unsupervised/pixel_contrastive.png and pixel_ica.png (the methods run)")
+                    help="write docs/unsupervised/pixel_contrastive.png and pixel_ica.png (pixel_ica_effects.png with "
+                         "--ica-rotate effects) for the methods run")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     report = {"k": args.k, "iterations": args.iterations, "faces": args.faces, "strength": args.strength,
