@@ -13,6 +13,27 @@ from .editing import edit
 from .sampling import Callback, asyrp_prediction, plain_predictor
 
 
+def seeded_starts(model, samples: int, seed: int) -> torch.Tensor:
+    """``samples`` seeded x_T [samples, C, S, S] (CPU float32), the calibration's starts."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(samples, model.in_channels, model.image_size, model.image_size, generator=g)
+
+
+def gain_states(model, x_T: torch.Tensor, t: int) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Where a calibration measures: x_T [M, C, S, S] (on the model's device) taken one DDIM step from t_max
+    down to each of ``gain_points(t, t_max)``; a list of (p, x_p, the plain predicted x0 there). Call it under
+    inference mode."""
+    t_max = model.schedule.num_timesteps - 1
+    top = plain_predictor(model)(x_T, t_max)
+    points = []
+    for point in gain_points(t, t_max):
+        p = int(round(point))
+        a = model.schedule.alpha_bar_at(p, like=x_T)
+        x_t = a.sqrt() * top.x0 + (1 - a).sqrt() * top.eps  # one DDIM step from t_max down to p
+        points.append((p, x_t, plain_predictor(model)(x_t, p).x0))
+    return points
+
+
 def calibrate(model, direction, *, t: int | None = None, samples: int = 4, seed: int = 0, usable: bool = True,
               steps: int = 10, callback: Callback | None = None) -> Calibration:
     """Measure ``direction``'s calibration on ``model`` for the editing interval [t, t_max]. t: the direction's
@@ -23,18 +44,11 @@ def calibrate(model, direction, *, t: int | None = None, samples: int = 4, seed:
     chosen = t if t is not None else (direction.info.t_edit if direction.info.t_edit is not None else 500)
     t = int(min(t_max - 1, max(0, chosen)))
     direction.check_fits(model)
-    g = torch.Generator().manual_seed(seed)
-    x_T = torch.randn(samples, model.in_channels, model.image_size, model.image_size, generator=g)
+    x_T = seeded_starts(model, samples, seed)
     with torch.inference_mode():
         x = x_T.to(model.device, torch.float32)
-        top = plain_predictor(model)(x, t_max)
+        points = gain_states(model, x, t)
         d = direction.to(model.device, model.dtype)
-        points = []
-        for point in gain_points(t, t_max):
-            p = int(round(point))
-            a = model.schedule.alpha_bar_at(p, like=x)
-            x_t = a.sqrt() * top.x0 + (1 - a).sqrt() * top.eps  # one DDIM step from t_max down to p
-            points.append((p, x_t, plain_predictor(model)(x_t, p).x0))
 
         def change_at(strength: float) -> float:
             s = torch.full((samples, 1, 1, 1), strength, device=x.device)

@@ -97,9 +97,9 @@ def register(sub) -> None:
                     help="principal components the K are sought among (default 2 x K)")
     ica_order(ic)
     ic.add_argument("--rotate", choices=("h", "effects"), default="h",
-                    help="turn the principal components by FastICA of h itself (default), or of their changes of the "
-                         "predicted x0 over the image (independent effects: edits of one region or feature each; "
-                         "the K sparsest are kept, --order does not apply)")
+                    help="turn the principal components by FastICA of h itself (default), or to the sparsest changes "
+                         "of the predicted x0 over the image (independent effects: edits of one region or feature "
+                         "each; the K sparsest are kept, --order does not apply)")
 
     pj = dsub.add_parser("project", help="remove from a direction its components along others")
     common(pj, model=False)

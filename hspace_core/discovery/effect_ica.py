@@ -21,11 +21,11 @@ from typing import Callable
 
 import torch
 
+from ..calibrate import gain_states, seeded_starts
 from ..directions.base import TensorDirection
-from ..directions.calibration import gain_points
 from ..errors import HSpaceError
 from ..model import HSpaceModel
-from ..sampling import asyrp_prediction, plain_predictor
+from ..sampling import asyrp_prediction
 from .ica import RANK_TOLERANCE, span
 
 EFFECT_SAMPLES = 8  # seeded samples whose x0 changes make the effect maps
@@ -87,18 +87,9 @@ def effect_maps(model: HSpaceModel, directions: list[TensorDirection], t_edit: i
     """Each direction's change of the predicted x0 at strength 1 ([M, P]): ``samples`` seeded x_T taken one DDIM
     step down to each of the calibration's points in [t_edit, T] (``calibration.gain_points``), as the
     calibration measures a direction."""
-    t_max = model.schedule.num_timesteps - 1
-    g = torch.Generator().manual_seed(seed)
-    x_T = torch.randn(samples, model.in_channels, model.image_size, model.image_size, generator=g)
     with torch.inference_mode():
-        x = x_T.to(model.device, torch.float32)
-        top = plain_predictor(model)(x, t_max)
-        points = []
-        for point in gain_points(t_edit, t_max):
-            p = int(round(point))
-            a = model.schedule.alpha_bar_at(p, like=x)
-            x_t = a.sqrt() * top.x0 + (1 - a).sqrt() * top.eps
-            points.append((p, x_t, plain_predictor(model)(x_t, p).x0))
+        x = seeded_starts(model, samples, seed).to(model.device, torch.float32)
+        points = gain_states(model, x, t_edit)
         s = torch.ones(samples, 1, 1, 1, device=x.device)
         return torch.stack([torch.cat([(asyrp_prediction(model, x_t, p, d.to(model.device, model.dtype), s,
                                                          steps=steps).x0 - x0).float().flatten().cpu()

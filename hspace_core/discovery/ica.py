@@ -347,8 +347,8 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
         shifts, sparsity = rotated_by_effects(
             rows, components, dims, lambda axes: effect_maps(model, [as_direction(v) for v in axes], t_edit,
                                                             seed=seed, steps=steps))
-        return [as_direction(shifts[j], j, {"method": "independent effects (h's principal directions rotated by "
-                                                      "spatial FastICA of their x0 changes)", "component": j,
+        return [as_direction(shifts[j], j, {"method": "independent effects (h's principal directions rotated to "
+                                                      "the sparsest x0 changes, Jacobi)", "component": j,
                                             **common, "rotate": rotate, "effect_kurtosis": round(float(sparsity[j]), 4)})
                 for j in range(components)]
     shifts, sources, stable, chance = independent_components(rows, components, dims=dims, seed=seed, order=order)

@@ -11,8 +11,8 @@ from hspace_core.discovery.ica import fast_ica, ica_directions, independent_comp
 from hspace_core.discovery.pca import principal_components
 from hspace_core.model import Family, HSpaceModel
 from hspace_core.schedule import asyrp_timesteps, linear_schedule
-from hspace_core.unets import DDPMConfig, Encoded
-from tests.engine.test_discovery import pooling_model
+from hspace_core.unets import DDPMConfig
+from tests.engine.test_discovery import PoolingUNet, pooling_model
 
 
 def _factors(n: int, g: torch.Generator) -> torch.Tensor:
@@ -284,16 +284,9 @@ def test_the_recording_walks_down_to_t_edit_only_and_sees_the_whole_walks_h():
     assert seen[-1].total == k and len(seen) == k
 
 
-class _LocalUNet(torch.nn.Module):
-    """A linear network with the UNet interface whose h acts where it sits: h = 8x8 average pool of x_t,
-    eps = 0.5 x h upsampled, so a shift of one h coordinate changes x0 in its own 8x8 block and channel only."""
-
-    def __init__(self):
-        super().__init__()
-        self.dummy = torch.nn.Parameter(torch.zeros(1))
-
-    def encode(self, x, t):
-        return Encoded(h=F.avg_pool2d(x, 8), skips=(), emb=torch.zeros(x.shape[0], 128))
+class _LocalUNet(PoolingUNet):
+    """The pooling network (h = 8x8 average pool of x_t) with eps = 0.5 x h upsampled, so a shift of one h
+    coordinate changes x0 in its own 8x8 block and channel only."""
 
     def decode(self, enc, h):
         return 0.5 * F.interpolate(h, scale_factor=8, mode="nearest") + 0 * self.dummy
