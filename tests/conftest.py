@@ -27,3 +27,17 @@ def shared_dir() -> Path:
     if not (SHARED / "asyrp_official").is_dir():
         pytest.skip(f"reference data not found at {SHARED}/asyrp_official (the project's ../shared folder)")
     return SHARED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def subprocess_temp_folder(tmp_path_factory):
+    """The processes a test starts write their temporary files (torchrun's torchelastic_* folders, one per
+    launch) under pytest's own base folder, which pytest prunes, instead of leaving them in /tmp."""
+    folder = tmp_path_factory.mktemp("subprocess_tmp")
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before

@@ -10,7 +10,6 @@ the Hugging Face folder layout (``open_clip_model.safetensors`` + ``open_clip_co
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -18,20 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import HSpaceError
+from .clip_model import register_config
 
 WEIGHTS_FILE = "open_clip_model.safetensors"
 CONFIG_FILE = "open_clip_config.json"
-
-
-def _register(config: dict) -> str:
-    import open_clip
-
-    name = f"hspace-train-{abs(hash(json.dumps(config, sort_keys=True)))}"
-    if name not in open_clip.list_models():
-        folder = tempfile.mkdtemp(prefix="hspace_clip_cfg_")
-        (Path(folder) / f"{name}.json").write_text(json.dumps(config))
-        open_clip.add_model_config(folder)
-    return name
 
 
 def build_clip(config: dict, generator: torch.Generator) -> tuple[torch.nn.Module, Callable]:
@@ -42,7 +31,7 @@ def build_clip(config: dict, generator: torch.Generator) -> tuple[torch.nn.Modul
 
     import open_clip
 
-    name = _register(config)
+    name = register_config(config, "hspace-train")
     with torch.random.fork_rng(devices=[]):
         model = open_clip.create_model(name, pretrained=None, device="cpu")
     with torch.no_grad():

@@ -7,8 +7,10 @@ Images are prepared for CLIP in torch (resize, centre crop, normalise) so gradie
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,25 @@ from ..errors import HSpaceError
 DEFAULT_ARCH = "ViT-B-16-quickgelu"  # the official ViT-B/16 with OpenAI weights uses QuickGELU
 WEIGHT_HINT = ("download the open_clip weights of {arch} (for OpenAI's ViT-B/16: the file open_clip_model.safetensors "
                "of the Hugging Face repository timm/vit_base_patch16_clip_224.openai) and put it there")
+
+
+def register_config(config: dict, prefix: str) -> str:
+    """Register an open_clip model config (embed_dim, vision_cfg, text_cfg) under a name derived from its
+    content and return the name. open_clip only reads configs from files: the file is written to a
+    temporary folder, read by ``add_model_config`` and removed at once, so nothing is left in the temp
+    folder however many models are loaded (a rescan skips the missing folder and keeps what it read)."""
+    import open_clip
+
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    name = f"{prefix}-{digest}"
+    if name not in open_clip.list_models():
+        folder = tempfile.mkdtemp(prefix="hspace_clip_")
+        try:
+            (Path(folder) / f"{name}.json").write_text(json.dumps(config))
+            open_clip.add_model_config(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return name
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,15 +127,11 @@ def load_clip(weights: str | Path, arch: str = DEFAULT_ARCH, *, device: str | to
             config_file = weights / "open_clip_config.json"
         weights = found[0]
     name = arch
-    tmpdir = None
     if config_file is not None or arch.endswith(".json"):
         cfg = json.loads(Path(config_file or arch).read_text())
         templates = _templates(cfg.get("hspace_text_templates"), config_file or arch)
         cfg = cfg.get("model_cfg", cfg)
-        tmpdir = tempfile.mkdtemp(prefix="hspace_clip_")
-        name = f"hspace-{Path(config_file or arch).parent.name or 'local'}-{abs(hash(json.dumps(cfg, sort_keys=True)))}"
-        (Path(tmpdir) / f"{name}.json").write_text(json.dumps(cfg))
-        open_clip.add_model_config(tmpdir)
+        name = register_config(cfg, f"hspace-{Path(config_file or arch).parent.name or 'local'}")
     if name not in open_clip.list_models():
         raise HSpaceError(f"unknown CLIP architecture {arch!r}; use an open_clip model name such as {DEFAULT_ARCH}")
     quiet = _NoPretrainedNotice()  # open_clip warns that it loaded no weights: ours come next, from the file

@@ -102,6 +102,19 @@ def test_missing_weights_and_bad_input(clip, tmp_path):
         train_clip_direction(tiny_model(), clip, "a", "b")
 
 
+def test_loading_a_config_leaves_nothing_in_the_temp_folder(clip, tmp_path, monkeypatch):
+    # every load used to leave a folder with the config behind: hundreds after a day of ComfyUI runs
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with torch.no_grad():
+        again = load_clip(clip.weights, arch=clip.arch)
+        twice = load_clip(clip.weights, arch=clip.arch)
+    assert list(tmp_path.iterdir()) == []
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again.image_features(x), clip.image_features(x))
+    assert torch.equal(twice.image_features(x), clip.image_features(x))
+
+
 def test_training_inside_inference_mode_as_comfyui_runs_nodes(clip):
     # ComfyUI executes every node under torch.inference_mode(), and its loaders create the weights there
     settings = ClipTrainSettings(kind="deltablock", n_train_step=6, t_edit=300, n_iter=1, lr=0.05, seed=1)
