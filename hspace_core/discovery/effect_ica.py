@@ -28,7 +28,7 @@ from ..model import HSpaceModel
 from ..sampling import asyrp_prediction
 from .ica import RANK_TOLERANCE, span
 
-EFFECT_SAMPLES = 8  # seeded samples whose x0 changes make the effect maps
+EFFECT_SAMPLES = 16  # seeded samples whose x0 changes make the effect maps (8: one seed of three one attribute short)
 MAX_SWEEPS = 100
 
 

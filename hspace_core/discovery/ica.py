@@ -342,14 +342,15 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
 
     common = {"components": components, "dims": dims, "data": source, "n": n, "seed": seed}
     if rotate == "effects":
-        from .effect_ica import effect_maps, rotated_by_effects
+        from .effect_ica import EFFECT_SAMPLES, effect_maps, rotated_by_effects
 
         shifts, sparsity = rotated_by_effects(
             rows, components, dims, lambda axes: effect_maps(model, [as_direction(v) for v in axes], t_edit,
                                                             seed=seed, steps=steps))
         return [as_direction(shifts[j], j, {"method": "independent effects (h's principal directions rotated to "
                                                       "the sparsest x0 changes, Jacobi)", "component": j,
-                                            **common, "rotate": rotate, "effect_kurtosis": round(float(sparsity[j]), 4)})
+                                            **common, "rotate": rotate, "effect_samples": EFFECT_SAMPLES,
+                                            "effect_kurtosis": round(float(sparsity[j]), 4)})
                 for j in range(components)]
     shifts, sources, stable, chance = independent_components(rows, components, dims=dims, seed=seed, order=order)
     return [as_direction(shifts[j], j, {"method": "ica (PCA-whitened FastICA of h over the edited steps)",
