@@ -233,10 +233,15 @@ def sd_world(args) -> dict:
                 family, rec, which_h = sd.record_trajectories(world.model, source,
                                                               sd.sigmas_down_to(world.model, world.sigmas, R["t_edit"]),
                                                               args.ica_samples, sdc.DIRECTION_SEED, 64, 64)
+            from nodes.sd.discovery import effect_maps_sd
+
+            def effects_of(shifts):
+                return effect_maps_sd(world.model, source, shifts, R["t_edit"], R["t_end"], tuple(latents.shape[-2:]),
+                                      seed=args.seed)
             made["ica"] = ica_host_directions(by_timestep(rec.records[0]), args.k, dims=args.ica_dims,
                                               family=family, spatial="keep",
                                               t_edit=R["t_edit"], t_end=R["t_end"], which_h=which_h, seed=args.seed,
-                                              order=args.ica_order)
+                                              order=args.ica_order, rotate=args.ica_rotate, effects_of=effects_of)
             print(f"  ica: {time.time() - tic:.0f} s", flush=True)
         if "jacobian" in methods:
             made["jacobian"] = sd_jacobian_directions(world, latents[:1], R["t_edit"], args.k, source)
@@ -303,8 +308,8 @@ def main() -> None:
                          "inverted")
     ap.add_argument("--ica-dims", type=int, default=None, help="ica: principal components whitened (default 2 x K)")
     ap.add_argument("--ica-rotate", choices=ROTATIONS, default=ROTATIONS[0],
-                    help="ica on the pixel world: turn the principal directions by FastICA of h (default) or of "
-                         "their effects on x0 (independent effects; the SD world always rotates h)")
+                    help="ica: turn the principal directions by FastICA of h (default) or by their effects on x0 "
+                         "(independent effects; SD: on the predicted latent)")
     ap.add_argument("--ica-order", choices=ORDERS, default=ORDERS[0],
                     help="ica: keep the least Gaussian components, or the most reproducible over bootstrap resamples")
     ap.add_argument("--strength", default=str(STRENGTH),

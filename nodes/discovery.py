@@ -289,6 +289,13 @@ ICA_ORDER = {  # optional: workflows saved before it keep working
                                                      "kurtosis, the least Gaussian"}),
 }
 
+ICA_ROTATE = {  # optional: workflows saved before it keep working
+    "rotate": (["h", "effects"], {"default": "h",
+                                  "tooltip": "h: turn the principal components by FastICA of h itself; "
+                                             "effects: by their changes of the image (each direction an edit "
+                                             "of one region or feature; the k sparsest kept, order unused)"}),
+}
+
 
 def contrast_settings(k, iterations, batch, lr, temperature, radius, seed):
     from hspace_core.discovery.contrastive import ContrastiveSettings
@@ -387,10 +394,7 @@ class DirectionsByIndependence(_KDirections):
         }, "optional": {
             "images": ("IMAGE", {"tooltip": "unlabelled images (fitted to the model's size by resize and crop)"}),
             **ICA_ORDER,
-            "rotate": (["h", "effects"], {"default": "h",
-                                          "tooltip": "h: turn the principal components by FastICA of h itself; "
-                                                     "effects: by their changes of the image (each direction an edit "
-                                                     "of one region or feature; the k sparsest kept, order unused)"}),
+            **ICA_ROTATE,
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     def find(self, model, k, dims, seed, t_edit, steps, samples, preview_images, images=None, order="stability",

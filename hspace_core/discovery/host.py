@@ -15,14 +15,14 @@ The host records (t, h) pairs along its own walks ([N, C, H, W] per call, t the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 
 from ..directions.base import WHICH_H, DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..host import HOST_FAMILIES
-from .ica import ORDERS, component_statistics, independent_components, whitened_dims
+from .ica import ORDERS, ROTATIONS, component_statistics, independent_components, whitened_dims
 from .pca import consistent_signs, principal_components
 
 SPATIAL = ("average", "keep")
@@ -111,13 +111,24 @@ def pca_host_direction(recorded: dict[int, torch.Tensor], component: int, *, fam
 def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int | None = None, family: str,
                         spatial: str = "average", name: str = "IC", provenance: dict | None = None, t_edit: int | None = None,
                         t_end: int | None = None, which_h: str = WHICH_H, seed: int = 0,
-                        order: str = ORDERS[0]) -> list[TensorDirection]:
+                        order: str = ORDERS[0], rotate: str = ROTATIONS[0],
+                        effects_of: Callable[[dict[int, torch.Tensor]], torch.Tensor] | None = None
+                        ) -> list[TensorDirection]:
     """k independent components of h over the recorded trajectories (``ica.independent_components``): each
     trajectory's h at every recorded timestep of the editing interval [t_edit, t_end] (either end open when
     None) is one row, whitened in its top ``dims`` principal components (``ica.whitened_dims``: 2 x k by
     default); each component is one standard deviation of its source per timestep (zero outside), the k kept
     and ordered by ``order`` (``ica.independent_components``: most reproducible or least Gaussian), its
-    positive side its source's longer tail."""
+    positive side its source's longer tail.
+
+    ``rotate`` "effects": the principal directions are turned by their effects on the predicted x0 instead
+    (``effect_ica.rotated_by_effects``, the k sparsest kept): ``effects_of`` takes m directions as
+    {t: [m, *h_shape]} over the interval's recorded timesteps and returns their x0 changes [m, P] (the host's
+    measurement, e.g. ``nodes.sd.discovery.effect_maps_sd``)."""
+    if rotate not in ROTATIONS:
+        raise HSpaceError(f"rotate must be one of {', '.join(ROTATIONS)}, got {rotate!r}")
+    if rotate == "effects" and effects_of is None:
+        raise HSpaceError("rotate 'effects' measures the directions' effects on the model: pass effects_of")
     ts = sorted(recorded, reverse=True)
     if not ts:
         raise HSpaceError("nothing was recorded")
@@ -128,15 +139,27 @@ def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int 
     n, shape = hs[0].shape[0], hs[0].shape[1:]
     rows = [h.flatten(1) for h in hs]  # column blocks side by side: the rows are never concatenated
     dims = whitened_dims(k, dims)
-    shifts, sources, stable, chance = independent_components(rows, k, dims=dims, seed=seed, order=order)
+
+    def per_step(shifts: torch.Tensor) -> dict[int, torch.Tensor]:  # [m, len(used) * D] -> {t: [m, *shape]}
+        blocks = shifts.float().view(shifts.shape[0], len(used), *shape)
+        return {t: blocks[:, i] for i, t in enumerate(used)}
+
+    if rotate == "effects":
+        from .effect_ica import EFFECT_SAMPLES, rotated_by_effects
+
+        shifts, sparsity = rotated_by_effects(rows, k, dims, lambda axes: effects_of(per_step(axes)))
+        statistics = [{"rotate": rotate, "effect_samples": EFFECT_SAMPLES,
+                       "effect_kurtosis": round(float(sparsity[j]), 4)} for j in range(k)]
+    else:
+        shifts, sources, stable, chance = independent_components(rows, k, dims=dims, seed=seed, order=order)
+        statistics = [{"order": order, **component_statistics(sources[:, j], stable[j], chance)} for j in range(k)]
     asc = sorted(ts)
     out = []
     for j in range(k):
-        per_t = dict(zip(used, shifts[j].view(len(used), *shape)))
-        stacked = torch.stack([per_t.get(t, torch.zeros(shape)) for t in asc])
+        per_t = per_step(shifts[j:j + 1])
+        stacked = torch.stack([per_t[t][0] if t in per_t else torch.zeros(shape) for t in asc])
         out.append(TensorDirection(stacked, torch.tensor(asc, dtype=torch.int64),
                                    _info(family, stacked, f"{name} {j}", "std",
-                                         {**(provenance or {}), "component": j, "trajectories": n, "order": order,
-                                          **component_statistics(sources[:, j], stable[j], chance)}, t_edit,
-                                         which_h)))
+                                         {**(provenance or {}), "component": j, "trajectories": n,
+                                          **statistics[j]}, t_edit, which_h)))
     return out

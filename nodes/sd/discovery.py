@@ -5,6 +5,9 @@
 * ``contrastive_sd``: contrastive discovery (``discovery.contrastive``), an effect the change of D;
 * ``output_side_sd``: the output-side image-set direction (``discovery.shift_training.fit_output_shift``);
 * ``clip_sd``: Asyrp's CLIP training (``discovery.shift_training.train_clip_shift``) through the VAE's decoder.
+
+``effect_maps_sd`` measures (no training): the x0 changes of directions for independent effects
+(``discovery.effect_ica``), at the calibration's points as ``nodes.sd.calibration`` measures a gain.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from hspace_core.discovery.shift_training import ShiftSettings, fit_output_shift
 from hspace_core.errors import HSpaceError
 from hspace_core.schedule import asyrp_timesteps
 
-from .trainable import Kept, run_in_guider, trainable
+from .trainable import DH_KEY, H_KEY, Kept, run_in_guider, shiftable, trainable
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,3 +176,70 @@ def clip_sd(model, vae, positive, latents: torch.Tensor, clip, src: str, trg: st
         "clip_arch": clip.arch, "n_latents": int(latents.shape[0]), "steps": steps, "t_edit": t_edit, "t_end": t_end,
         "iterations": settings.iterations, "batch": settings.batch, "lr": settings.lr, "seed": settings.seed,
         "clip_w": clip_w, "l1_w": l1_w, "size": [int(latents.shape[-1]) * 8, int(latents.shape[-2]) * 8], **record})
+
+
+def _effect_sampler(out: list, points: list[tuple[float, torch.Tensor]]):
+    """A KSAMPLER function: from x at sigmas[0], one DDIM step down to each (sigma_t, dh [m, C, h, w]) of
+    ``points`` (as ``calibration._gain_sampler``); appends to ``out`` the change of D by each of the m shifts
+    there, [m, points x N x latent]."""
+    from .patch import _with_transformer_option
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        extra_args = {} if extra_args is None else extra_args
+        options = extra_args.get("model_options", {})
+
+        def d(x_t, sigma, key=None, value=None):
+            opts = options if key is None else _with_transformer_option(options, key, value)
+            return model(x_t, sigma * x_t.new_ones([x_t.shape[0]]), **{**extra_args, "model_options": opts})
+        try:
+            d0 = d(x, float(sigmas[0]))
+            maps = []
+            for sigma_t, dh in points:
+                x_t = d0 + (sigma_t / float(sigmas[0])) * (x - d0)
+                kept = Kept()
+                plain = d(x_t, sigma_t, H_KEY, kept).float()
+                if len(kept.values) != 1:
+                    raise HSpaceError(f"expected one h from the MODEL's UNet per call, got {len(kept.values)}")
+                h = kept.values[0]
+                maps.append(torch.stack([(d(x_t, sigma_t, DH_KEY, shift.to(h).expand_as(h).contiguous()).float()
+                                          - plain).flatten().cpu() for shift in dh]))
+            out.append(torch.cat(maps, 1))
+        except Exception as e:  # handed to the caller, outside ComfyUI's sampling wrappers
+            out.append(e)
+        return x
+    return sample
+
+
+def effect_maps_sd(model, positive, shifts: dict[int, torch.Tensor], t_edit: float, t_end: float,
+                   latent_hw: tuple[int, int], *, samples: int | None = None, seed: int = 0) -> torch.Tensor:
+    """The change of the SD MODEL's predicted x0 (D, latent units) by each of m directions given per timestep
+    ({t: [m, C, h, w]}, or [m, C, 1, 1] channel vectors; the timestep nearest each point used), [m, P]:
+    ``samples`` seeded starts of latent size ``latent_hw`` taken one DDIM step down to each of the
+    calibration's points in [t_edit, t_end] (``calibration.gain_points``), with the prompt's conditioning
+    ``positive`` at cfg 1: the effect maps of independent effects (``effect_ica.effect_maps`` on a pixel model)."""
+    import comfy.samplers
+
+    from hspace_core.directions.calibration import gain_points
+    from hspace_core.discovery.effect_ica import EFFECT_SAMPLES
+
+    from .inversion import _guide
+
+    if not shifts:
+        raise HSpaceError("no directions to measure")
+    samples = EFFECT_SAMPLES if samples is None else samples
+    _, _, m = shiftable(model, "measuring effects of h")
+    ms = m.get_model_object("model_sampling")
+    recorded = sorted(shifts)
+    points = [(float(ms.sigma(torch.tensor(float(p)))), shifts[min(recorded, key=lambda t: abs(t - p))])
+              for p in gain_points(t_edit, t_end)]
+    fmt = m.get_model_object("latent_format")
+    noise = torch.randn(samples, fmt.latent_channels, *latent_hw, generator=torch.Generator().manual_seed(seed))
+    out: list = []
+    _guide(m, positive, positive, 1.0, comfy.samplers.KSAMPLER(_effect_sampler(out, points)),
+           torch.tensor([float(ms.sigma_max), 0.0]), torch.zeros_like(noise), noise, callback=lambda *a: None,
+           disable_pbar=True)
+    if not out:
+        raise HSpaceError("ComfyUI's guider did not run the measurement")
+    if isinstance(out[0], Exception):
+        raise out[0]
+    return out[0]

@@ -361,8 +361,10 @@ class DirectionsByIndependenceSD:
                    "interval is one row; the rows are whitened in their top principal components and FastICA-rotated to "
                    "the least Gaussian coordinates, where attributes that vary independently come apart (PCA's axes mix "
                    "them). Each direction is one standard deviation of its component, calibrated on the MODEL; the most "
-                   "reproducible over bootstrap resamples first (order: kurtosis, the least Gaussian). The list runs the nodes after it once per direction; Pick H-Space Direction takes one "
-                   "for the mixer.")
+                   "reproducible over bootstrap resamples first (order: kurtosis, the least Gaussian). rotate: effects (UNet "
+                   "MODELs) turns the principal components by their changes of the predicted latent instead, each an "
+                   "edit of one region or feature, the k sparsest kept. The list runs the nodes after it once per "
+                   "direction; Pick H-Space Direction takes one for the mixer.")
     CATEGORY = SD_CATEGORY
     FUNCTION = "make"
     RETURN_TYPES = (DIRECTION,)
@@ -372,7 +374,7 @@ class DirectionsByIndependenceSD:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from ..discovery import ICA_INPUTS, ICA_ORDER
+        from ..discovery import ICA_INPUTS, ICA_ORDER, ICA_ROTATE
 
         return {"required": {
             "model": MODEL_INPUT,
@@ -387,23 +389,30 @@ class DirectionsByIndependenceSD:
             "height": HEIGHT_INPUT,
             "spatial": (list(SPATIAL), {"tooltip": "average: channel vectors (any resolution); keep: the h grid"}),
             "name": ("STRING", {"default": "IC", "tooltip": "a label stored in the files (with the rank)"}),
-        }, "optional": {**FLOW_INPUTS, **ICA_ORDER}}
+        }, "optional": {**FLOW_INPUTS, **ICA_ORDER, **ICA_ROTATE}}
 
     def make(self, model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height, spatial, name,
-             block=-1, h="residual stream", order="stability"):
+             block=-1, h="residual stream", order="stability", rotate="h"):
         ds = independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height,
-                                    spatial, name, location=flow_location(model, block, h), order=order)
+                                    spatial, name, location=flow_location(model, block, h), order=order,
+                                    rotate=rotate)
         return ([calibrated_sd(model, d, positive) for d in ds],)
 
 
 def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height, spatial,
-                           name, location=None, order="stability"):
+                           name, location=None, order="stability", rotate="h"):
     """The k uncalibrated directions of Directions by Independence (SD) (its inputs; ``location``: a flow
-    transformer's block, ``flow_location``)."""
+    transformer's block, ``flow_location``; ``rotate`` "effects": turned by their effects on the predicted x0,
+    ``effect_maps_sd``, UNet MODELs)."""
     if t_edit > t_end:
         raise HSpaceError(f"t_edit ({t_edit}) is above t_end ({t_end})")
-    from hspace_core.discovery.ica import whitened_dims
+    from hspace_core.discovery.ica import ROTATIONS, whitened_dims
 
+    if rotate not in ROTATIONS:
+        raise HSpaceError(f"rotate must be one of {', '.join(ROTATIONS)}, got {rotate!r}")
+    if rotate == "effects" and location is not None:
+        raise HSpaceError("rotate 'effects' measures x0 changes through the UNet's h patch: not for flow "
+                          "transformers (Flux, SD3) yet; use rotate 'h'")
     dims = whitened_dims(k, dims)
     if seeds <= dims + 1:
         raise HSpaceError(f"{k} independent components among {dims} principal components need more than "
@@ -412,10 +421,19 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
     family, rec, which_h = record_trajectories(model, positive, sigmas_down_to(model, sigmas, t_edit), seeds, seed,
                                                width, height, location=location,
                                                recording=Recording(spatial, t_edit, t_end))
+    effects_of = None
+    if rotate == "effects":
+        from .discovery import effect_maps_sd
+
+        def effects_of(shifts):
+            return effect_maps_sd(model, positive, shifts, t_edit, t_end, (height // 8, width // 8), seed=seed)
+    method = "independent effects of h along prompt trajectories (Jacobi)" if rotate == "effects" else \
+        "ICA of h along prompt trajectories"
     return ica_host_directions(by_timestep(rec.records[0]), k, dims=dims, family=family, spatial=spatial,
                                name=name, t_edit=t_edit, t_end=t_end, which_h=which_h, seed=seed, order=order,
-                               provenance={"method": "ICA of h along prompt trajectories", "seeds": seeds,
-                                           "seed": seed, "dims": dims, "size": [width, height]})
+                               rotate=rotate, effects_of=effects_of,
+                               provenance={"method": method, "seeds": seeds, "seed": seed, "dims": dims,
+                                           "size": [width, height]})
 
 
 class DirectionsByContrastSD:

@@ -70,20 +70,27 @@ def _copy_for_autograd(module: torch.nn.Module) -> torch.nn.Module:
     return out
 
 
-def trainable(model):
-    """(family, h channels, a clone of the SD MODEL that takes per-row shifts of h with gradients)."""
+def shiftable(model, purpose: str = "training directions"):
+    """(family, h channels, a clone of the SD MODEL that takes per-row shifts of h and keeps h (``TrainPatch``),
+    without gradients: for measurements). Flow transformers are refused, ``purpose`` saying what needed it."""
     from ..flow.family import is_flow
 
     if is_flow(model):
-        raise HSpaceError("training directions through a flow transformer (Flux, SD3) is not supported yet: ComfyUI's "
+        raise HSpaceError(f"{purpose} through a flow transformer (Flux, SD3) is not supported yet: ComfyUI's "
                           "joint blocks add their residuals in place, which autograd cannot run backwards through; "
                           "use the prompt-pair, latent-set or PCA directions there")
     family, channels = host_family(model)
     m = model.clone()
+    m.set_model_output_block_patch(TrainPatch())
+    return family, channels, m
+
+
+def trainable(model):
+    """(family, h channels, a clone of the SD MODEL that takes per-row shifts of h with gradients)."""
+    family, channels, m = shiftable(model)
     unet = m.get_model_object("diffusion_model")
     m.add_object_patch("diffusion_model.output_blocks", _copy_for_autograd(unet.output_blocks))
     m.add_object_patch("diffusion_model.out", _copy_for_autograd(unet.out))
-    m.set_model_output_block_patch(TrainPatch())
     return family, channels, m
 
 

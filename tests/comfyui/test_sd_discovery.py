@@ -264,3 +264,52 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
     assert d.info.family == "sd1" and d.info.strength_unit == "std" and d.info.calibration is not None
     with Image.open(out / "ica_preview.png") as im:  # no images given: two new samples of the prompt
         assert im.width >= 6 * 64 and 64 <= im.height < 2 * 64  # 1 row x (2 samples x 3 strengths)
+
+
+def test_effect_maps_are_the_change_of_d_that_the_apply_node_makes_at_the_calibrations_points(model, kind):
+    """The maps independent effects rotate (``effect_maps_sd``) are, at each of the calibration's points, the
+    change of the MODEL's D made by the pack's own patch (Apply H-Space Direction) at the state one DDIM step
+    down from the seeded start; each point takes the recorded step nearest it."""
+    from hspace_core import DirectionInfo, TensorDirection
+    from hspace_core.directions.calibration import gain_points
+    from nodes.sd import ApplyHSpaceDirection, host_family
+    from nodes.sd.discovery import effect_maps_sd
+
+    positive = conditioning(1, kind)
+    family, channels = host_family(model)
+    dh = 0.5 * torch.randn(2, channels, 1, 1, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        maps = effect_maps_sd(model, positive, {400: dh}, 300, 700, (8, 8), samples=2, seed=3)
+        late = effect_maps_sd(model, positive, {300: torch.zeros_like(dh), 700: dh}, 300, 700, (8, 8), samples=2,
+                              seed=3)
+    points = gain_points(300, 700)
+    assert maps.shape == (2, len(points) * 2 * 4 * 8 * 8)
+
+    ms, fmt = model.get_model_object("model_sampling"), model.get_model_object("latent_format")
+    zeros = torch.zeros(2, 4, 8, 8)
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    sigma_max = float(ms.sigma_max)
+    x = ms.noise_scaling(torch.tensor(sigma_max), noise, zeros, max_denoise=True)  # the sampler's start
+    d = lambda mm, x_t, s: fmt.process_in(one_d(mm, positive, x_t, s, zeros))  # noqa: E731  (model units)
+    d0 = d(model, x, sigma_max)
+    expected = []
+    for j in range(2):
+        direction = TensorDirection(dh[j], None, DirectionInfo(tuple(dh[j].shape), family=family))
+        patched = ApplyHSpaceDirection().apply(model, direction, 1.0, 0, 999, "both", "symmetric", units="raw")[0]
+        blocks = []
+        for p in points:
+            sigma = float(ms.sigma(torch.tensor(float(p))))
+            x_t = d0 + (sigma / sigma_max) * (x - d0)
+            blocks.append((d(patched, x_t, sigma) - d(model, x_t, sigma)).flatten())
+        expected.append(torch.cat(blocks))
+    expected = torch.stack(expected)
+    assert float(expected.abs().max()) > 1e-3
+    assert torch.allclose(maps, expected, atol=1e-4, rtol=1e-3)
+    # {300: 0, 700: dh}: the points nearer 300 take the zero shift, the others dh
+    block = maps.shape[1] // len(points)
+    for i, p in enumerate(points):
+        part = late[:, i * block:(i + 1) * block]
+        if p - 300 <= 700 - p:
+            assert float(part.abs().max()) == 0, p
+        else:
+            assert torch.allclose(part, maps[:, i * block:(i + 1) * block], atol=1e-5), p

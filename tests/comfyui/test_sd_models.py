@@ -361,6 +361,20 @@ def test_independent_directions_are_a_calibrated_list_over_the_interval(comfy):
     with pytest.raises(HSpaceError, match="more than 5 seeds"):
         node.make(model, conditioning(1, "sd15"), sigmas(comfy, model, 3), 5, 2, 0, 0, 0, 999, 64, 64, "average",
                   "ic")
+    # rotate effects: the same recording turned by the directions' effects (effect_maps_sd), sparsest first
+    ds, = node.make(model, conditioning(1, "sd15"), sigmas(comfy, model, 3), 6, 2, 0, 0, 300, 999, 64, 64, "keep",
+                    "ie", rotate="effects")
+    assert [d.info.name for d in ds] == ["ie 0", "ie 1"] and all(calibration_of(d) is not None for d in ds)
+    prov = [d.info.provenance for d in ds]
+    assert [q["rotate"] for q in prov] == ["effects", "effects"] and "stability" not in prov[0]
+    assert prov[0]["effect_kurtosis"] >= prov[1]["effect_kurtosis"]
+    assert prov[0]["method"].startswith("independent effects")
+    for d in ds:
+        assert d.values.shape[1:] == (128, 1, 1)
+        assert bool((d.timesteps >= 300).all()) and bool((d.values.flatten(1).norm(dim=1) > 0).all())
+    with pytest.raises(HSpaceError, match="rotate must be one of h, effects"):
+        node.make(model, conditioning(1, "sd15"), sigmas(comfy, model, 3), 6, 1, 0, 0, 0, 999, 64, 64, "average",
+                  "ic", rotate="x")
 
 
 def test_the_ica_recording_walks_down_to_t_edit_and_sees_the_whole_walks_h(comfy):
