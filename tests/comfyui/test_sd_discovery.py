@@ -264,6 +264,12 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
     assert d.info.family == "sd1" and d.info.strength_unit == "std" and d.info.calibration is not None
     with Image.open(out / "ica_preview.png") as im:  # no images given: two new samples of the prompt
         assert im.width >= 6 * 64 and 64 <= im.height < 2 * 64  # 1 row x (2 samples x 3 strengths)
+    effects = tmp_path / "effects"
+    effects.mkdir()
+    code, err = sd_cli_here([*ica[:-1], str(effects), "--seeds", "6", "--rotate", "effects", "--preview", "0"], capsys)
+    assert code == 0, err[-3000:]
+    d = load_direction(effects / "ica_0.safetensors")
+    assert d.info.provenance["rotate"] == "effects" and "independent effects of h" in err
 
 
 def test_effect_maps_are_the_change_of_d_that_the_apply_node_makes_at_the_calibrations_points(model, kind):
