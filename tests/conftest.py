@@ -34,10 +34,6 @@ def subprocess_temp_folder(tmp_path_factory):
     """The processes a test starts write their temporary files (torchrun's torchelastic_* folders, one per
     launch) under pytest's own base folder, which pytest prunes, instead of leaving them in /tmp."""
     folder = tmp_path_factory.mktemp("subprocess_tmp")
-    before = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(folder)
-    yield folder
-    if before is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(folder))
+        yield folder

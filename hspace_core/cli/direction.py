@@ -130,15 +130,12 @@ K_AT_ONCE = ("contrastive", "ica")
 def ica_order(parser) -> None:
     """``--order``: which of the whitened subspace's independent components are kept (``ica.ORDERS``), and
     ``--rotate``: what turns them (``ica.ROTATIONS``)."""
-    from ..discovery.ica import ORDERS, RESAMPLES
+    from ..discovery.ica import ORDERS, RESAMPLES, ROTATIONS
 
     parser.add_argument("--order", choices=ORDERS, default=ORDERS[0],
                         help=f"which K are kept: stability (default), the most reproducible over {RESAMPLES} bootstrap "
                              f"resamples (leaves out components made by a few odd images; {RESAMPLES} more FastICA "
                              "runs); kurtosis, the least Gaussian")
-
-    from ..discovery.ica import ROTATIONS
-
     parser.add_argument("--rotate", choices=ROTATIONS, default=ROTATIONS[0],
                         help="turn the principal components by FastICA of h itself (default), or to the sparsest "
                              "changes of the predicted x0 over the image (independent effects: edits of one region or "

@@ -96,6 +96,12 @@ def effect_maps(model: HSpaceModel, directions: list[TensorDirection], t_edit: i
                                        for p, x_t, x0 in points]) for d in directions])
 
 
+def effect_provenance(kurtosis: torch.Tensor) -> list[dict]:
+    """What each kept direction's file records of its effect ([k] excess kurtosis from ``rotated_by_effects``)."""
+    return [{"rotate": "effects", "effect_samples": EFFECT_SAMPLES, "effect_kurtosis": round(float(v), 4)}
+            for v in kurtosis]
+
+
 def rotated_by_effects(rows, k: int, dims: int, effects_of: Callable[[torch.Tensor], torch.Tensor]
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """k directions of rows [N, D] (or column blocks, ``ica.column_blocks``; one trajectory's h per row): their

@@ -22,7 +22,7 @@ import torch
 from ..directions.base import WHICH_H, DirectionInfo, TensorDirection
 from ..errors import HSpaceError
 from ..host import HOST_FAMILIES
-from .ica import ORDERS, ROTATIONS, component_statistics, independent_components, whitened_dims
+from .ica import ORDERS, ROTATIONS, check_rotation, component_statistics, independent_components, whitened_dims
 from .pca import consistent_signs, principal_components
 
 SPATIAL = ("average", "keep")
@@ -125,8 +125,7 @@ def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int 
     (``effect_ica.rotated_by_effects``, the k sparsest kept): ``effects_of`` takes m directions as
     {t: [m, *h_shape]} over the interval's recorded timesteps and returns their x0 changes [m, P] (the host's
     measurement, e.g. ``nodes.sd.discovery.effect_maps_sd``)."""
-    if rotate not in ROTATIONS:
-        raise HSpaceError(f"rotate must be one of {', '.join(ROTATIONS)}, got {rotate!r}")
+    check_rotation(rotate)
     if rotate == "effects" and effects_of is None:
         raise HSpaceError("rotate 'effects' measures the directions' effects on the model: pass effects_of")
     ts = sorted(recorded, reverse=True)
@@ -145,11 +144,10 @@ def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int 
         return {t: blocks[:, i] for i, t in enumerate(used)}
 
     if rotate == "effects":
-        from .effect_ica import EFFECT_SAMPLES, rotated_by_effects
+        from .effect_ica import effect_provenance, rotated_by_effects
 
         shifts, sparsity = rotated_by_effects(rows, k, dims, lambda axes: effects_of(per_step(axes)))
-        statistics = [{"rotate": rotate, "effect_samples": EFFECT_SAMPLES,
-                       "effect_kurtosis": round(float(sparsity[j]), 4)} for j in range(k)]
+        statistics = effect_provenance(sparsity)
     else:
         shifts, sources, stable, chance = independent_components(rows, k, dims=dims, seed=seed, order=order)
         statistics = [{"order": order, **component_statistics(sources[:, j], stable[j], chance)} for j in range(k)]

@@ -50,6 +50,14 @@ RANK_TOLERANCE = 1e-12  # span directions with a variance below this share of th
 ORDERS = ("stability", "kurtosis")  # which of the whitened subspace's components are kept (the first: default)
 ROTATIONS = ("h", "effects")  # the principal directions turned by FastICA of h, or of their effects on x0
 
+
+
+def check_rotation(rotate: str) -> None:
+    """Refuses a ``rotate`` that is not one of ``ROTATIONS``."""
+    if rotate not in ROTATIONS:
+        raise HSpaceError(f"rotate must be one of {', '.join(ROTATIONS)}, got {rotate!r}")
+
+
 Rows = Union[torch.Tensor, Sequence[torch.Tensor]]  # [N, D], or [N, D_i] column blocks side by side
 
 
@@ -306,8 +314,7 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
     of its source at every edited step (zero elsewhere), divided by the number of edited steps as the PCA
     directions are (``strength_unit`` "std"); named ``{name}0`` ... in that order. Progress is one job: the
     inversions (if any), then the recording walks."""
-    if rotate not in ROTATIONS:
-        raise HSpaceError(f"rotate must be one of {', '.join(ROTATIONS)}, got {rotate!r}")
+    check_rotation(rotate)
     dims = whitened_dims(components, dims)
     grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
     k_edit = edit_steps(grid, t_edit)
@@ -342,16 +349,15 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
 
     common = {"components": components, "dims": dims, "data": source, "n": n, "seed": seed}
     if rotate == "effects":
-        from .effect_ica import EFFECT_SAMPLES, effect_maps, rotated_by_effects
+        from .effect_ica import effect_maps, effect_provenance, rotated_by_effects
 
         shifts, sparsity = rotated_by_effects(
             rows, components, dims, lambda axes: effect_maps(model, [as_direction(v) for v in axes], t_edit,
                                                             seed=seed, steps=steps))
         return [as_direction(shifts[j], j, {"method": "independent effects (h's principal directions rotated to "
                                                       "the sparsest x0 changes, Jacobi)", "component": j,
-                                            **common, "rotate": rotate, "effect_samples": EFFECT_SAMPLES,
-                                            "effect_kurtosis": round(float(sparsity[j]), 4)})
-                for j in range(components)]
+                                            **common, **statistics})
+                for j, statistics in enumerate(effect_provenance(sparsity))]
     shifts, sources, stable, chance = independent_components(rows, components, dims=dims, seed=seed, order=order)
     return [as_direction(shifts[j], j, {"method": "ica (PCA-whitened FastICA of h over the edited steps)",
                                         "component": j, **common, "order": order,

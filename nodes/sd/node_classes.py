@@ -406,10 +406,9 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
     ``effect_maps_sd``, UNet MODELs)."""
     if t_edit > t_end:
         raise HSpaceError(f"t_edit ({t_edit}) is above t_end ({t_end})")
-    from hspace_core.discovery.ica import ROTATIONS, whitened_dims
+    from hspace_core.discovery.ica import check_rotation, whitened_dims
 
-    if rotate not in ROTATIONS:
-        raise HSpaceError(f"rotate must be one of {', '.join(ROTATIONS)}, got {rotate!r}")
+    check_rotation(rotate)  # before the recording
     if rotate == "effects" and location is not None:
         raise HSpaceError("rotate 'effects' measures x0 changes through the UNet's h patch: not for flow "
                           "transformers (Flux, SD3) yet; use rotate 'h'")

@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,6 @@ def models_dir(tmp_path_factory) -> Path:
     from tests.pack.fixtures import make_models_dir
 
     root = make_models_dir(tmp_path_factory.mktemp("comfy") / "models")
-    old = os.environ.get("HSPACE_MODELS_DIR")
-    os.environ["HSPACE_MODELS_DIR"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("HSPACE_MODELS_DIR", None)
-    else:
-        os.environ["HSPACE_MODELS_DIR"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HSPACE_MODELS_DIR", str(root))
+        yield root
