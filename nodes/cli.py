@@ -237,7 +237,8 @@ def run(args: argparse.Namespace) -> int:
 
         ds = independent_directions(model, positive, sigmas(model, args.steps), args.seeds, args.k, args.dims,
                                     args.seed, args.t_edit, args.t_end, size, size, args.spatial, args.name or "ica",
-                                    order=args.order, rotate=args.rotate)
+                                    order=args.order, rotate=args.rotate,
+                                    effects_callback=StepProgress("measure effects"))
         ds = [calibrated(d) for d in ds]
         _save_k(ds, k_files(args), args, lambda: preview(model, clip, vae, args.prompt, ds, None, args.steps,
                                                            args.t_edit, args.t_end, args.seed, args.preview, size),

@@ -25,7 +25,7 @@ from ..calibrate import gain_states, seeded_starts
 from ..directions.base import TensorDirection
 from ..errors import HSpaceError
 from ..model import HSpaceModel
-from ..sampling import asyrp_prediction
+from ..sampling import Callback, StepInfo, asyrp_prediction
 from .ica import RANK_TOLERANCE, span
 
 EFFECT_SAMPLES = 16  # seeded samples whose x0 changes make the effect maps (8: one seed of three one attribute short)
@@ -83,17 +83,25 @@ def effect_rotation(effects: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def effect_maps(model: HSpaceModel, directions: list[TensorDirection], t_edit: int, *, samples: int = EFFECT_SAMPLES,
-                seed: int = 0, steps: int = 40) -> torch.Tensor:
+                seed: int = 0, steps: int = 40, callback: Callback | None = None) -> torch.Tensor:
     """Each direction's change of the predicted x0 at strength 1 ([M, P]): ``samples`` seeded x_T taken one DDIM
     step down to each of the calibration's points in [t_edit, T] (``calibration.gain_points``), as the
-    calibration measures a direction."""
+    calibration measures a direction. ``callback``: one step per direction (i of M; x_t the last point's
+    state, x0_pred its edited prediction)."""
     with torch.inference_mode():
         x = seeded_starts(model, samples, seed).to(model.device, torch.float32)
         points = gain_states(model, x, t_edit)
         s = torch.ones(samples, 1, 1, 1, device=x.device)
-        return torch.stack([torch.cat([(asyrp_prediction(model, x_t, p, d.to(model.device, model.dtype), s,
-                                                         steps=steps).x0 - x0).float().flatten().cpu()
-                                       for p, x_t, x0 in points]) for d in directions])
+        maps = []
+        for i, d in enumerate(directions):
+            changes = []
+            for p, x_t, x0 in points:
+                edited = asyrp_prediction(model, x_t, p, d.to(model.device, model.dtype), s, steps=steps).x0
+                changes.append((edited - x0).float().flatten().cpu())
+            maps.append(torch.cat(changes))
+            if callback is not None:
+                callback(StepInfo(i, len(directions), p, x_t, edited))
+        return torch.stack(maps)
 
 
 def effect_provenance(kurtosis: torch.Tensor) -> list[dict]:

@@ -313,7 +313,7 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
     sparsest effects are kept). Each is one standard deviation
     of its source at every edited step (zero elsewhere), divided by the number of edited steps as the PCA
     directions are (``strength_unit`` "std"); named ``{name}0`` ... in that order. Progress is one job: the
-    inversions (if any), then the recording walks."""
+    inversions (if any), the recording walks, then (effects) one step per principal direction measured."""
     check_rotation(rotate)
     dims = whitened_dims(components, dims)
     grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
@@ -329,7 +329,7 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
         raise HSpaceError(f"independent components among {dims} principal components need more than {dims + 1} "
                           f"images or samples, got {n}")
     job = JobProgress(callback, (invert_steps(n, steps, batch) if images is not None else 0)
-                      + record_steps(n, k_edit, batch))
+                      + record_steps(n, k_edit, batch) + (dims if rotate == "effects" else 0))
     if images is not None:
         x_T = invert_prepared(model, x0, steps, batch=batch, callback=job.part(invert_steps(n, steps, batch)))
     else:
@@ -353,7 +353,7 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
 
         shifts, sparsity = rotated_by_effects(
             rows, components, dims, lambda axes: effect_maps(model, [as_direction(v) for v in axes], t_edit,
-                                                            seed=seed, steps=steps))
+                                                            seed=seed, steps=steps, callback=job.part(dims)))
         return [as_direction(shifts[j], j, {"method": "independent effects (h's principal directions rotated to "
                                                       "the sparsest x0 changes, Jacobi)", "component": j,
                                             **common, **statistics})

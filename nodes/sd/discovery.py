@@ -178,11 +178,16 @@ def clip_sd(model, vae, positive, latents: torch.Tensor, clip, src: str, trg: st
         "clip_w": clip_w, "l1_w": l1_w, "size": [int(latents.shape[-1]) * 8, int(latents.shape[-2]) * 8], **record})
 
 
-def _effect_sampler(out: list, points: list[tuple[float, torch.Tensor]]):
-    """A KSAMPLER function: from x at sigmas[0], one DDIM step down to each (sigma_t, dh [m, C, h, w]) of
-    ``points`` (as ``calibration._gain_sampler``); appends to ``out`` the change of D by each of the m shifts
-    there, [m, points x N x latent]."""
+def _effect_sampler(out: list, points: list[tuple[float, int, torch.Tensor]], start_t: int, progress):
+    """A KSAMPLER function: from x at sigmas[0], one DDIM step down to each (sigma_t, t, dh [m, C, h, w]) of
+    ``points`` (as ``calibration._gain_sampler``; sigmas[0] is timestep ``start_t``); appends to ``out`` the
+    change of D by each of the m shifts there, [m, points x N x latent]. Each forward pass is one step of ``progress`` (the engine's StepInfo:
+    i of 1 + points x (1 + m), x_t the state measured at, no preview)."""
+    from hspace_core.sampling import StepInfo
+
     from .patch import _with_transformer_option
+
+    total = 1 + sum(1 + len(dh) for _, _, dh in points)
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = {} if extra_args is None else extra_args
@@ -191,18 +196,29 @@ def _effect_sampler(out: list, points: list[tuple[float, torch.Tensor]]):
         def d(x_t, sigma, key=None, value=None):
             opts = options if key is None else _with_transformer_option(options, key, value)
             return model(x_t, sigma * x_t.new_ones([x_t.shape[0]]), **{**extra_args, "model_options": opts})
+        done = [0]
+
+        def step(x_t, t):  # ComfyUI's progress hook raises here when the user interrupts
+            progress(StepInfo(done[0], total, t, x_t, None))
+            done[0] += 1
         try:
             d0 = d(x, float(sigmas[0]))
+            step(x, start_t)
             maps = []
-            for sigma_t, dh in points:
+            for sigma_t, t, dh in points:
                 x_t = d0 + (sigma_t / float(sigmas[0])) * (x - d0)
                 kept = Kept()
                 plain = d(x_t, sigma_t, H_KEY, kept).float()
+                step(x_t, t)
                 if len(kept.values) != 1:
                     raise HSpaceError(f"expected one h from the MODEL's UNet per call, got {len(kept.values)}")
                 h = kept.values[0]
-                maps.append(torch.stack([(d(x_t, sigma_t, DH_KEY, shift.to(h).expand_as(h).contiguous()).float()
-                                          - plain).flatten().cpu() for shift in dh]))
+                changes = []
+                for shift in dh:
+                    changes.append((d(x_t, sigma_t, DH_KEY, shift.to(h).expand_as(h).contiguous()).float()
+                                    - plain).flatten().cpu())
+                    step(x_t, t)
+                maps.append(torch.stack(changes))
             out.append(torch.cat(maps, 1))
         except Exception as e:  # handed to the caller, outside ComfyUI's sampling wrappers
             out.append(e)
@@ -211,16 +227,21 @@ def _effect_sampler(out: list, points: list[tuple[float, torch.Tensor]]):
 
 
 def effect_maps_sd(model, positive, shifts: dict[int, torch.Tensor], t_edit: float, t_end: float,
-                   latent_hw: tuple[int, int], *, samples: int | None = None, seed: int = 0) -> torch.Tensor:
+                   latent_hw: tuple[int, int], *, samples: int | None = None, seed: int = 0,
+                   callback=None) -> torch.Tensor:
     """The change of the SD MODEL's predicted x0 (D, latent units) by each of m directions given per timestep
     ({t: [m, C, h, w]}, or [m, C, 1, 1] channel vectors; the timestep nearest each point used), [m, P]:
     ``samples`` seeded starts of latent size ``latent_hw`` taken one DDIM step down to each of the
     calibration's points in [t_edit, t_end] (``calibration.gain_points``), with the prompt's conditioning
-    ``positive`` at cfg 1: the effect maps of independent effects (``effect_ica.effect_maps`` on a pixel model)."""
+    ``positive`` at cfg 1: the effect maps of independent effects (``effect_ica.effect_maps`` on a pixel model).
+    ``callback``: the engine's StepInfo per forward pass (default: ComfyUI's progress of the node running, which
+    also stops the measurement when the user interrupts; nothing outside ComfyUI)."""
     import comfy.samplers
 
     from hspace_core.directions.calibration import gain_points
     from hspace_core.discovery.effect_ica import EFFECT_SAMPLES
+
+    from .. import comfy_bridge as bridge
 
     from .inversion import _guide
 
@@ -230,12 +251,13 @@ def effect_maps_sd(model, positive, shifts: dict[int, torch.Tensor], t_edit: flo
     _, _, m = shiftable(model, "measuring effects of h")
     ms = m.get_model_object("model_sampling")
     recorded = sorted(shifts)
-    points = [(float(ms.sigma(torch.tensor(float(p)))), shifts[min(recorded, key=lambda t: abs(t - p))])
+    points = [(float(ms.sigma(torch.tensor(float(p)))), round(p), shifts[min(recorded, key=lambda t: abs(t - p))])
               for p in gain_points(t_edit, t_end)]
     fmt = m.get_model_object("latent_format")
     noise = torch.randn(samples, fmt.latent_channels, *latent_hw, generator=torch.Generator().manual_seed(seed))
     out: list = []
-    _guide(m, positive, positive, 1.0, comfy.samplers.KSAMPLER(_effect_sampler(out, points)),
+    sampler = _effect_sampler(out, points, round(float(ms.timestep(ms.sigma_max))), callback or bridge.Progress())
+    _guide(m, positive, positive, 1.0, comfy.samplers.KSAMPLER(sampler),
            torch.tensor([float(ms.sigma_max), 0.0]), torch.zeros_like(noise), noise, callback=lambda *a: None,
            disable_pbar=True)
     if not out:

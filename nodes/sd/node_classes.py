@@ -400,10 +400,10 @@ class DirectionsByIndependenceSD:
 
 
 def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit, t_end, width, height, spatial,
-                           name, location=None, order="stability", rotate="h"):
+                           name, location=None, order="stability", rotate="h", effects_callback=None):
     """The k uncalibrated directions of Directions by Independence (SD) (its inputs; ``location``: a flow
     transformer's block, ``flow_location``; ``rotate`` "effects": turned by their effects on the predicted x0,
-    ``effect_maps_sd``, UNet MODELs)."""
+    ``effect_maps_sd``, UNet MODELs, whose forward passes go to ``effects_callback``, default the node's bar)."""
     if t_edit > t_end:
         raise HSpaceError(f"t_edit ({t_edit}) is above t_end ({t_end})")
     from hspace_core.discovery.ica import check_rotation, whitened_dims
@@ -425,7 +425,8 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
         from .discovery import effect_maps_sd
 
         def effects_of(shifts):
-            return effect_maps_sd(model, positive, shifts, t_edit, t_end, (height // 8, width // 8), seed=seed)
+            return effect_maps_sd(model, positive, shifts, t_edit, t_end, (height // 8, width // 8), seed=seed,
+                                  callback=effects_callback)
     method = "independent effects of h along prompt trajectories (Jacobi)" if rotate == "effects" else \
         "ICA of h along prompt trajectories"
     return ica_host_directions(by_timestep(rec.records[0]), k, dims=dims, family=family, spatial=spatial,

@@ -270,12 +270,14 @@ def test_the_sd_command_line_discovers_and_trains_on_a_checkpoint_and_never_over
     assert code == 0, err[-3000:]
     d = load_direction(effects / "ica_0.safetensors")
     assert d.info.provenance["rotate"] == "effects" and "independent effects of h" in err
+    assert "measure effects" in err  # the effects' forward passes show progress
 
 
 def test_effect_maps_are_the_change_of_d_that_the_apply_node_makes_at_the_calibrations_points(model, kind):
     """The maps independent effects rotate (``effect_maps_sd``) are, at each of the calibration's points, the
     change of the MODEL's D made by the pack's own patch (Apply H-Space Direction) at the state one DDIM step
-    down from the seeded start; each point takes the recorded step nearest it."""
+    down from the seeded start; each point takes the recorded step nearest it. Every forward pass is a step of
+    the progress callback."""
     from hspace_core import DirectionInfo, TensorDirection
     from hspace_core.directions.calibration import gain_points
     from nodes.sd import ApplyHSpaceDirection, host_family
@@ -284,12 +286,16 @@ def test_effect_maps_are_the_change_of_d_that_the_apply_node_makes_at_the_calibr
     positive = conditioning(1, kind)
     family, channels = host_family(model)
     dh = 0.5 * torch.randn(2, channels, 1, 1, generator=torch.Generator().manual_seed(8))
+    seen = []
     with torch.inference_mode():
-        maps = effect_maps_sd(model, positive, {400: dh}, 300, 700, (8, 8), samples=2, seed=3)
+        maps = effect_maps_sd(model, positive, {400: dh}, 300, 700, (8, 8), samples=2, seed=3, callback=seen.append)
         late = effect_maps_sd(model, positive, {300: torch.zeros_like(dh), 700: dh}, 300, 700, (8, 8), samples=2,
                               seed=3)
     points = gain_points(300, 700)
     assert maps.shape == (2, len(points) * 2 * 4 * 8 * 8)
+    total = 1 + len(points) * 3  # the start, then at each point the plain pass and one per direction
+    assert [s.i for s in seen] == list(range(total)) and {s.total for s in seen} == {total}
+    assert [s.t for s in seen[1::3]] == [round(p) for p in points]
 
     ms, fmt = model.get_model_object("model_sampling"), model.get_model_object("latent_format")
     zeros = torch.zeros(2, 4, 8, 8)

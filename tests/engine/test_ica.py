@@ -309,8 +309,8 @@ def test_independent_effects_separate_gaussian_factors_that_act_in_different_pla
     """Images varying by two Gaussian factors of equal spread, each a pattern in its own 8x8 block and channel:
     h's rows hold them only up to a rotation (Gaussian, equal variance: PCA and ICA of h cannot pick one), but
     their effects on x0 lie in different places, and rotate "effects" returns one direction per block, each one
-    standard deviation of the rows along it."""
-    from hspace_core.discovery.record import invert_prepared, record_h
+    standard deviation of the rows along it. Progress is one job, one step per principal direction measured last."""
+    from hspace_core.discovery.record import BATCH, invert_prepared, invert_steps, record_h, record_steps
 
     cfg = DDPMConfig(ch=1, ch_mult=(3, 3, 3, 3), num_res_blocks=1, attn_levels_down=(), attn_levels_up=(),
                      image_size=32)
@@ -322,7 +322,13 @@ def test_independent_effects_separate_gaussian_factors_that_act_in_different_pla
     s = torch.randn(96, 2, generator=g)
     images = s @ patterns.flatten(1) + 0.001 * torch.randn(96, 3 * 32 * 32, generator=g)
     images = images.view(96, 3, 32, 32)
-    ds = ica_directions(model, images, components=2, dims=2, steps=10, t_edit=500, rotate="effects")
+    seen = []
+    ds = ica_directions(model, images, components=2, dims=2, steps=10, t_edit=500, rotate="effects",
+                        callback=seen.append)
+    grid = asyrp_timesteps(10)
+    k = int((grid >= 500).sum())
+    walks = invert_steps(96, 10, BATCH) + record_steps(96, k, BATCH)
+    assert [s.i for s in seen] == list(range(walks + 2)) and {s.total for s in seen} == {walks + 2}
     pooled = F.avg_pool2d(patterns, 8).flatten(1)
     top = ds[0].values[-1].flatten()
     assert max(float(F.cosine_similarity(d.values[-1].flatten(), pooled[j], dim=0).abs())
@@ -330,8 +336,6 @@ def test_independent_effects_separate_gaussian_factors_that_act_in_different_pla
     assert {int((F.normalize(d.values[-1].flatten(), dim=0) @ F.normalize(pooled, dim=1).T).abs().argmax())
             for d in ds} == {0, 1}
     assert float(top.norm()) > 0 and ds[0].info.provenance["rotate"] == "effects"
-    grid = asyrp_timesteps(10)
-    k = int((grid >= 500).sum())
     rows = record_h(model, invert_prepared(model, images, 10), grid[len(grid) - k:]).transpose(0, 1).flatten(1)
     for d in ds:
         shift = torch.flip(d.values[len(grid) - k:], dims=[0]).flatten() * k   # the rows' layout, unscaled
