@@ -26,10 +26,36 @@ from ..directions.base import TensorDirection
 from ..errors import HSpaceError
 from ..model import HSpaceModel
 from ..sampling import Callback, StepInfo, asyrp_prediction
-from .ica import RANK_TOLERANCE, span
+from .ica import MAX_EFFECT_DIMS, RANK_TOLERANCE, span
 
 EFFECT_SAMPLES = 16  # seeded samples whose x0 changes make the effect maps (8: one seed of three one attribute short)
-MAX_SWEEPS = 100
+MAX_SWEEPS = 1000
+
+
+def fourth_moments(z: torch.Tensor, *, chunk: int = 8192) -> torch.Tensor:
+    """E[z_a z_b z_c z_d] over the rows of z [P, M] (float64), as the full symmetric tensor [M, M, M, M]: the
+    products z_a z_b (a <= b) of each chunk of rows multiplied out, one matrix product per chunk."""
+    p, m = z.shape
+    a, b = torch.triu_indices(m, m)
+    pairs = torch.zeros(len(a), len(a), dtype=torch.float64)
+    for rows in z.double().split(chunk):
+        q = rows[:, a] * rows[:, b]
+        pairs += q.T @ q
+    index = torch.empty(m, m, dtype=torch.long)
+    index[a, b] = torch.arange(len(a))
+    index[b, a] = torch.arange(len(a))
+    flat = index.flatten()
+    return (pairs[flat][:, flat] / p).view(m, m, m, m)
+
+
+def _turn(t: torch.Tensor, i: int, j: int, c: float, s: float) -> None:
+    """Turn the moment tensor t [M, M, M, M] of z as columns i and j of z turn to (c z_i + s z_j, c z_j - s z_i):
+    along each of the four indices in turn, in place."""
+    for axis in range(4):
+        ti, tj = t.select(axis, i), t.select(axis, j)
+        ti_new = c * ti + s * tj
+        tj.mul_(c).sub_(s * ti)
+        ti.copy_(ti_new)
 
 
 def sparsest_rotation(z: torch.Tensor, *, max_sweeps: int = MAX_SWEEPS, tolerance: float = 1e-6) -> torch.Tensor:
@@ -38,26 +64,30 @@ def sparsest_rotation(z: torch.Tensor, *, max_sweeps: int = MAX_SWEEPS, toleranc
     pairs of columns, each turned by the angle that maximises its pair's sum exactly (the sum is
     c + A cos 4t + B sin 4t, Comon 1994), until no turn exceeds ``tolerance`` radians. Every turn raises the
     sum, so it does not stop where FastICA's fixed point did on two planted sparse sources: half way between
-    them, a stationary point of the contrast (``tests/engine/test_ica.py``)."""
-    z = z.double().clone()
+    them, a stationary point of the contrast. The sweeps work on the fourth moments of z (``fourth_moments``,
+    M^4 numbers, turned with each pair), so a sweep costs the same whatever the number of rows: pairs of nearly
+    Gaussian maps turn by ever smaller angles for a hundred sweeps and more before the rotation settles
+    (``tests/engine/test_ica.py``; 237 sweeps, a minute, for 32 maps of the SD world)."""
     m = z.shape[1]
+    if m > MAX_EFFECT_DIMS:
+        raise HSpaceError(f"the sparsest rotation turns at most {MAX_EFFECT_DIMS} maps (their fourth moments are "
+                          f"{MAX_EFFECT_DIMS}^4 numbers), got {m}: ask for fewer principal directions")
+    t = fourth_moments(z)
     w = torch.eye(m, dtype=torch.float64)
     for _ in range(max_sweeps):
         largest = 0.0
         for i in range(m - 1):
             for j in range(i + 1, m):
-                x, y = z[:, i], z[:, j]
-                x2, y2 = x * x, y * y
-                a = ((x2 * x2).mean() + (y2 * y2).mean()) / 4 - 1.5 * (x2 * y2).mean()
-                b = (x2 * x * y).mean() - (x * y2 * y).mean()
+                x4, y4, x2y2 = t[i, i, i, i], t[j, j, j, j], t[i, i, j, j]
+                a = (x4 + y4) / 4 - 1.5 * x2y2
+                b = t[i, i, i, j] - t[i, j, j, j]
                 theta = float(torch.atan2(b, a)) / 4
                 if abs(theta) < tolerance:
                     continue
                 largest = max(largest, abs(theta))
                 c, s = math.cos(theta), math.sin(theta)
-                turn = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
-                z[:, [i, j]] = z[:, [i, j]] @ turn
-                w[:, [i, j]] = w[:, [i, j]] @ turn
+                _turn(t, i, j, c, s)
+                w[:, [i, j]] = w[:, [i, j]] @ torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
         if largest < tolerance:
             return w
     raise HSpaceError(f"the sparsest rotation did not settle in {max_sweeps} sweeps (last turn {largest:.2e} rad)")

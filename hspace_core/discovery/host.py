@@ -125,7 +125,7 @@ def ica_host_directions(recorded: dict[int, torch.Tensor], k: int, *, dims: int 
     (``effect_ica.rotated_by_effects``, the k sparsest kept): ``effects_of`` takes m directions as
     {t: [m, *h_shape]} over the interval's recorded timesteps and returns their x0 changes [m, P] (the host's
     measurement, e.g. ``nodes.sd.discovery.effect_maps_sd``)."""
-    check_rotation(rotate)
+    check_rotation(rotate, whitened_dims(k, dims))
     if rotate == "effects" and effects_of is None:
         raise HSpaceError("rotate 'effects' measures the directions' effects on the model: pass effects_of")
     ts = sorted(recorded, reverse=True)

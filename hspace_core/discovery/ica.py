@@ -49,13 +49,18 @@ CHUNK_ELEMENTS = 1 << 22  # the centred rows are formed this many float64 elemen
 RANK_TOLERANCE = 1e-12  # span directions with a variance below this share of the largest are left out
 ORDERS = ("stability", "kurtosis")  # which of the whitened subspace's components are kept (the first: default)
 ROTATIONS = ("h", "effects")  # the principal directions turned by FastICA of h, or of their effects on x0
+MAX_EFFECT_DIMS = 64  # principal directions independent effects turn (their maps' 64^4 fourth moments: 128 MiB)
 
 
 
-def check_rotation(rotate: str) -> None:
-    """Refuses a ``rotate`` that is not one of ``ROTATIONS``."""
+def check_rotation(rotate: str, dims: int | None = None) -> None:
+    """Refuses a ``rotate`` that is not one of ``ROTATIONS``, and independent effects of more than
+    ``MAX_EFFECT_DIMS`` principal directions (``dims``, when known), before any work."""
     if rotate not in ROTATIONS:
         raise HSpaceError(f"rotate must be one of {', '.join(ROTATIONS)}, got {rotate!r}")
+    if rotate == "effects" and dims is not None and dims > MAX_EFFECT_DIMS:
+        raise HSpaceError(f"independent effects turn at most {MAX_EFFECT_DIMS} principal directions, got dims "
+                          f"{dims}: ask for fewer (the default is {DIMS_PER_K} x the components)")
 
 
 Rows = Union[torch.Tensor, Sequence[torch.Tensor]]  # [N, D], or [N, D_i] column blocks side by side
@@ -314,8 +319,8 @@ def ica_directions(model: HSpaceModel, images=None, *, n_samples: int = 0, compo
     of its source at every edited step (zero elsewhere), divided by the number of edited steps as the PCA
     directions are (``strength_unit`` "std"); named ``{name}0`` ... in that order. Progress is one job: the
     inversions (if any), the recording walks, then (effects) one step per principal direction measured."""
-    check_rotation(rotate)
     dims = whitened_dims(components, dims)
+    check_rotation(rotate, dims)
     grid = asyrp_timesteps(steps, model.schedule.num_timesteps - 1)
     k_edit = edit_steps(grid, t_edit)
     if images is not None:

@@ -408,11 +408,11 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
         raise HSpaceError(f"t_edit ({t_edit}) is above t_end ({t_end})")
     from hspace_core.discovery.ica import check_rotation, whitened_dims
 
-    check_rotation(rotate)  # before the recording
+    dims = whitened_dims(k, dims)
+    check_rotation(rotate, dims)  # before the recording
     if rotate == "effects" and location is not None:
         raise HSpaceError("rotate 'effects' measures x0 changes through the UNet's h patch: not for flow "
                           "transformers (Flux, SD3) yet; use rotate 'h'")
-    dims = whitened_dims(k, dims)
     if seeds <= dims + 1:
         raise HSpaceError(f"{k} independent components among {dims} principal components need more than "
                           f"{dims + 1} seeds, got {seeds}")

@@ -305,6 +305,41 @@ def test_effect_rotation_unmixes_sparse_maps():
     assert bool((kurtosis.abs()[:-1] >= kurtosis.abs()[1:]).all()) and float(kurtosis.min()) > 5
 
 
+def test_the_fourth_moments_turn_with_the_columns():
+    """The rotation works on the fourth moments of z: they are E[z_a z_b z_c z_d], and turning two columns of z
+    turns them as the moments of the turned columns."""
+    from hspace_core.discovery.effect_ica import _turn, fourth_moments
+
+    z = torch.randn(700, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    t = fourth_moments(z, chunk=256)
+    assert torch.allclose(t, torch.einsum("pa,pb,pc,pd->abcd", z, z, z, z) / 700, atol=1e-12)
+    c, s = 0.8, 0.6
+    turned = z.clone()
+    turned[:, 1], turned[:, 3] = c * z[:, 1] + s * z[:, 3], c * z[:, 3] - s * z[:, 1]
+    _turn(t, 1, 3, c, s)
+    assert torch.allclose(t, fourth_moments(turned), atol=1e-12)
+
+
+def test_the_sparsest_rotation_settles_where_gaussian_maps_slow_it_and_finds_the_sparse_sources():
+    """Four sparse sources among twelve Gaussian ones (16 maps, the default size): the pairs of Gaussian maps turn
+    by ever smaller angles for more than a hundred sweeps (the old limit refused the result), then the rotation
+    settles with the four sources as its sparsest components."""
+    from hspace_core.discovery.effect_ica import sparsest_rotation
+
+    g = torch.Generator().manual_seed(7)  # 3 of the first 8 seeds need more than 100 sweeps
+    sources = torch.randn(4, 8192, generator=g) * (torch.rand(4, 8192, generator=g) < 0.05)
+    x = torch.cat([sources, torch.randn(12, 8192, generator=g)]).T.double()
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g, dtype=torch.float64))
+    x = (x @ q) - (x @ q).mean(0)
+    variance, axes = torch.linalg.eigh(x.T @ x / x.shape[0])
+    z = x @ (axes / variance.sqrt())
+    with pytest.raises(HSpaceError, match="did not settle in 100 sweeps"):
+        sparsest_rotation(z, max_sweeps=100)
+    found = z @ sparsest_rotation(z)
+    sparsest = torch.argsort((found ** 4).mean(0), descending=True)[:4]
+    assert (_best_cos(found[:, sparsest].T.float(), sources) > 0.99).all()
+
+
 def test_independent_effects_separate_gaussian_factors_that_act_in_different_places():
     """Images varying by two Gaussian factors of equal spread, each a pattern in its own 8x8 block and channel:
     h's rows hold them only up to a rotation (Gaussian, equal variance: PCA and ICA of h cannot pick one), but
@@ -343,3 +378,7 @@ def test_independent_effects_separate_gaussian_factors_that_act_in_different_pla
         assert float(shift.norm()) == pytest.approx(float(spread), rel=0.02)
     with pytest.raises(HSpaceError, match="rotate must be one of h, effects"):
         ica_directions(model, images, components=2, dims=2, steps=10, rotate="pixels")
+    seen.clear()
+    with pytest.raises(HSpaceError, match="at most 64 principal directions, got dims 65"):
+        ica_directions(model, images, components=2, dims=65, steps=10, rotate="effects", callback=seen.append)
+    assert not seen  # refused before any inversion
