@@ -64,10 +64,10 @@ def sparsest_rotation(z: torch.Tensor, *, max_sweeps: int = MAX_SWEEPS, toleranc
     pairs of columns, each turned by the angle that maximises its pair's sum exactly (the sum is
     c + A cos 4t + B sin 4t, Comon 1994), until no turn exceeds ``tolerance`` radians. Every turn raises the
     sum, so it does not stop where FastICA's fixed point did on two planted sparse sources: half way between
-    them, a stationary point of the contrast. The sweeps work on the fourth moments of z (``fourth_moments``,
-    M^4 numbers, turned with each pair), so a sweep costs the same whatever the number of rows: pairs of nearly
-    Gaussian maps turn by ever smaller angles for a hundred sweeps and more before the rotation settles
-    (``tests/engine/test_ica.py``; 237 sweeps, a minute, for 32 maps of the SD world)."""
+    them, a stationary point of the contrast (the planted test in ``tests/engine/test_ica.py``). The sweeps
+    work on the fourth moments of z (``fourth_moments``, M^4 numbers, turned with each pair), so a sweep costs
+    the same whatever the number of rows: pairs of nearly Gaussian maps turn by ever smaller angles for a
+    hundred sweeps and more before the rotation settles (237 sweeps, a minute, for 32 maps of the SD world)."""
     m = z.shape[1]
     if m > MAX_EFFECT_DIMS:
         raise HSpaceError(f"the sparsest rotation turns at most {MAX_EFFECT_DIMS} maps (their fourth moments are "
