@@ -44,9 +44,11 @@ def _modulate(x: torch.Tensor, norm, mod) -> torch.Tensor:
     return (1 + mod.scale) * norm(x) + mod.shift
 
 
-def double_block(block, img: torch.Tensor, txt: torch.Tensor, vec: torch.Tensor, pe: torch.Tensor):
+def double_block(block, img: torch.Tensor, txt: torch.Tensor, vec: torch.Tensor, pe: torch.Tensor, on_img_attn=None):
     """One ``DoubleStreamBlock`` (``block``'s weights): img [B, L_img, C], txt [B, L_txt, C], vec [B, C]
-    -> (img, txt). Text tokens come first in the joint sequence, as in the stock block."""
+    -> (img, txt). Text tokens come first in the joint sequence, as in the stock block. ``on_img_attn``: a
+    function of the image tokens' attention output [B, L_img, C] (before its projection) that returns the one
+    to continue with (the pack's h at a block's attention output)."""
     img_mod1, img_mod2 = block.img_mod(vec)
     txt_mod1, txt_mod2 = block.txt_mod(vec)
     img_q, img_k, img_v = _heads(block.img_attn.qkv(_modulate(img, block.img_norm1, img_mod1)), block.num_heads)
@@ -56,6 +58,8 @@ def double_block(block, img: torch.Tensor, txt: torch.Tensor, vec: torch.Tensor,
     attn = joint_attention(torch.cat((txt_q, img_q), 2), torch.cat((txt_k, img_k), 2),
                            torch.cat((txt_v, img_v), 2), pe)
     txt_attn, img_attn = attn[:, :txt.shape[1]], attn[:, txt.shape[1]:]
+    if on_img_attn is not None:
+        img_attn = on_img_attn(img_attn)
     img = img + img_mod1.gate * block.img_attn.proj(img_attn)
     img = img + img_mod2.gate * block.img_mlp(_modulate(img, block.img_norm2, img_mod2))
     txt = txt + txt_mod1.gate * block.txt_attn.proj(txt_attn)

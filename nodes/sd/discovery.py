@@ -38,7 +38,7 @@ class SDHost:
     decoder: tuple | None = None
 
     def _x_t(self, rows, t, noise):
-        sigma = self.model_sampling.sigma(torch.tensor(float(t)))
+        sigma = _sigma_at(self.model_sampling, t)
         x0 = self.x0[rows]
         return self.model_sampling.noise_scaling(sigma, noise.to(x0), x0), float(sigma)
 
@@ -69,6 +69,15 @@ class SDHost:
         return vae_model.decode(z.to(next(vae_model.parameters()).dtype)).float()
 
 
+def _sigma_at(model_sampling, t: float) -> torch.Tensor:
+    """The sigma of timestep t: the model's own schedule (SD), t / 1000 on a flow model (``flow_timesteps``)."""
+    import comfy.model_sampling
+
+    if isinstance(model_sampling, comfy.model_sampling.CONST):
+        return torch.tensor(float(t) / 1000.0)
+    return model_sampling.sigma(torch.tensor(float(t)))
+
+
 def _timesteps(steps: int, t_edit: int, t_end: int) -> list[int]:
     grid = asyrp_timesteps(steps, 999)
     timesteps = [int(t) for t in grid.tolist() if t_edit <= t <= t_end]
@@ -83,15 +92,16 @@ def _h_shape(host: SDHost, t: int) -> tuple[int, ...]:
 
 def contrastive_sd(model, positive, latents: torch.Tensor, *, steps: int = 40, t_edit: int = 500, t_end: int = 999,
                    settings: ContrastiveSettings = ContrastiveSettings(), name: str = "contrastive",
-                   callback=None) -> list[TensorDirection]:
+                   callback=None, location=None) -> list[TensorDirection]:
     """K directions of an SD MODEL discovered from unlabelled latents [M, C, h, w] (VAE-encoded images)
     with the prompt's conditioning ``positive`` (cfg 1), at the ``steps``-step grid's model timesteps
     t_edit <= t <= t_end. Ordered by the size of their effect (largest first); one [C, h_h, w_h] shift each,
-    added at every edited step (strength unit "contrastive_radius")."""
+    added at every edited step (strength unit "contrastive_radius"). On a Flux.1 MODEL h is at ``location``
+    (``nodes.flow.family.HLocation``; t = 1000 sigma there) and the directions record it."""
     timesteps = _timesteps(steps, t_edit, t_end)
     n = int(latents.shape[0])
     settings.check(n)
-    family, _, m = trainable(model)
+    family, _, m = trainable(model, location)
 
     def train(denoise, x0, ms):
         host = SDHost(denoise, x0, ms)
@@ -110,6 +120,7 @@ def contrastive_sd(model, positive, latents: torch.Tensor, *, steps: int = 40, t
     for rank, j in enumerate(torch.argsort(size, descending=True).tolist()):
         info = DirectionInfo(
             h_shape=h_shape, family=family, strength_unit="contrastive_radius", name=f"{name} {rank}", t_edit=t_edit,
+            **({} if location is None else {"which_h": location.which_h}),
             provenance={"method": "contrastive (NoiseCLR's objective in h)", "k": settings.k, "rank": rank,
                         "n_latents": n, "iterations": settings.iterations, "batch": settings.batch, "lr": settings.lr,
                         "temperature": settings.temperature, "radius": settings.radius, "pool": settings.pool,

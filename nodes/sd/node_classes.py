@@ -437,11 +437,12 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
 
 
 class DirectionsByContrastSD:
-    DESCRIPTION = ("Discovers k h-space directions of an SD1.x / SD2.x / SDXL MODEL at once without labels or words: "
-                   "NoiseCLR's contrastive objective moved into h (the same direction on different latents should "
-                   "change the predicted x0 alike, different directions on one latent differently), from unlabelled "
-                   "latents (VAE-encoded images) noised by the MODEL's own schedule, with the prompt's conditioning "
-                   "(cfg 1). Each calibrated on the MODEL; largest effect first. The list runs the nodes after it once "
+    DESCRIPTION = ("Discovers k h-space directions of an SD1.x / SD2.x / SDXL or Flux.1 MODEL at once without labels or "
+                   "words: NoiseCLR's contrastive objective moved into h (the same direction on different latents "
+                   "should change the predicted x0 alike, different directions on one latent differently), from "
+                   "unlabelled latents (VAE-encoded images) noised by the MODEL's own schedule, with the prompt's "
+                   "conditioning (cfg 1); on Flux.1 h is the image tokens at the chosen joint block. Each calibrated "
+                   "on the MODEL; largest effect first. The list runs the nodes after it once "
                    "per direction (a strip per direction through Apply and the Asyrp sampler); Pick H-Space Direction "
                    "takes one for the mixer.")
     CATEGORY = SD_CATEGORY
@@ -456,8 +457,8 @@ class DirectionsByContrastSD:
         from ..discovery import CONTRAST_INPUTS
 
         return {"required": {
-            "model": ("MODEL", {"tooltip": "an SD1.x / SD2.x / SDXL model (from a checkpoint loader); flow "
-                                           "transformers are refused (their blocks compute in place)"}),
+            "model": ("MODEL", {"tooltip": "an SD1.x / SD2.x / SDXL model (from a checkpoint loader), or Flux.1 "
+                                           "(dev, schnell; h at the block below); Flux.2 and SD3 are refused"}),
             "positive": ("CONDITIONING", {"tooltip": "a prompt describing the images (or an empty prompt)"}),
             "latents": ("LATENT", {"tooltip": "unlabelled latents, e.g. VAE Encode of a batch of images"}),
             **CONTRAST_INPUTS,
@@ -465,14 +466,14 @@ class DirectionsByContrastSD:
             "steps": ("INT", {"default": 40, "min": 2, "max": 1000,
                               "tooltip": "the training timesteps are this grid's steps t_edit <= t <= t_end"}),
             "name": ("STRING", {"default": "contrastive", "tooltip": "a label stored in the files (with the rank)"}),
-        }, "hidden": {"unique_id": "UNIQUE_ID"}}
+        }, "optional": {**FLOW_INPUTS}, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     def make(self, model, positive, latents, k, iterations, batch, lr, temperature, radius, t_edit, seed, t_end,
-             steps, name, unique_id=None):
+             steps, name, block=-1, h="residual stream", unique_id=None):
         from ..discovery import contrast_settings
         from .discovery import contrastive_sd
 
         ds = contrastive_sd(model, positive, latents["samples"], steps=steps, t_edit=t_edit, t_end=t_end, name=name,
                             settings=contrast_settings(k, iterations, batch, lr, temperature, radius, seed),
-                            callback=bridge.Progress(unique_id))
+                            callback=bridge.Progress(unique_id), location=flow_location(model, block, h))
         return ([calibrated_sd(model, d, positive) for d in ds],)

@@ -77,16 +77,24 @@ def shiftable(model, purpose: str = "training directions"):
 
     if is_flow(model):
         raise HSpaceError(f"{purpose} through a flow transformer (Flux, SD3) is not supported yet: ComfyUI's "
-                          "joint blocks add their residuals in place, which autograd cannot run backwards through; "
-                          "use the prompt-pair, latent-set or PCA directions there")
+                          "joint blocks add their residuals in place, which autograd cannot run backwards through "
+                          "(Directions by Contrast (SD) trains through Flux.1 with its own block forwards); use the "
+                          "prompt-pair, latent-set or PCA directions there")
     family, channels = host_family(model)
     m = model.clone()
     m.set_model_output_block_patch(TrainPatch())
     return family, channels, m
 
 
-def trainable(model):
-    """(family, h channels, a clone of the SD MODEL that takes per-row shifts of h with gradients)."""
+def trainable(model, location=None):
+    """(family, h channels, a clone of the SD MODEL that takes per-row shifts of h with gradients); on a Flux.1
+    MODEL with h's place ``location`` (``nodes.flow.family.HLocation``), ``nodes.flow.trainable``'s clone."""
+    from ..flow.family import is_flow
+
+    if location is not None and is_flow(model):
+        from ..flow.trainable import flow_trainable
+
+        return flow_trainable(model, location)
     family, channels, m = shiftable(model)
     unet = m.get_model_object("diffusion_model")
     m.add_object_patch("diffusion_model.output_blocks", _copy_for_autograd(unet.output_blocks))

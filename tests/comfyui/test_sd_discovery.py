@@ -131,13 +131,98 @@ def test_the_nodes_return_a_calibrated_list_and_pick_one():
         PickDirection().pick(ds, [2])
 
 
-def test_flow_transformers_are_refused_with_the_reason():
-    comfy_modules()
-    from nodes.sd.trainable import trainable
-    from tests.comfyui.tiny_models_pack.tiny_models import tiny_flow_model
+def flux_measure(probe, sigma):
+    """A ``run_in_guider`` function: (plain D with h kept, D shifted by a seeded dh, h, dh, the gradient of
+    <D, probe> into dh along a seeded w, the same by central differences, x_t) at ``sigma`` (flow: x_t =
+    (1 - sigma) x0 + sigma probe)."""
+    from nodes.sd.trainable import Kept
 
-    with pytest.raises(HSpaceError, match="in place"):
-        trainable(tiny_flow_model("flux"))
+    def measure(denoise, x, ms):
+        x_t = (1 - sigma) * x + sigma * probe
+        kept = Kept()
+        with torch.no_grad():
+            plain = denoise(x_t, sigma, record=kept)
+        dh = 0.3 * torch.randn(kept.values[0].shape[1:], generator=torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            shifted = denoise(x_t, sigma, dh=dh.expand(2, -1, -1, -1))
+        v = dh.clone().requires_grad_(True)
+        (denoise(x_t, sigma, dh=v.expand(2, -1, -1, -1)) * probe).sum().backward()
+        w = torch.randn(dh.shape, generator=torch.Generator().manual_seed(6))
+        with torch.no_grad():
+            f = lambda e: float((denoise(x_t, sigma, dh=(dh + e * w).expand(2, -1, -1, -1)) * probe).sum())  # noqa
+            numeric = (f(1e-2) - f(-1e-2)) / 2e-2
+        return plain, shifted, kept.values[0], dh, float((v.grad * w).sum()), numeric, x_t
+    return measure
+
+
+@pytest.mark.parametrize("where", ["residual stream", "attention output"])
+def test_the_trainable_flux_is_the_model_with_a_shift_and_gradients_are_exact(where):
+    """Flux.1 through ``trainable`` with h's place: its own out-of-place block forwards from h's block on give
+    the stock MODEL's D, D with a shift equals the pack's own symmetric patch of that shift at that place (after
+    the block, or at its attention output), and the gradient into the shift agrees with central differences."""
+    from nodes.flow.family import KIND_NAMES, flow_host
+    from nodes.sd import ApplyHSpaceDirection
+    from nodes.sd.trainable import run_in_guider, trainable
+    from hspace_core import DirectionInfo, TensorDirection
+    from tests.comfyui.tiny_models_pack.tiny_models import flow_conditioning, tiny_flow_model
+
+    comfy_modules()
+    model, positive = tiny_flow_model("flux"), flow_conditioning(1, "flux")
+    host = flow_host(model)
+    location = host.location(1, KIND_NAMES[where])
+    family, width, m = trainable(model, location)
+    x0 = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(3))
+    probe = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        plain, shifted, h, dh, analytic, numeric, x_t = run_in_guider(m, positive, x0, flux_measure(probe, 0.6))
+    assert family == "flux" and h.shape == (2, width, 4, 4)
+    assert analytic == pytest.approx(numeric, rel=2e-2, abs=1e-4) and abs(analytic) > 1e-4
+
+    info = DirectionInfo(tuple(dh.shape), family=family, which_h=location.which_h)
+    symmetric = ApplyHSpaceDirection().apply(model, TensorDirection(dh, None, info), 1.0, 0, 1000, "both",
+                                             "symmetric", units="raw")[0]
+    fmt = model.get_model_object("latent_format")
+    assert torch.allclose(fmt.process_out(plain), one_d(model, positive, x_t, 0.6, x0), atol=1e-4)
+    assert torch.allclose(fmt.process_out(shifted), one_d(symmetric, positive, x_t, 0.6, x0), atol=1e-4)
+    assert float((shifted - plain).abs().max()) > 1e-3
+
+
+def test_contrastive_discovery_runs_on_flux_and_other_flow_transformers_are_refused_with_the_reason():
+    """The node on a Flux.1 MODEL: calibrated directions made at the chosen block, which edit there; the MODEL
+    keeps no patch; the engine's noising there is the flow one (t = 1000 sigma). Flux.2 and SD3 (other blocks)
+    are refused, as is a MODEL already patched at or after h's block (training would replace that patch); the
+    trainers without a flow path say so."""
+    from nodes.flow.family import flow_host
+    from nodes.sd import ApplyHSpaceDirection, DirectionsByContrastSD
+    from nodes.sd.discovery import SDHost
+    from nodes.sd.trainable import trainable
+    from tests.comfyui.tiny_models_pack.tiny_models import flow_conditioning, tiny_flow_model
+
+    comfy_modules()
+    model, positive = tiny_flow_model("flux"), flow_conditioning(1, "flux")
+    lat = {"samples": torch.randn(4, 16, 8, 8, generator=torch.Generator().manual_seed(1))}
+    with torch.inference_mode():
+        (ds,) = DirectionsByContrastSD().make(model, positive, lat, 2, 3, 2, 0.05, 0.5, 0.5, 300, 0, 900, 10,
+                                              "flowc", block=1, h="residual stream")
+    assert [d.info.which_h for d in ds] == ["double_block_1.stream"] * 2
+    assert all(d.info.family == "flux" and d.info.calibration is not None for d in ds)
+    assert not model.model_options.get("transformer_options", {}).get("patches_replace")
+    x0 = lat["samples"][:1]
+    x_t = 0.4 * x0 + 0.6 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(2))
+    edited = ApplyHSpaceDirection().apply(model, ds[0], 2.0, 0, 1000, "both", "symmetric")[0]
+    assert float((one_d(edited, positive, x_t, 0.6, x0) - one_d(model, positive, x_t, 0.6, x0)).abs().max()) > 1e-3
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4))
+    noised, sigma = SDHost(None, x0, model.get_model_object("model_sampling"))._x_t(torch.arange(1), 600, noise)
+    assert sigma == pytest.approx(0.6) and torch.allclose(noised, 0.4 * x0 + 0.6 * noise, atol=1e-6)  # t = 1000 sigma
+
+    for kind in ("flux2", "sd3"):
+        other = tiny_flow_model(kind)
+        with pytest.raises(HSpaceError, match="not supported yet"):
+            trainable(other, flow_host(other).location(1, "stream"))
+    with pytest.raises(HSpaceError, match="already has a patch at joint block 1"):
+        trainable(edited, flow_host(edited).location(0, "stream"))
+    with pytest.raises(HSpaceError, match="in place"):  # CLIP training and output-side sets: no flow path yet
+        trainable(model)
 
 
 def test_the_output_side_fit_runs_through_the_model():
