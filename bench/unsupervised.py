@@ -1,8 +1,9 @@
 """Directions nobody named, read back by the attribute probe: contrastive discovery (NoiseCLR's objective in
 h) and independent components of h beside PCA's top components (Haas et al.) and the Jacobian's top
-singular vectors (Park et al.), on the pixel demo world and the miniature SD world.
+singular vectors (Park et al.), on the pixel demo world and the miniature SD world (and the miniature flow
+world, --worlds flow: a tiny Flux.1, h at its recommended joint block; contrastive, PCA and ICA of h).
 
-    python bench/unsupervised.py [--worlds pixel,sd] [--k 8] [--iterations 150] [--faces 16] [--json out.json]
+    python bench/unsupervised.py [--worlds pixel,sd,flow] [--k 8] [--iterations 150] [--faces 16] [--json out.json]
                                  [--docs] [--methods contrastive,ica,pca,jacobian] [--pool 1] [--radius 0.5]
                                  [--orthogonal] [--ica-samples 512] [--ica-dims 2K] [--ica-data samples]
                                  [--strength 2|usable]
@@ -188,17 +189,28 @@ def sd_jacobian_directions(world, latent: torch.Tensor, t: int, k: int, positive
     return out
 
 
-def sd_world(args) -> dict:
+def sd_world(args, flow: bool = False) -> dict:
+    """The miniature SD world, or (``flow``) the miniature flow world (a tiny Flux.1 on the same latents, h at its
+    recommended joint block and place; no Jacobian and no independent effects there, which need the UNet)."""
     from bench import sd_claims as sdc
     from hspace_core.demo.faces import render, sample_faces
     from hspace_core.directions.calibration import calibration_of
     from hspace_core.discovery.contrastive import ContrastiveSettings
     from hspace_core.discovery.host import by_timestep, pca_host_direction
-    from hspace_sdworld.configs import RECOMMENDED as R
+    from hspace_sdworld.configs import FLOW_RECOMMENDED, RECOMMENDED
     from nodes.sd.calibration import calibrated_sd
     from nodes.sd.discovery import contrastive_sd
 
-    world = sdc.World(R["steps"], R["cfg"], R["branch"], R["t_end"])
+    R = FLOW_RECOMMENDED if flow else RECOMMENDED
+    location = None
+    if flow:
+        from hspace_sdworld.models import load_flow_demo
+        from nodes.flow.family import flow_host
+
+        world = sdc.World(R["steps"], R["cfg"], R["branch"], R["t_end"], loader=load_flow_demo, scheduler="simple")
+        location = flow_host(world.model).location(R["block"], R["kind"])
+    else:
+        world = sdc.World(R["steps"], R["cfg"], R["branch"], R["t_end"])
     sd = sdc.sd_nodes()
     source = world.cond(sdc.SOURCE)
     seeds = [sdc.SEED0 + i for i in range(args.faces)]
@@ -212,11 +224,11 @@ def sd_world(args) -> dict:
             made["contrastive"] = contrastive_sd(
                 world.model, source, latents, steps=R["steps"], t_edit=R["t_edit"], t_end=R["t_end"],
                 settings=ContrastiveSettings(k=args.k, iterations=args.iterations, seed=args.seed, pool=args.pool,
-                                             radius=args.radius, orthogonal=args.orthogonal))
+                                             radius=args.radius, orthogonal=args.orthogonal), location=location)
             print(f"  contrastive: {time.time() - tic:.0f} s", flush=True)
         if "pca" in methods:
             family, rec, which_h = sd.record_trajectories(world.model, source, world.sigmas, 32, sdc.DIRECTION_SEED,
-                                                          64, 64)
+                                                          64, 64, location=location)
             recorded = by_timestep(rec.records[0])
             made["pca"] = [pca_host_direction(recorded, j, family=family, spatial="keep", name=f"PCA {j}",
                                               which_h=which_h) for j in range(args.k)]
@@ -227,12 +239,17 @@ def sd_world(args) -> dict:
                 from nodes.sd.inversion import invert_latent, recorder
 
                 faces = world.sw.encode_images(world.vae, render(sample_faces(args.ica_samples, TRAIN_SEED), 64))
+                if flow:
+                    raise SystemExit("--ica-data images: not on the flow world")
                 family, _, rec, which_h = recorder(world.model)
                 invert_latent(world.model, source, faces, world.sigmas, recorder=rec)
             else:
+                if flow and args.ica_rotate == "effects":
+                    raise SystemExit("--ica-rotate effects: not on the flow world (effect maps need the UNet's patch)")
                 family, rec, which_h = sd.record_trajectories(world.model, source,
                                                               sd.sigmas_down_to(world.model, world.sigmas, R["t_edit"]),
-                                                              args.ica_samples, sdc.DIRECTION_SEED, 64, 64)
+                                                              args.ica_samples, sdc.DIRECTION_SEED, 64, 64,
+                                                              location=location)
             from nodes.sd.discovery import effect_maps_sd
 
             def effects_of(shifts):
@@ -243,7 +260,7 @@ def sd_world(args) -> dict:
                                               t_edit=R["t_edit"], t_end=R["t_end"], which_h=which_h, seed=args.seed,
                                               order=args.ica_order, rotate=args.ica_rotate, effects_of=effects_of)
             print(f"  ica: {time.time() - tic:.0f} s", flush=True)
-        if "jacobian" in methods:
+        if "jacobian" in methods and not flow:
             made["jacobian"] = sd_jacobian_directions(world, latents[:1], R["t_edit"], args.k, source)
         base = world.read(sdc.asyrp_batch(world, None, (0.0,), seeds, R["t_edit"])[:, 0])
         out = {}
@@ -342,6 +359,14 @@ def main() -> None:
         print("miniature SD world:", flush=True)
         report["sd_world"] = sd_world(args)
         print(table(f"Miniature SD world ({args.faces} seeds, recommended settings, {at})", report["sd_world"]),
+              flush=True)
+    if "flow" in worlds:
+        from hspace_sdworld.comfy_import import import_comfy
+
+        import_comfy(cpu=True)
+        print("miniature flow world:", flush=True)
+        report["flow_world"] = sd_world(args, flow=True)
+        print(table(f"Miniature flow world ({args.faces} seeds, recommended settings, {at})", report["flow_world"]),
               flush=True)
     report["seconds"] = round(time.time() - tic)
     print(f"\ntime: {report['seconds']} s")

@@ -133,10 +133,10 @@ def run_in_guider(model, positive, latents: torch.Tensor, fn: Callable, seed: in
             out.append(e)
         return x
 
-    # parameters loaded under inference mode that still say requires_grad (a model loaded that way: the
-    # encoder half shared with the MODEL) would make autograd try to save them: off while training, then back
-    frozen = [p for p in model.get_model_object("diffusion_model").parameters()
-              if p.requires_grad and p.is_inference()]
+    # parameters that say requires_grad are off while training, then back: loaded under inference mode
+    # (the encoder half shared with the MODEL), autograd would try to save them; loaded outside it, the blocks
+    # before h would record a graph, and a Flux block's in-place residuals would break its backward pass
+    frozen = [p for p in model.get_model_object("diffusion_model").parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
     try:
@@ -146,6 +146,10 @@ def run_in_guider(model, positive, latents: torch.Tensor, fn: Callable, seed: in
     finally:
         with torch.inference_mode():  # an inference tensor takes requires_grad=True only there
             for p in frozen:
+                if p.is_inference():
+                    p.requires_grad_(True)
+        for p in frozen:
+            if not p.is_inference():
                 p.requires_grad_(True)
     if not out:
         raise HSpaceError("ComfyUI's guider did not run the training")

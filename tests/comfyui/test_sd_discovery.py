@@ -189,7 +189,7 @@ def test_the_trainable_flux_is_the_model_with_a_shift_and_gradients_are_exact(wh
 
 def test_contrastive_discovery_runs_on_flux_and_other_flow_transformers_are_refused_with_the_reason():
     """The node on a Flux.1 MODEL: calibrated directions made at the chosen block, which edit there; the MODEL
-    keeps no patch; the engine's noising there is the flow one (t = 1000 sigma). Flux.2 and SD3 (other blocks)
+    keeps no patch and its parameters' flags; the engine's noising there is the flow one (t = 1000 sigma). Flux.2 and SD3 (other blocks)
     are refused, as is a MODEL already patched at or after h's block (training would replace that patch); the
     trainers without a flow path say so."""
     from nodes.flow.family import flow_host
@@ -200,11 +200,15 @@ def test_contrastive_discovery_runs_on_flux_and_other_flow_transformers_are_refu
 
     comfy_modules()
     model, positive = tiny_flow_model("flux"), flow_conditioning(1, "flux")
+    params = list(model.model.diffusion_model.parameters())
+    for p in params:  # loaded outside inference mode with gradients on: block 0, stock, must not record a graph
+        p.requires_grad_(True)
     lat = {"samples": torch.randn(4, 16, 8, 8, generator=torch.Generator().manual_seed(1))}
     with torch.inference_mode():
         (ds,) = DirectionsByContrastSD().make(model, positive, lat, 2, 3, 2, 0.05, 0.5, 0.5, 300, 0, 900, 10,
                                               "flowc", block=1, h="residual stream")
     assert [d.info.which_h for d in ds] == ["double_block_1.stream"] * 2
+    assert all(p.requires_grad for p in params)  # given back as they were
     assert all(d.info.family == "flux" and d.info.calibration is not None for d in ds)
     assert not model.model_options.get("transformer_options", {}).get("patches_replace")
     x0 = lat["samples"][:1]
