@@ -16,26 +16,13 @@ Flux.1 (dev, schnell) only: Flux.2's and SD3's blocks differ, and are refused wi
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from hspace_core import HSpaceError
 
-from ..sd.trainable import DH_KEY, H_KEY
+from ..sd.trainable import DH_KEY, H_KEY, _copy_for_autograd
 from .family import HLocation, flow_host
 from .patch import _grid, existing_patch, from_grid, to_grid, with_grid_wrapper
-
-
-def _autograd_copy(module: torch.nn.Module) -> torch.nn.Module:
-    with torch.inference_mode(False):
-        out = copy.deepcopy(module)
-        for p in out.parameters():
-            p.data = p.data.clone()
-            p.requires_grad_(False)
-        for b in out.buffers():
-            b.data = b.data.clone()
-    return out
 
 
 def _on_h(tokens: torch.Tensor, to: dict) -> torch.Tensor:
@@ -105,8 +92,8 @@ def flow_trainable(model, location: HLocation):
     with_grid_wrapper(m)
     for i in range(location.block, len(net.double_blocks)):
         at = location.kind if i == location.block else None
-        m.set_model_patch_replace(_Double(_autograd_copy(net.double_blocks[i]), at), "dit", "double_block", i)
+        m.set_model_patch_replace(_Double(_copy_for_autograd(net.double_blocks[i]), at), "dit", "double_block", i)
     for i, block in enumerate(net.single_blocks):
-        m.set_model_patch_replace(_Single(_autograd_copy(block)), "dit", "single_block", i)
-    m.add_object_patch("diffusion_model.final_layer", _autograd_copy(net.final_layer))
+        m.set_model_patch_replace(_Single(_copy_for_autograd(block)), "dit", "single_block", i)
+    m.add_object_patch("diffusion_model.final_layer", _copy_for_autograd(net.final_layer))
     return host.family, host.width, m
