@@ -69,6 +69,11 @@ class SDHost:
         return vae_model.decode(z.to(next(vae_model.parameters()).dtype)).float()
 
 
+def _at(location) -> dict:
+    """DirectionInfo's ``which_h`` for a flow MODEL's h place (nothing for an SD UNet's)."""
+    return {} if location is None else {"which_h": location.which_h}
+
+
 def _sigma_at(model_sampling, t: float) -> torch.Tensor:
     """The sigma of timestep t: the model's own schedule (SD), t / 1000 on a flow model (``flow_timesteps``)."""
     import comfy.model_sampling
@@ -120,7 +125,7 @@ def contrastive_sd(model, positive, latents: torch.Tensor, *, steps: int = 40, t
     for rank, j in enumerate(torch.argsort(size, descending=True).tolist()):
         info = DirectionInfo(
             h_shape=h_shape, family=family, strength_unit="contrastive_radius", name=f"{name} {rank}", t_edit=t_edit,
-            **({} if location is None else {"which_h": location.which_h}),
+            **_at(location),
             provenance={"method": "contrastive (NoiseCLR's objective in h)", "k": settings.k, "rank": rank,
                         "n_latents": n, "iterations": settings.iterations, "batch": settings.batch, "lr": settings.lr,
                         "temperature": settings.temperature, "radius": settings.radius, "pool": settings.pool,
@@ -132,23 +137,25 @@ def contrastive_sd(model, positive, latents: torch.Tensor, *, steps: int = 40, t
     return out
 
 
-def _one_shift(family: str, dh: torch.Tensor, name: str, unit: str, t_edit: int, provenance: dict) -> TensorDirection:
+def _one_shift(family: str, dh: torch.Tensor, name: str, unit: str, t_edit: int, location, provenance: dict
+               ) -> TensorDirection:
     info = DirectionInfo(h_shape=tuple(dh.shape), family=family, strength_unit=unit, name=name, t_edit=t_edit,
-                         provenance={**provenance, "applied": "one shift at every edited step"})
+                         **_at(location), provenance={**provenance, "applied": "one shift at every edited step"})
     return TensorDirection(dh.contiguous(), None, info)
 
 
 def output_side_sd(model, positive, latents_a: torch.Tensor, latents_b: torch.Tensor, *, steps: int = 40,
                    t_edit: int = 500, t_end: int = 999, settings: ShiftSettings = ShiftSettings(),
-                   name: str = "latent sets (output side)", callback=None) -> TensorDirection:
+                   name: str = "latent sets (output side)", callback=None, location=None) -> TensorDirection:
     """The output-side direction of two latent sets [A, C, h, w] and [B, C, h, w] (``fit_output_shift``): one
     shift of h with which the MODEL's predicted x0 of set B moves to set A's mean (and of A, reversed, to
-    B's), with the prompt's conditioning (cfg 1) at the grid's timesteps t_edit <= t <= t_end."""
+    B's), with the prompt's conditioning (cfg 1) at the grid's timesteps t_edit <= t <= t_end; on a Flux.1
+    MODEL h is at ``location`` (as ``contrastive_sd``)."""
     timesteps = _timesteps(steps, t_edit, t_end)
     if latents_a.shape[1:] != latents_b.shape[1:]:
         raise HSpaceError(f"the two latent sets differ in size ({list(latents_a.shape[1:])} vs "
                           f"{list(latents_b.shape[1:])}): encode both at one image size")
-    family, _, m = trainable(model)
+    family, _, m = trainable(model, location)
     n_a = int(latents_a.shape[0])
 
     def fit(denoise, x0, ms):
@@ -158,7 +165,7 @@ def output_side_sd(model, positive, latents_a: torch.Tensor, latents_b: torch.Te
                                 callback=callback)
 
     dh, record = run_in_guider(m, positive, torch.cat([latents_a, latents_b]), fit, seed=settings.seed)
-    return _one_shift(family, dh, name, "x0_set_means", t_edit, {
+    return _one_shift(family, dh, name, "x0_set_means", t_edit, location, {
         "method": "latent sets, output side (the predicted x0 moved between the sets' means)",
         "set_sizes": [n_a, int(latents_b.shape[0])], "steps": steps, "t_edit": t_edit, "t_end": t_end,
         "iterations": settings.iterations, "batch": settings.batch, "lr": settings.lr, "seed": settings.seed,
@@ -182,7 +189,7 @@ def clip_sd(model, vae, positive, latents: torch.Tensor, clip, src: str, trg: st
                                 clip_w=clip_w, l1_w=l1_w, callback=callback)
 
     dh, record = run_in_guider(m, positive, latents, train, seed=settings.seed)
-    return _one_shift(family, dh, name or trg, "asyrp", t_edit, {
+    return _one_shift(family, dh, name or trg, "asyrp", t_edit, None, {
         "method": "clip (Asyrp's loss on the decoded predicted x0)", "source_text": src, "target_text": trg,
         "clip_arch": clip.arch, "n_latents": int(latents.shape[0]), "steps": steps, "t_edit": t_edit, "t_end": t_end,
         "iterations": settings.iterations, "batch": settings.batch, "lr": settings.lr, "seed": settings.seed,

@@ -290,6 +290,7 @@ class DirectionFromLatentSets:
              unique_id=None):
         if method not in LATENT_SET_METHODS:
             raise HSpaceError(f"unknown method {method!r}; choose from {LATENT_SET_METHODS}")
+        location = flow_location(model, block, h)
         if method != LATENT_SET_METHODS[0]:
             from hspace_core.discovery.shift_training import ShiftSettings
 
@@ -297,9 +298,8 @@ class DirectionFromLatentSets:
 
             d = output_side_sd(model, positive, latents_with["samples"], latents_without["samples"], t_edit=t_edit,
                                t_end=t_end, settings=ShiftSettings(iterations=iterations), name=name,
-                               callback=bridge.Progress(unique_id))
+                               callback=bridge.Progress(unique_id), location=location)
             return (calibrated_sd(model, d, positive, t=t_edit, t_end=t_end),)
-        location = flow_location(model, block, h)
         recorded = []
         for latent in (latents_with, latents_without):
             family, m, rec, which_h = recorder(model, location, Recording(spatial))

@@ -187,14 +187,16 @@ def test_the_trainable_flux_is_the_model_with_a_shift_and_gradients_are_exact(wh
     assert float((shifted - plain).abs().max()) > 1e-3
 
 
-def test_contrastive_discovery_runs_on_flux_and_other_flow_transformers_are_refused_with_the_reason():
-    """The node on a Flux.1 MODEL: calibrated directions made at the chosen block, which edit there; the MODEL
+def test_contrastive_and_output_side_directions_train_on_flux_and_other_flow_transformers_are_refused():
+    """Contrastive discovery's node on a Flux.1 MODEL: calibrated directions made at the chosen block, which edit
+    there (the output-side latent sets too, at the attention output); the MODEL
     keeps no patch and its parameters' flags; the engine's noising there is the flow one (t = 1000 sigma). Flux.2 and SD3 (other blocks)
     are refused, as is a MODEL already patched at or after h's block (training would replace that patch); the
     trainers without a flow path say so."""
     from nodes.flow.family import flow_host
-    from nodes.sd import ApplyHSpaceDirection, DirectionsByContrastSD
+    from nodes.sd import ApplyHSpaceDirection, DirectionFromLatentSets, DirectionsByContrastSD
     from nodes.sd.discovery import SDHost
+    from nodes.sd.node_classes import LATENT_SET_METHODS
     from nodes.sd.trainable import trainable
     from tests.comfyui.tiny_models_pack.tiny_models import flow_conditioning, tiny_flow_model
 
@@ -215,6 +217,11 @@ def test_contrastive_discovery_runs_on_flux_and_other_flow_transformers_are_refu
     x_t = 0.4 * x0 + 0.6 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(2))
     edited = ApplyHSpaceDirection().apply(model, ds[0], 2.0, 0, 1000, "both", "symmetric")[0]
     assert float((one_d(edited, positive, x_t, 0.6, x0) - one_d(model, positive, x_t, 0.6, x0)).abs().max()) > 1e-3
+    (fitted,) = DirectionFromLatentSets().make(model, positive, {"samples": lat["samples"][:2] + 1.0},
+                                               {"samples": lat["samples"][2:] - 1.0}, torch.tensor([1.0, 0.0]), "keep",
+                                               "sets", block=1, h="attention output", method=LATENT_SET_METHODS[1],
+                                               t_edit=300, t_end=900, iterations=3)
+    assert fitted.info.which_h == "double_block_1.attention" and fitted.info.calibration is not None
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4))
     noised, sigma = SDHost(None, x0, model.get_model_object("model_sampling"))._x_t(torch.arange(1), 600, noise)
     assert sigma == pytest.approx(0.6) and torch.allclose(noised, 0.4 * x0 + 0.6 * noise, atol=1e-6)  # t = 1000 sigma
@@ -225,7 +232,7 @@ def test_contrastive_discovery_runs_on_flux_and_other_flow_transformers_are_refu
             trainable(other, flow_host(other).location(1, "stream"))
     with pytest.raises(HSpaceError, match="already has a patch at joint block 1"):
         trainable(edited, flow_host(edited).location(0, "stream"))
-    with pytest.raises(HSpaceError, match="in place"):  # CLIP training and output-side sets: no flow path yet
+    with pytest.raises(HSpaceError, match="in place"):  # CLIP training (no place of h given): no flow path yet
         trainable(model)
 
 
