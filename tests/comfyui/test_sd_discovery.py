@@ -211,6 +211,8 @@ def test_contrastive_and_output_side_directions_train_on_flux_and_other_flow_tra
                                               "flowc", block=1, h="residual stream")
     assert [d.info.which_h for d in ds] == ["double_block_1.stream"] * 2
     assert all(p.requires_grad for p in params)  # given back as they were
+    for p in params:
+        p.requires_grad_(False)
     assert all(d.info.family == "flux" and d.info.calibration is not None for d in ds)
     assert not model.model_options.get("transformer_options", {}).get("patches_replace")
     x0 = lat["samples"][:1]
@@ -254,6 +256,8 @@ def test_the_output_side_fit_runs_through_the_model():
     d = output_side_sd(model, positive, a, b, steps=10, t_edit=300, settings=ShiftSettings(iterations=3),
                        callback=steps.append)
     assert all(p.requires_grad for p in params)  # given back as they were
+    for p in params:
+        p.requires_grad_(False)
     with torch.inference_mode():
         for p, f in zip(params, flags):
             p.requires_grad_(f)
