@@ -1,7 +1,7 @@
 """Directions nobody named, read back by the attribute probe: contrastive discovery (NoiseCLR's objective in
 h) and independent components of h beside PCA's top components (Haas et al.) and the Jacobian's top
 singular vectors (Park et al.), on the pixel demo world and the miniature SD world (and the miniature flow
-world, --worlds flow: a tiny Flux.1, h at its recommended joint block; contrastive, PCA and ICA of h).
+world, --worlds flow: a tiny Flux.1, h at its recommended joint block; no Jacobian there).
 
     python bench/unsupervised.py [--worlds pixel,sd,flow] [--k 8] [--iterations 150] [--faces 16] [--json out.json]
                                  [--docs] [--methods contrastive,ica,pca,jacobian] [--pool 1] [--radius 0.5]
@@ -191,7 +191,7 @@ def sd_jacobian_directions(world, latent: torch.Tensor, t: int, k: int, positive
 
 def sd_world(args, flow: bool = False) -> dict:
     """The miniature SD world, or (``flow``) the miniature flow world (a tiny Flux.1 on the same latents, h at its
-    recommended joint block and place; no Jacobian and no independent effects there, which need the UNet)."""
+    recommended joint block and place; no Jacobian there)."""
     from bench import sd_claims as sdc
     from hspace_core.demo.faces import render, sample_faces
     from hspace_core.directions.calibration import calibration_of
@@ -244,8 +244,6 @@ def sd_world(args, flow: bool = False) -> dict:
                 family, _, rec, which_h = recorder(world.model)
                 invert_latent(world.model, source, faces, world.sigmas, recorder=rec)
             else:
-                if flow and args.ica_rotate == "effects":
-                    raise SystemExit("--ica-rotate effects: not on the flow world (effect maps need the UNet's patch)")
                 family, rec, which_h = sd.record_trajectories(world.model, source,
                                                               sd.sigmas_down_to(world.model, world.sigmas, R["t_edit"]),
                                                               args.ica_samples, sdc.DIRECTION_SEED, 64, 64,
@@ -254,7 +252,7 @@ def sd_world(args, flow: bool = False) -> dict:
 
             def effects_of(shifts):
                 return effect_maps_sd(world.model, source, shifts, R["t_edit"], R["t_end"], tuple(latents.shape[-2:]),
-                                      seed=args.seed)
+                                      seed=args.seed, location=location)
             made["ica"] = ica_host_directions(by_timestep(rec.records[0]), args.k, dims=args.ica_dims,
                                               family=family, spatial="keep",
                                               t_edit=R["t_edit"], t_end=R["t_end"], which_h=which_h, seed=args.seed,

@@ -12,6 +12,9 @@ the block or at its attention output) are kept in ``transformer_options[H_KEY]``
 direction set, as the SD UNet's output half does.
 
 Flux.1 (dev, schnell) only: Flux.2's and SD3's blocks differ, and are refused with the reason.
+
+``flow_shiftable`` is the same without gradients (measurements: independent effects' effect maps), for every
+flow family: the stock blocks, h kept and shifted at its place by the edit patch's own hook (``patch._OnH``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from hspace_core import HSpaceError
 
 from ..sd.trainable import DH_KEY, H_KEY, _copy_for_autograd
 from .family import HLocation, flow_host
-from .patch import _grid, existing_patch, from_grid, to_grid, with_grid_wrapper
+from .patch import _grid, _OnH, existing_patch, from_grid, to_grid, with_grid_wrapper
 
 
 def _on_h(tokens: torch.Tensor, to: dict) -> torch.Tensor:
@@ -84,10 +87,7 @@ def flow_trainable(model, location: HLocation):
                           "differentiable block forwards are written for Flux.1 (dev, schnell); use the prompt-pair, "
                           "latent-set or PCA directions there")
     net = model.get_model_object("diffusion_model")
-    for i in range(location.block, len(net.double_blocks)):
-        if existing_patch(model, HLocation(i, location.kind)) is not None:
-            raise HSpaceError(f"the MODEL already has a patch at joint block {i} (an applied direction or another "
-                              "node's), which training would replace: train on the model as it was loaded")
+    _refuse_patched(model, location, len(net.double_blocks))
     m = model.clone()
     with_grid_wrapper(m)
     for i in range(location.block, len(net.double_blocks)):
@@ -96,4 +96,38 @@ def flow_trainable(model, location: HLocation):
     for i, block in enumerate(net.single_blocks):
         m.set_model_patch_replace(_Single(_copy_for_autograd(block)), "dit", "single_block", i)
     m.add_object_patch("diffusion_model.final_layer", _copy_for_autograd(net.final_layer))
+    return host.family, host.width, m
+
+
+class _Shift(_OnH):
+    """h at its place kept and shifted per call as ``transformer_options`` asks (the stock block, no gradients)."""
+
+    def on_h(self, h, to):
+        kept = to.get(H_KEY)
+        if kept is not None:
+            kept.values.append(h.detach().float())
+        dh = to.get(DH_KEY)
+        if dh is None:
+            return h
+        if dh.shape != h.shape:
+            raise HSpaceError(f"a shift of shape {list(dh.shape)} does not fit h of shape {list(h.shape)}")
+        return h + dh.to(h.device, h.dtype)
+
+
+def _refuse_patched(model, location: HLocation, last: int) -> None:
+    for i in range(location.block, last):
+        if existing_patch(model, HLocation(i, location.kind)) is not None:
+            raise HSpaceError(f"the MODEL already has a patch at joint block {i} (an applied direction or another "
+                              "node's), which this would replace: use the model as it was loaded")
+
+
+def flow_shiftable(model, location: HLocation):
+    """(family, h channels, a clone of the flow MODEL that takes per-row shifts of h at ``location`` and keeps h,
+    without gradients: ``transformer_options[DH_KEY]`` / ``[H_KEY]`` as on ``nodes.sd.trainable.shiftable``)."""
+    host = flow_host(model)
+    _refuse_patched(model, location, location.block + 1)
+    m = model.clone()
+    with_grid_wrapper(m)
+    m.set_model_patch_replace(_Shift(location, m.get_model_object("model_sampling")), "dit", "double_block",
+                              location.block)
     return host.family, host.width, m

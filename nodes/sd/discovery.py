@@ -83,6 +83,15 @@ def _sigma_at(model_sampling, t: float) -> torch.Tensor:
     return model_sampling.sigma(torch.tensor(float(t)))
 
 
+def _t_at(model_sampling, sigma: float) -> float:
+    """The timestep of a sigma (``_sigma_at``'s inverse)."""
+    import comfy.model_sampling
+
+    if isinstance(model_sampling, comfy.model_sampling.CONST):
+        return 1000.0 * sigma
+    return float(model_sampling.timestep(torch.tensor(sigma)))
+
+
 def _timesteps(steps: int, t_edit: int, t_end: int) -> list[int]:
     grid = asyrp_timesteps(steps, 999)
     timesteps = [int(t) for t in grid.tolist() if t_edit <= t <= t_end]
@@ -246,14 +255,15 @@ def _effect_sampler(out: list, points: list[tuple[float, int, torch.Tensor]], st
 
 def effect_maps_sd(model, positive, shifts: dict[int, torch.Tensor], t_edit: float, t_end: float,
                    latent_hw: tuple[int, int], *, samples: int | None = None, seed: int = 0,
-                   callback=None) -> torch.Tensor:
+                   callback=None, location=None) -> torch.Tensor:
     """The change of the SD MODEL's predicted x0 (D, latent units) by each of m directions given per timestep
     ({t: [m, C, h, w]}, or [m, C, 1, 1] channel vectors; the timestep nearest each point used), [m, P]:
     ``samples`` seeded starts of latent size ``latent_hw`` taken one DDIM step down to each of the
     calibration's points in [t_edit, t_end] (``calibration.gain_points``), with the prompt's conditioning
     ``positive`` at cfg 1: the effect maps of independent effects (``effect_ica.effect_maps`` on a pixel model).
     ``callback``: the engine's StepInfo per forward pass (default: ComfyUI's progress of the node running, which
-    also stops the measurement when the user interrupts; nothing outside ComfyUI)."""
+    also stops the measurement when the user interrupts; nothing outside ComfyUI). On a flow MODEL h is at
+    ``location`` (``nodes.flow.family.HLocation``; t = 1000 sigma); the DDIM step is ComfyUI's euler step there."""
     import comfy.samplers
 
     from hspace_core.directions.calibration import gain_points
@@ -266,15 +276,15 @@ def effect_maps_sd(model, positive, shifts: dict[int, torch.Tensor], t_edit: flo
     if not shifts:
         raise HSpaceError("no directions to measure")
     samples = EFFECT_SAMPLES if samples is None else samples
-    _, _, m = shiftable(model, "measuring effects of h")
+    _, _, m = shiftable(model, "measuring effects of h", location)
     ms = m.get_model_object("model_sampling")
     recorded = sorted(shifts)
-    points = [(float(ms.sigma(torch.tensor(float(p)))), round(p), shifts[min(recorded, key=lambda t: abs(t - p))])
+    points = [(float(_sigma_at(ms, p)), round(p), shifts[min(recorded, key=lambda t: abs(t - p))])
               for p in gain_points(t_edit, t_end)]
     fmt = m.get_model_object("latent_format")
     noise = torch.randn(samples, fmt.latent_channels, *latent_hw, generator=torch.Generator().manual_seed(seed))
     out: list = []
-    sampler = _effect_sampler(out, points, round(float(ms.timestep(ms.sigma_max))), callback or bridge.Progress())
+    sampler = _effect_sampler(out, points, round(_t_at(ms, float(ms.sigma_max))), callback or bridge.Progress())
     _guide(m, positive, positive, 1.0, comfy.samplers.KSAMPLER(sampler),
            torch.tensor([float(ms.sigma_max), 0.0]), torch.zeros_like(noise), noise, callback=lambda *a: None,
            disable_pbar=True)

@@ -361,8 +361,8 @@ class DirectionsByIndependenceSD:
                    "interval is one row; the rows are whitened in their top principal components and FastICA-rotated to "
                    "the least Gaussian coordinates, where attributes that vary independently come apart (PCA's axes mix "
                    "them). Each direction is one standard deviation of its component, calibrated on the MODEL; the most "
-                   "reproducible over bootstrap resamples first (order: kurtosis, the least Gaussian). rotate: effects (UNet "
-                   "MODELs) turns the principal components by their changes of the predicted latent instead, each an "
+                   "reproducible over bootstrap resamples first (order: kurtosis, the least Gaussian). rotate: effects "
+                   "turns the principal components by their changes of the predicted latent instead, each an "
                    "edit of one region or feature, the k sparsest kept. The list runs the nodes after it once per "
                    "direction; Pick H-Space Direction takes one for the mixer.")
     CATEGORY = SD_CATEGORY
@@ -403,16 +403,13 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
                            name, location=None, order="stability", rotate="h", effects_callback=None):
     """The k uncalibrated directions of Directions by Independence (SD) (its inputs; ``location``: a flow
     transformer's block, ``flow_location``; ``rotate`` "effects": turned by their effects on the predicted x0,
-    ``effect_maps_sd``, UNet MODELs, whose forward passes go to ``effects_callback``, default the node's bar)."""
+    ``effect_maps_sd``, whose forward passes go to ``effects_callback``, default the node's bar)."""
     if t_edit > t_end:
         raise HSpaceError(f"t_edit ({t_edit}) is above t_end ({t_end})")
     from hspace_core.discovery.ica import check_rotation, whitened_dims
 
     dims = whitened_dims(k, dims)
     check_rotation(rotate, dims)  # before the recording
-    if rotate == "effects" and location is not None:
-        raise HSpaceError("rotate 'effects' measures x0 changes through the UNet's h patch: not for flow "
-                          "transformers (Flux, SD3) yet; use rotate 'h'")
     if seeds <= dims + 1:
         raise HSpaceError(f"{k} independent components among {dims} principal components need more than "
                           f"{dims + 1} seeds, got {seeds}")
@@ -426,7 +423,7 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
 
         def effects_of(shifts):
             return effect_maps_sd(model, positive, shifts, t_edit, t_end, (height // 8, width // 8), seed=seed,
-                                  callback=effects_callback)
+                                  callback=effects_callback, location=location)
     method = "independent effects of h along prompt trajectories (Jacobi)" if rotate == "effects" else \
         "ICA of h along prompt trajectories"
     return ica_host_directions(by_timestep(rec.records[0]), k, dims=dims, family=family, spatial=spatial,

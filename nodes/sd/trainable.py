@@ -70,11 +70,17 @@ def _copy_for_autograd(module: torch.nn.Module) -> torch.nn.Module:
     return out
 
 
-def shiftable(model, purpose: str = "training directions"):
+def shiftable(model, purpose: str = "training directions", location=None):
     """(family, h channels, a clone of the SD MODEL that takes per-row shifts of h and keeps h (``TrainPatch``),
-    without gradients: for measurements). Flow transformers are refused, ``purpose`` saying what needed it."""
+    without gradients: for measurements); on a flow MODEL with h's place ``location``,
+    ``nodes.flow.trainable.flow_shiftable``'s clone. A flow MODEL without it is refused, ``purpose`` saying
+    what needed it."""
     from ..flow.family import is_flow
 
+    if is_flow(model) and location is not None:
+        from ..flow.trainable import flow_shiftable
+
+        return flow_shiftable(model, location)
     if is_flow(model):
         raise HSpaceError(f"{purpose} through a flow transformer (Flux, SD3) is not supported yet: ComfyUI's "
                           "joint blocks add their residuals in place, which autograd cannot run backwards through "

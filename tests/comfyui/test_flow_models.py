@@ -193,8 +193,11 @@ def test_directions_are_made_at_their_block_and_refused_elsewhere(comfy, model, 
     assert ic.info.which_h == "double_block_1.stream" and ic.info.h_shape == (host.width, 1, 1)
     moved = [int(t) for t, v in zip(ic.timesteps, ic.values) if float(v.abs().max()) > 0]  # walked down to t_edit
     assert moved and min(moved) >= 600 and len(sd().sigmas_down_to(model, sig, 600)) < len(sig)
+    (ie,), = sd().DirectionsByIndependenceSD().make(model, cond(1, kind), sig, 4, 1, 0, 0, 600, 999, 64, 64,
+                                                    "average", "ie", block=1, h="attention output", rotate="effects")
+    assert ie.info.which_h == "double_block_1.attention" and ie.info.provenance["rotate"] == "effects"
     stock = run(comfy, model, comfy.samplers.sampler_object("euler"), sig, kind, noise_for(kind))
-    for d in (pp, pc, ls, ic):
+    for d in (pp, pc, ls, ic, ie):
         out = run(comfy, applied(model, d), asyrp(comfy, (2.0,)), sig, kind, noise_for(kind))
         assert float((out - stock).abs().max()) > 0
     import dataclasses

@@ -187,6 +187,42 @@ def test_the_trainable_flux_is_the_model_with_a_shift_and_gradients_are_exact(wh
     assert float((shifted - plain).abs().max()) > 1e-3
 
 
+def test_flow_effect_maps_are_the_change_of_d_that_the_apply_node_makes_at_h_s_place():
+    """On a flow transformer the effect maps are the change of D made by the Apply node's own symmetric patch at
+    h's place (here Flux's attention output), at the states one euler step down from the seeded start (sigma 1)
+    to each of the calibration's points, t = 1000 sigma."""
+    from hspace_core import DirectionInfo, TensorDirection
+    from hspace_core.directions.calibration import gain_points
+    from nodes.flow.family import flow_host
+    from nodes.sd import ApplyHSpaceDirection
+    from nodes.sd.discovery import effect_maps_sd
+    from tests.comfyui.tiny_models_pack.tiny_models import flow_conditioning, tiny_flow_model
+
+    comfy_modules()
+    model, positive = tiny_flow_model("flux"), flow_conditioning(1, "flux")
+    host = flow_host(model)
+    location = host.location(1, "attention")
+    dh = 0.5 * torch.randn(2, host.width, 1, 1, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        maps = effect_maps_sd(model, positive, {400: dh}, 300, 700, (8, 8), samples=2, seed=3, location=location)
+    points = gain_points(300, 700)
+    fmt = model.get_model_object("latent_format")
+    zeros = torch.zeros(2, 16, 8, 8)
+    x = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(3))  # at sigma 1 the start is the noise
+    d = lambda mm, x_t, s: fmt.process_in(one_d(mm, positive, x_t, s, zeros))  # noqa: E731  (model units)
+    d0 = d(model, x, 1.0)
+    expected = []
+    for j in range(2):
+        info = DirectionInfo(tuple(dh[j].shape), family=host.family, which_h=location.which_h)
+        patched = ApplyHSpaceDirection().apply(model, TensorDirection(dh[j], None, info), 1.0, 0, 1000, "both",
+                                               "symmetric", units="raw")[0]
+        x_ts = [(d0 + (p / 1000) * (x - d0), p / 1000) for p in points]
+        expected.append(torch.cat([(d(patched, x_t, s) - d(model, x_t, s)).flatten() for x_t, s in x_ts]))
+    expected = torch.stack(expected)
+    assert float(expected.abs().max()) > 1e-3
+    assert torch.allclose(maps, expected, atol=1e-4, rtol=1e-3)
+
+
 def test_contrastive_and_output_side_directions_train_on_flux_and_other_flow_transformers_are_refused():
     """Contrastive discovery's node on a Flux.1 MODEL: calibrated directions made at the chosen block, which edit
     there (the output-side latent sets too, at the attention output); the MODEL
