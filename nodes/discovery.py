@@ -62,6 +62,8 @@ class DirectionFromText:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from .sd.node_classes import FLOW_INPUTS
+
         return {
             "required": {
                 "source_text": ("STRING", {"default": "face", "tooltip": "what the images are now, e.g. 'face'"}),
@@ -96,25 +98,28 @@ class DirectionFromText:
             "optional": {
                 "model": (MODEL, {"tooltip": "the DDPM the direction is for (or connect an SD MODEL below)"}),
                 "images": ("IMAGE", {"tooltip": "training images (inverted); else model samples"}),
-                "sd_model": ("MODEL", {"tooltip": "an SD1.x / SD2.x / SDXL MODEL instead of a DDPM (with vae, "
-                                                  "positive and latents)"}),
+                "sd_model": ("MODEL", {"tooltip": "an SD1.x / SD2.x / SDXL or Flux.1 MODEL instead of a DDPM (with "
+                                                  "vae, positive and latents)"}),
                 "vae": ("VAE", {"tooltip": "SD: the VAE that decodes the predicted x0 for CLIP"}),
                 "positive": ("CONDITIONING", {"tooltip": "SD: a prompt describing the images"}),
                 "latents": ("LATENT", {"tooltip": "SD: the training latents (VAE Encode of the images)"}),
                 "t_end": ("INT", {"default": 999, "min": 0, "max": 999, "tooltip": "SD: train at t <= t_end"}),
+                **FLOW_INPUTS,  # Flux.1 with sd_model: h's place
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def train(self, source_text, target_text, clip_name, clip_arch, kind, samples, steps, t_edit, lr,
               iterations, clip_weight, l1_weight, seed, model=None, images=None, sd_model=None, vae=None,
-              positive=None, latents=None, t_end=999, unique_id=None):
+              positive=None, latents=None, t_end=999, block=-1, h="residual stream", unique_id=None):
         if clip_arch.endswith(".json") and not Path(clip_arch).is_absolute():
             clip_arch = str(bridge.full_path(bridge.CLIP_FOLDER, clip_arch))  # a config beside the weights
         if sd_model is not None:
+            from .sd.node_classes import flow_location
+
             return (self._train_sd(sd_model, vae, positive, latents, clip_path(clip_name), clip_arch, source_text,
                                    target_text, steps, t_edit, t_end, lr, iterations, clip_weight, l1_weight, seed,
-                                   unique_id),)
+                                   unique_id, location=flow_location(sd_model, block, h)),)
         if model is None:
             raise HSpaceError("connect a model: a DDPM (model) or an SD MODEL (sd_model, with vae, positive and "
                               "latents)")
@@ -130,9 +135,9 @@ class DirectionFromText:
 
     @staticmethod
     def _train_sd(sd_model, vae, positive, latents, weights, arch, src, trg, steps, t_edit, t_end, lr, iterations,
-                  clip_w, l1_w, seed, unique_id, callback=None, name="", calibration_callback=None):
+                  clip_w, l1_w, seed, unique_id, callback=None, name="", calibration_callback=None, location=None):
         """(also the SD command line's, ``nodes/cli.py``, with its own progress: ``callback`` for the training,
-        ``calibration_callback`` for the calibration's steps)"""
+        ``calibration_callback`` for the calibration's steps; ``location``: h's place on a Flux.1 MODEL)"""
         from hspace_core.discovery.shift_training import ShiftSettings
         from hspace_core.schedule import asyrp_timesteps
 
@@ -149,7 +154,7 @@ class DirectionFromText:
         clip = load_clip(weights, arch, device=sd_model.load_device)
         d = clip_sd(sd_model, vae, positive, lat, clip, src, trg, steps=steps, t_edit=t_edit, t_end=t_end,
                     settings=ShiftSettings(iterations=updates, batch=8, lr=lr, seed=seed), clip_w=clip_w, l1_w=l1_w,
-                    name=name, callback=callback or bridge.Progress(unique_id))
+                    name=name, callback=callback or bridge.Progress(unique_id), location=location)
         return calibrated_sd(sd_model, d, positive, callback=calibration_callback or bridge.Progress(unique_id))
 
 

@@ -183,13 +183,14 @@ def output_side_sd(model, positive, latents_a: torch.Tensor, latents_b: torch.Te
 
 def clip_sd(model, vae, positive, latents: torch.Tensor, clip, src: str, trg: str, *, steps: int = 40,
             t_edit: int = 500, t_end: int = 999, settings: ShiftSettings = ShiftSettings(), clip_w: float = 1.0,
-            l1_w: float = 3.0, name: str = "", callback=None) -> TensorDirection:
+            l1_w: float = 3.0, name: str = "", callback=None, location=None) -> TensorDirection:
     """Asyrp's CLIP training on an SD MODEL (``train_clip_shift``): P_t of the latents [M, C, h, w] decoded by a
-    copy of the VAE's decoder that gradients pass through, ``clip`` an engine ``ClipModel``."""
+    copy of the VAE's decoder that gradients pass through, ``clip`` an engine ``ClipModel``; on a Flux.1 MODEL
+    h is at ``location`` (as ``contrastive_sd``)."""
     from .trainable import _copy_for_autograd
 
     timesteps = _timesteps(steps, t_edit, t_end)
-    family, _, m = trainable(model)
+    family, _, m = trainable(model, location)
     decoder = (_copy_for_autograd(vae.first_stage_model).to(vae.device), model.get_model_object("latent_format"))
 
     def train(denoise, x0, ms):
@@ -198,7 +199,7 @@ def clip_sd(model, vae, positive, latents: torch.Tensor, clip, src: str, trg: st
                                 clip_w=clip_w, l1_w=l1_w, callback=callback)
 
     dh, record = run_in_guider(m, positive, latents, train, seed=settings.seed)
-    return _one_shift(family, dh, name or trg, "asyrp", t_edit, None, {
+    return _one_shift(family, dh, name or trg, "asyrp", t_edit, location, {
         "method": "clip (Asyrp's loss on the decoded predicted x0)", "source_text": src, "target_text": trg,
         "clip_arch": clip.arch, "n_latents": int(latents.shape[0]), "steps": steps, "t_edit": t_edit, "t_end": t_end,
         "iterations": settings.iterations, "batch": settings.batch, "lr": settings.lr, "seed": settings.seed,

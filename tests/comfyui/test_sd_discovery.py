@@ -325,6 +325,29 @@ def test_clip_training_on_an_sd_model_goes_through_the_vae():
                                   1, 10, 300, 0.05, 1, 1.0, 3.0, 0, sd_model=model, positive=positive)
 
 
+def test_clip_training_on_flux_goes_through_the_vae_at_h_s_place():
+    """CLIP training with a Flux.1 MODEL (the miniature flow world's, with its VAE) at a chosen place of h: the
+    CLIP gradient reaches h there and the direction records the place (the text node passes its block / h)."""
+    from hspace_core.demo.clip_world import load_tiny_clip
+    from hspace_core.discovery.shift_training import ShiftSettings
+    from hspace_sdworld.models import load_flow_demo
+    from hspace_sdworld.sampling import encode
+    from nodes.discovery import DirectionFromText
+    from nodes.flow.family import flow_host
+    from nodes.sd.discovery import clip_sd
+
+    comfy_modules()
+    model, text_encoder, vae = load_flow_demo()
+    steps = []
+    with torch.inference_mode():
+        d = clip_sd(model, vae, encode(text_encoder, "a face"), latents(2), load_tiny_clip(), "face", "smiling face",
+                    steps=10, t_edit=300, t_end=700, settings=ShiftSettings(iterations=2, batch=2),
+                    callback=steps.append, location=flow_host(model).location(2, "attention"))
+    assert d.info.family == "flux" and d.info.which_h == "double_block_2.attention" and len(steps) == 2
+    assert float(d.values.abs().max()) > 0
+    assert {"block", "h"} <= set(DirectionFromText.INPUT_TYPES()["optional"])
+
+
 # ------------------------------------------------------------------ the SD command line (nodes/cli.py)
 
 def sd_cli(args: list[str]) -> subprocess.CompletedProcess:
