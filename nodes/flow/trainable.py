@@ -28,19 +28,26 @@ from .family import HLocation, flow_host
 from .patch import _grid, _OnH, existing_patch, from_grid, to_grid, with_grid_wrapper
 
 
-def _on_h(tokens: torch.Tensor, to: dict) -> torch.Tensor:
-    """The image tokens [B, L, C] with h (their grid, [B, C, gh, gw]) kept and shifted as ``to`` asks."""
-    h = to_grid(tokens, _grid(to))
+def _kept_and_shifted(h: torch.Tensor, to: dict) -> torch.Tensor:
+    """h [B, C, gh, gw] kept in ``to[H_KEY]`` and shifted by ``to[DH_KEY]`` (one row per row of the batch) when
+    those are set."""
     kept = to.get(H_KEY)
     if kept is not None:
         kept.values.append(h.detach().float())
     dh = to.get(DH_KEY)
     if dh is None:
-        return tokens
+        return h
     if dh.shape != h.shape:
-        raise HSpaceError(f"a training shift of shape {list(dh.shape)} does not fit h of shape {list(h.shape)} "
-                          "(one shift per row of the batch, h's own shape)")
-    return from_grid(h + dh.to(h.device, h.dtype), tokens)
+        raise HSpaceError(f"a shift of shape {list(dh.shape)} does not fit h of shape {list(h.shape)} (one shift "
+                          "per row of the batch, h's own shape)")
+    return h + dh.to(h.device, h.dtype)
+
+
+def _on_h(tokens: torch.Tensor, to: dict) -> torch.Tensor:
+    """The image tokens [B, L, C] with h (their grid) kept and shifted as ``to`` asks."""
+    h = to_grid(tokens, _grid(to))
+    out = _kept_and_shifted(h, to)
+    return tokens if out is h else from_grid(out, tokens)
 
 
 class _Double:
@@ -103,15 +110,7 @@ class _Shift(_OnH):
     """h at its place kept and shifted per call as ``transformer_options`` asks (the stock block, no gradients)."""
 
     def on_h(self, h, to):
-        kept = to.get(H_KEY)
-        if kept is not None:
-            kept.values.append(h.detach().float())
-        dh = to.get(DH_KEY)
-        if dh is None:
-            return h
-        if dh.shape != h.shape:
-            raise HSpaceError(f"a shift of shape {list(dh.shape)} does not fit h of shape {list(h.shape)}")
-        return h + dh.to(h.device, h.dtype)
+        return _kept_and_shifted(h, to)
 
 
 def _refuse_patched(model, location: HLocation, last: int) -> None:
