@@ -96,3 +96,23 @@ def flow_host(model) -> FlowHost:
 def flow_timesteps(sigmas: torch.Tensor) -> torch.Tensor:
     """Interval timesteps of the rows' sigmas: 1000 sigma (``hspace_core.flow.flow_t``)."""
     return 1000.0 * sigmas.float()
+
+
+def sigma_at(model_sampling, t: float) -> float:
+    """The sigma of the pack's timestep t on a MODEL's sampling: t / 1000 on a flow model (CONST), the model's
+    own schedule on an SD one."""
+    import comfy.model_sampling
+
+    if isinstance(model_sampling, comfy.model_sampling.CONST):
+        return float(t) / 1000.0
+    return float(model_sampling.sigma(torch.tensor(float(t))))
+
+
+def timestep_at(model_sampling, sigma) -> float:
+    """The pack's timestep of a sigma (a number or a one-element tensor): ``sigma_at``'s inverse."""
+    import comfy.model_sampling
+
+    sigma = torch.as_tensor(sigma)
+    if isinstance(model_sampling, comfy.model_sampling.CONST):
+        return float(flow_timesteps(sigma))
+    return float(model_sampling.timestep(sigma.reshape(1)))

@@ -96,7 +96,7 @@ def calibrate_sd(model, direction, positive, *, t: float | None = None, t_end: f
     from .sampler import sample_asyrp
 
     t = float(direction.info.t_edit if t is None and direction.info.t_edit is not None else t or DEFAULT_T)
-    from ..flow.family import is_flow
+    from ..flow.family import is_flow, sigma_at
 
     flow = is_flow(model)
     ms = model.get_model_object("model_sampling")
@@ -108,9 +108,8 @@ def calibrate_sd(model, direction, positive, *, t: float | None = None, t_end: f
     m = _patched(model, direction, 0.0, 999.0)
     out: list = [direction.info.name]
     sig = torch.tensor([float(ms.sigma_max), 0.0])
-    sigma_of = (lambda p: p / 1000.0) if flow else (lambda p: float(ms.sigma(torch.tensor(p))))
     _guide(m, positive, positive, 1.0, comfy.samplers.KSAMPLER(
-        _gain_sampler(out, [sigma_of(p) for p in points], flow)), sig, torch.zeros_like(noise), noise,
+        _gain_sampler(out, [sigma_at(ms, p) for p in points], flow)), sig, torch.zeros_like(noise), noise,
         callback=lambda *a: None, disable_pbar=True)
     if isinstance(out[1], Exception):
         raise out[1]

@@ -23,6 +23,7 @@ from hspace_core.discovery.shift_training import ShiftSettings, fit_output_shift
 from hspace_core.errors import HSpaceError
 from hspace_core.schedule import asyrp_timesteps
 
+from ..flow.family import sigma_at, timestep_at
 from .trainable import DH_KEY, H_KEY, Kept, run_in_guider, shiftable, trainable
 
 
@@ -38,7 +39,7 @@ class SDHost:
     decoder: tuple | None = None
 
     def _x_t(self, rows, t, noise):
-        sigma = _sigma_at(self.model_sampling, t)
+        sigma = torch.tensor(sigma_at(self.model_sampling, t))
         x0 = self.x0[rows]
         return self.model_sampling.noise_scaling(sigma, noise.to(x0), x0), float(sigma)
 
@@ -72,24 +73,6 @@ class SDHost:
 def _at(location) -> dict:
     """DirectionInfo's ``which_h`` for a flow MODEL's h place (nothing for an SD UNet's)."""
     return {} if location is None else {"which_h": location.which_h}
-
-
-def _sigma_at(model_sampling, t: float) -> torch.Tensor:
-    """The sigma of timestep t: the model's own schedule (SD), t / 1000 on a flow model (``flow_timesteps``)."""
-    import comfy.model_sampling
-
-    if isinstance(model_sampling, comfy.model_sampling.CONST):
-        return torch.tensor(float(t) / 1000.0)
-    return model_sampling.sigma(torch.tensor(float(t)))
-
-
-def _t_at(model_sampling, sigma: float) -> float:
-    """The timestep of a sigma (``_sigma_at``'s inverse)."""
-    import comfy.model_sampling
-
-    if isinstance(model_sampling, comfy.model_sampling.CONST):
-        return 1000.0 * sigma
-    return float(model_sampling.timestep(torch.tensor(sigma)))
 
 
 def _timesteps(steps: int, t_edit: int, t_end: int) -> list[int]:
@@ -209,8 +192,8 @@ def clip_sd(model, vae, positive, latents: torch.Tensor, clip, src: str, trg: st
 def _effect_sampler(out: list, points: list[tuple[float, int, torch.Tensor]], start_t: int, progress):
     """A KSAMPLER function: from x at sigmas[0], one DDIM step down to each (sigma_t, t, dh [m, C, h, w]) of
     ``points`` (as ``calibration._gain_sampler``; sigmas[0] is timestep ``start_t``); appends to ``out`` the
-    change of D by each of the m shifts there, [m, points x N x latent]. Each forward pass is one step of ``progress`` (the engine's StepInfo:
-    i of 1 + points x (1 + m), x_t the state measured at, no preview)."""
+    change of D by each of the m shifts there, [m, points x N x latent]. Each forward pass is one step of
+    ``progress`` (the engine's StepInfo: i of 1 + points x (1 + m), x_t the state measured at, no preview)."""
     from hspace_core.sampling import StepInfo
 
     from .patch import _with_transformer_option
@@ -280,12 +263,12 @@ def effect_maps_sd(model, positive, shifts: dict[int, torch.Tensor], t_edit: flo
     _, _, m = shiftable(model, "measuring effects of h", location)
     ms = m.get_model_object("model_sampling")
     recorded = sorted(shifts)
-    points = [(float(_sigma_at(ms, p)), round(p), shifts[min(recorded, key=lambda t: abs(t - p))])
+    points = [(sigma_at(ms, p), round(p), shifts[min(recorded, key=lambda t: abs(t - p))])
               for p in gain_points(t_edit, t_end)]
     fmt = m.get_model_object("latent_format")
     noise = torch.randn(samples, fmt.latent_channels, *latent_hw, generator=torch.Generator().manual_seed(seed))
     out: list = []
-    sampler = _effect_sampler(out, points, round(_t_at(ms, float(ms.sigma_max))), callback or bridge.Progress())
+    sampler = _effect_sampler(out, points, round(timestep_at(ms, ms.sigma_max)), callback or bridge.Progress())
     _guide(m, positive, positive, 1.0, comfy.samplers.KSAMPLER(sampler),
            torch.tensor([float(ms.sigma_max), 0.0]), torch.zeros_like(noise), noise, callback=lambda *a: None,
            disable_pbar=True)

@@ -112,12 +112,11 @@ def sigmas_down_to(model, sigmas: torch.Tensor, t_edit: float) -> torch.Tensor:
     of the step's sigma; 1000 sigma on a flow transformer, as everywhere in the pack): those sigmas and the one
     the last of them arrives at. A deterministic sampler takes those steps exactly as on the whole walk; a
     recording that uses no step below t_edit needs no more."""
-    from ..flow.family import flow_timesteps, is_flow
+    from ..flow.family import timestep_at
 
     s = _descending(sigmas)
     ms = model.get_model_object("model_sampling")
-    t_of = (lambda x: float(flow_timesteps(x))) if is_flow(model) else (lambda x: float(ms.timestep(x.reshape(1))))
-    steps = sum(1 for x in s[:-1] if float(x) > 0 and round(t_of(x)) >= t_edit)
+    steps = sum(1 for x in s[:-1] if float(x) > 0 and round(timestep_at(ms, x)) >= t_edit)
     return s[:max(steps, 1) + 1]
 
 

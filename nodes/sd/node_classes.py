@@ -434,8 +434,8 @@ def independent_directions(model, positive, sigmas, seeds, k, dims, seed, t_edit
 
 
 class DirectionsByContrastSD:
-    DESCRIPTION = ("Discovers k h-space directions of an SD1.x / SD2.x / SDXL or Flux.1 MODEL at once without labels or "
-                   "words: NoiseCLR's contrastive objective moved into h (the same direction on different latents "
+    DESCRIPTION = ("Discovers k h-space directions of an SD1.x / SD2.x / SDXL or Flux.1 MODEL at once without labels "
+                   "or words: NoiseCLR's contrastive objective moved into h (the same direction on different latents "
                    "should change the predicted x0 alike, different directions on one latent differently), from "
                    "unlabelled latents (VAE-encoded images) noised by the MODEL's own schedule, with the prompt's "
                    "conditioning (cfg 1); on Flux.1 h is the image tokens at the chosen joint block. Each calibrated "

@@ -44,21 +44,14 @@ def one_d(model, positive, x_t, sigma, x0):
     return guider.sample(torch.zeros_like(x0), x0, comfy.samplers.KSAMPLER(one_call), torch.tensor([0.0, 0.0]), seed=0)
 
 
-def test_the_trainable_model_is_the_model_with_a_shift_and_gradients_are_exact(model, kind):
-    """D with a shift through ``trainable`` equals the pack's own symmetric patch of that shift, the plain D
-    is the MODEL's, and the gradient into the shift agrees with central differences."""
-    from nodes.sd import ApplyHSpaceDirection
-    from nodes.sd.trainable import Kept, run_in_guider, trainable
-    from hspace_core import DirectionInfo, TensorDirection
-
-    family, channels, m = trainable(model)
-    positive = conditioning(1, kind)
-    x0 = latents(2)
-    probe = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+def shift_measure(probe, noised):
+    """A ``run_in_guider`` function: (plain D with h kept, D shifted by a seeded dh, h, dh, the gradient of
+    <D, probe> into dh along a seeded w, the same by central differences, sigma, x_t) at the state
+    ``noised(x0, model_sampling)`` -> (x_t, sigma)."""
+    from nodes.sd.trainable import Kept
 
     def measure(denoise, x, ms):
-        sigma = float(ms.sigma(torch.tensor(600.0)))
-        x_t = x + sigma * probe
+        x_t, sigma = noised(x, ms)
         kept = Kept()
         with torch.no_grad():
             plain = denoise(x_t, sigma, record=kept)
@@ -72,9 +65,28 @@ def test_the_trainable_model_is_the_model_with_a_shift_and_gradients_are_exact(m
             f = lambda e: float((denoise(x_t, sigma, dh=(dh + e * w).expand(2, -1, -1, -1)) * probe).sum())  # noqa
             numeric = (f(1e-2) - f(-1e-2)) / 2e-2
         return plain, shifted, kept.values[0], dh, float((v.grad * w).sum()), numeric, sigma, x_t
+    return measure
+
+
+def test_the_trainable_model_is_the_model_with_a_shift_and_gradients_are_exact(model, kind):
+    """D with a shift through ``trainable`` equals the pack's own symmetric patch of that shift, the plain D
+    is the MODEL's, and the gradient into the shift agrees with central differences."""
+    from nodes.sd import ApplyHSpaceDirection
+    from nodes.sd.trainable import run_in_guider, trainable
+    from hspace_core import DirectionInfo, TensorDirection
+
+    family, channels, m = trainable(model)
+    positive = conditioning(1, kind)
+    x0 = latents(2)
+    probe = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+
+    def at_600(x, ms):
+        sigma = float(ms.sigma(torch.tensor(600.0)))
+        return x + sigma * probe, sigma
 
     with torch.inference_mode():
-        plain, shifted, h, dh, analytic, numeric, sigma, x_t = run_in_guider(m, positive, x0, measure)
+        plain, shifted, h, dh, analytic, numeric, sigma, x_t = run_in_guider(m, positive, x0,
+                                                                             shift_measure(probe, at_600))
     assert h.shape[:2] == (2, channels)
     assert analytic == pytest.approx(numeric, rel=2e-2, abs=1e-4) and abs(analytic) > 1e-4
 
@@ -131,30 +143,6 @@ def test_the_nodes_return_a_calibrated_list_and_pick_one():
         PickDirection().pick(ds, [2])
 
 
-def flux_measure(probe, sigma):
-    """A ``run_in_guider`` function: (plain D with h kept, D shifted by a seeded dh, h, dh, the gradient of
-    <D, probe> into dh along a seeded w, the same by central differences, x_t) at ``sigma`` (flow: x_t =
-    (1 - sigma) x0 + sigma probe)."""
-    from nodes.sd.trainable import Kept
-
-    def measure(denoise, x, ms):
-        x_t = (1 - sigma) * x + sigma * probe
-        kept = Kept()
-        with torch.no_grad():
-            plain = denoise(x_t, sigma, record=kept)
-        dh = 0.3 * torch.randn(kept.values[0].shape[1:], generator=torch.Generator().manual_seed(4))
-        with torch.no_grad():
-            shifted = denoise(x_t, sigma, dh=dh.expand(2, -1, -1, -1))
-        v = dh.clone().requires_grad_(True)
-        (denoise(x_t, sigma, dh=v.expand(2, -1, -1, -1)) * probe).sum().backward()
-        w = torch.randn(dh.shape, generator=torch.Generator().manual_seed(6))
-        with torch.no_grad():
-            f = lambda e: float((denoise(x_t, sigma, dh=(dh + e * w).expand(2, -1, -1, -1)) * probe).sum())  # noqa
-            numeric = (f(1e-2) - f(-1e-2)) / 2e-2
-        return plain, shifted, kept.values[0], dh, float((v.grad * w).sum()), numeric, x_t
-    return measure
-
-
 @pytest.mark.parametrize("where", ["residual stream", "attention output"])
 def test_the_trainable_flux_is_the_model_with_a_shift_and_gradients_are_exact(where):
     """Flux.1 through ``trainable`` with h's place: its own out-of-place block forwards from h's block on give
@@ -174,7 +162,8 @@ def test_the_trainable_flux_is_the_model_with_a_shift_and_gradients_are_exact(wh
     x0 = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(3))
     probe = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
-        plain, shifted, h, dh, analytic, numeric, x_t = run_in_guider(m, positive, x0, flux_measure(probe, 0.6))
+        plain, shifted, h, dh, analytic, numeric, _, x_t = run_in_guider(
+            m, positive, x0, shift_measure(probe, lambda x, ms: ((1 - 0.6) * x + 0.6 * probe, 0.6)))  # flow noising
     assert family == "flux" and h.shape == (2, width, 4, 4)
     assert analytic == pytest.approx(numeric, rel=2e-2, abs=1e-4) and abs(analytic) > 1e-4
 
@@ -225,10 +214,10 @@ def test_flow_effect_maps_are_the_change_of_d_that_the_apply_node_makes_at_h_s_p
 
 def test_contrastive_and_output_side_directions_train_on_flux_and_other_flow_transformers_are_refused():
     """Contrastive discovery's node on a Flux.1 MODEL: calibrated directions made at the chosen block, which edit
-    there (the output-side latent sets too, at the attention output); the MODEL
-    keeps no patch and its parameters' flags; the engine's noising there is the flow one (t = 1000 sigma). Flux.2 and SD3 (other blocks)
-    are refused, as is a MODEL already patched at or after h's block (training would replace that patch); the
-    trainers without a flow path say so."""
+    there (the output-side latent sets too, at the attention output); the MODEL keeps no patch and its
+    parameters' flags; the engine's noising there is the flow one (t = 1000 sigma). Flux.2 and SD3 (other
+    blocks) are refused, as is a MODEL already patched at or after h's block (training would replace that
+    patch); a trainer not given h's place says so."""
     from nodes.flow.family import flow_host
     from nodes.sd import ApplyHSpaceDirection, DirectionFromLatentSets, DirectionsByContrastSD
     from nodes.sd.discovery import SDHost
