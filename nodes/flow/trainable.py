@@ -66,7 +66,8 @@ class _Double:
         img, txt = double_block(self.block, args["img"], args["txt"], args["vec"], args["pe"], on_img_attn=on_attn)
         return {"img": _on_h(img, to) if self.at == "stream" else img, "txt": txt}
 
-    def to(self, device):
+    def to(self, device_or_dtype):  # ComfyUI moves patches with the model (load device, then its dtype)
+        self.block.to(device_or_dtype)
         return self
 
 
@@ -81,7 +82,8 @@ class _Single:
             raise HSpaceError("training through a Flux with an attention mask is not supported")
         return {"img": single_block(self.block, args["img"], args["vec"], args["pe"])}
 
-    def to(self, device):
+    def to(self, device_or_dtype):  # ComfyUI moves patches with the model (load device, then its dtype)
+        self.block.to(device_or_dtype)
         return self
 
 

@@ -165,6 +165,9 @@ def test_the_trainable_flux_is_the_model_with_a_shift_and_gradients_are_exact(wh
         plain, shifted, h, dh, analytic, numeric, _, x_t = run_in_guider(
             m, positive, x0, shift_measure(probe, lambda x, ms: ((1 - 0.6) * x + 0.6 * probe, 0.6)))  # flow noising
     assert family == "flux" and h.shape == (2, width, 4, 4)
+    copies = [p.block for p in m.model_options["transformer_options"]["patches_replace"]["dit"].values()]
+    m.model_patches_to(torch.float64)  # as ComfyUI moves a MODEL's patches with it (device, then dtype)
+    assert copies and all(next(b.parameters()).dtype == torch.float64 for b in copies)
     assert analytic == pytest.approx(numeric, rel=2e-2, abs=1e-4) and abs(analytic) > 1e-4
 
     info = DirectionInfo(tuple(dh.shape), family=family, which_h=location.which_h)
